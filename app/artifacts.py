@@ -1,0 +1,284 @@
+"""The artifact layout: the one contract between ``training`` (writes) and ``app`` (reads).
+
+A versions folder looks like this::
+
+    artifacts/
+      current                  text file holding the served version's folder name
+      20261125-172800-ab12cd/  one complete version
+        manifest.json          see :class:`Manifest`
+        catalog.npz            see :mod:`app.catalog` (song metadata + id aliases)
+        music2vec.index        FAISS inner-product index over the model's *key* vectors
+        music2vec.ids.npy      int64 row -> song_id of that index (sorted ascending)
+        music2vec.query.npy    float32 (rows, dim) L2-normalised *query* vectors, row-aligned with ids
+        tcae.*  cel.*          same three files per model
+        models/                what is needed to embed new audio or retrain (torch state dicts, mel stats)
+        metrics.json           offline evaluation, when it was run
+        extras/                optional precomputed pictures (mel thumbnails, 2-D maps)
+
+Query vectors and key vectors differ only for Music2Vec, where the query is the Word2Vec input vector
+and the index holds output vectors (the "IN-OUT" score); for TCAE and CEL they are the same vectors.
+
+A version is written to ``.tmp-<name>`` and renamed into place only when complete; ``current`` is
+switched last with an atomic ``os.replace`` of a small text file, so a crash at any point leaves the
+served version untouched. This module imports nothing heavier than numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MODEL_NAMES: tuple[str, ...] = ("music2vec", "tcae", "cel")
+CURRENT = "current"
+MANIFEST = "manifest.json"
+CATALOG = "catalog.npz"
+METRICS = "metrics.json"
+MODELS_DIR = "models"
+EXTRAS_DIR = "extras"
+TMP_PREFIX = ".tmp-"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class ArtifactError(RuntimeError):
+    """Artifacts are missing, incomplete or inconsistent; the message names the problem."""
+
+
+def index_file(model: str) -> str:
+    return f"{model}.index"
+
+
+def ids_file(model: str) -> str:
+    return f"{model}.ids.npy"
+
+
+def query_file(model: str) -> str:
+    return f"{model}.query.npy"
+
+
+def model_files(model: str) -> list[str]:
+    """The files every model must have in a version folder."""
+    return [index_file(model), ids_file(model), query_file(model)]
+
+
+@dataclass
+class ModelEntry:
+    """What the manifest records per model."""
+
+    count: int
+    dim: int
+    files: list[str]
+    index_type: str = "flat"
+    recall_at_10: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    """``manifest.json`` of one version."""
+
+    version: str
+    created_at: str
+    dataset_fingerprint: str
+    songs: int
+    models: dict[str, ModelEntry]
+    params: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    holdout_playlist_ids: list[int] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        data = {
+            "schema_version": self.schema_version,
+            "version": self.version,
+            "created_at": self.created_at,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "songs": self.songs,
+            "models": {name: vars(entry) for name, entry in self.models.items()},
+            "params": self.params,
+            "timings": self.timings,
+            "counts": self.counts,
+            "holdout_playlist_ids": self.holdout_playlist_ids,
+        }
+        return json.dumps(data, ensure_ascii=False, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = MANIFEST) -> Manifest:
+        try:
+            schema = int(data["schema_version"])
+            if schema != SCHEMA_VERSION:
+                raise ArtifactError(f"{source}: schema_version {schema} is not supported (expected {SCHEMA_VERSION})")
+            models = {}
+            for name, entry in dict(data["models"]).items():
+                models[name] = ModelEntry(
+                    count=int(entry["count"]),
+                    dim=int(entry["dim"]),
+                    files=[str(f) for f in entry["files"]],
+                    index_type=str(entry.get("index_type", "flat")),
+                    recall_at_10=entry.get("recall_at_10"),
+                    timings=dict(entry.get("timings", {})),
+                    params=dict(entry.get("params", {})),
+                )
+            return cls(
+                version=str(data["version"]),
+                created_at=str(data["created_at"]),
+                dataset_fingerprint=str(data["dataset_fingerprint"]),
+                songs=int(data["songs"]),
+                models=models,
+                params=dict(data.get("params", {})),
+                timings=dict(data.get("timings", {})),
+                counts=dict(data.get("counts", {})),
+                holdout_playlist_ids=[int(i) for i in data.get("holdout_playlist_ids", [])],
+                schema_version=schema,
+            )
+        except ArtifactError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+
+
+def new_version_name(now: datetime | None = None) -> str:
+    """A sortable, unique folder name such as ``20261125-172800-3f9a1c``."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    path = Path(version_dir) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path}: manifest.json is missing (incomplete version?)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: cannot read manifest ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: manifest must be a JSON object")
+    return Manifest.from_dict(data, source=str(path))
+
+
+def check_version_files(version_dir: Path, manifest: Manifest) -> None:
+    """Raise :class:`ArtifactError` naming the first file the manifest promises but the folder lacks."""
+    version_dir = Path(version_dir)
+    if not (version_dir / CATALOG).is_file():
+        raise ArtifactError(f"{version_dir / CATALOG}: catalog is missing")
+    for name, entry in manifest.models.items():
+        if name not in MODEL_NAMES:
+            raise ArtifactError(f"{version_dir / MANIFEST}: unknown model {name!r} (known: {MODEL_NAMES})")
+        for fname in entry.files:
+            if not (version_dir / fname).is_file():
+                raise ArtifactError(f"{version_dir / fname}: listed in manifest for model {name!r} but missing")
+
+
+# -- the ``current`` pointer -------------------------------------------------------------------------
+
+
+def read_current(root: Path) -> str | None:
+    """The version name ``current`` points to, or None when there is none yet."""
+    pointer = Path(root) / CURRENT
+    if pointer.is_symlink():
+        return Path(os.readlink(pointer)).name
+    if pointer.is_file():
+        name = pointer.read_text(encoding="utf-8").strip()
+        return name or None
+    return None
+
+
+def resolve_current(root: Path) -> Path:
+    """The folder of the served version; :class:`ArtifactError` when there is none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: artifacts folder does not exist (run `mugle train`)")
+    name = read_current(root)
+    if name is None:
+        raise ArtifactError(f"{root / CURRENT}: no current version (run `mugle train`)")
+    path = root / name
+    if not path.is_dir():
+        raise ArtifactError(f"{root / CURRENT}: points to {name!r}, which does not exist")
+    return path
+
+
+def set_current(root: Path, version: str) -> None:
+    """Point ``current`` at ``version`` atomically (write a temp file, then ``os.replace``)."""
+    root = Path(root)
+    if not _VERSION_RE.match(version) or not (root / version).is_dir():
+        raise ArtifactError(f"{root / version}: no such version")
+    read_manifest(root / version)  # never point at something unreadable
+    fd, tmp = tempfile.mkstemp(prefix=".current-", dir=root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(version + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        pointer = root / CURRENT
+        if pointer.is_symlink() or pointer.is_dir():
+            pointer.unlink()
+        os.replace(tmp, pointer)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_versions(root: Path) -> list[str]:
+    """Complete versions (folders with a manifest), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()
+    )
+
+
+@contextmanager
+def staging_version(root: Path, version: str | None = None) -> Iterator[Path]:
+    """Yield a temporary folder to fill; on success rename it to ``root/version``.
+
+    On any exception (Ctrl-C included) the temporary folder is removed and nothing else changes.
+    ``current`` is not touched here: call :func:`set_current` after the rename.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    version = version or new_version_name()
+    if not _VERSION_RE.match(version):
+        raise ArtifactError(f"invalid version name {version!r}")
+    final = root / version
+    if final.exists():
+        raise ArtifactError(f"{final}: version already exists")
+    tmp = root / f"{TMP_PREFIX}{version}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def prune_versions(root: Path, keep: int) -> list[str]:
+    """Delete old versions, keeping ``current`` and the ``keep`` newest others. Returns what was removed."""
+    root = Path(root)
+    current = read_current(root)
+    others = [v for v in list_versions(root) if v != current]
+    doomed = others[: max(0, len(others) - keep)]
+    for name in doomed:
+        shutil.rmtree(root / name)
+    return doomed

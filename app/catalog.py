@@ -1,0 +1,172 @@
+"""The servable song catalog, stored column-wise in ``catalog.npz`` without pickle.
+
+Strings are kept as one UTF-8 byte blob plus an offsets array per column, so a 700k-song catalog
+loads in well under a second and takes tens of MB, not the GB a list of dicts would. Multi-valued
+columns (artists, genres) join their values with the unit separator ``\\x1f``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SEP = "\x1f"
+TEXT_COLUMNS: tuple[str, ...] = ("title", "artists", "album", "genres", "issue_date")
+
+
+def pack_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Encode strings as (uint8 blob, int64 offsets of length n+1)."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    if encoded:
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    return blob, offsets
+
+
+class StringColumn:
+    """Random access to packed strings."""
+
+    def __init__(self, blob: np.ndarray, offsets: np.ndarray) -> None:
+        self._bytes = blob.tobytes()
+        self._offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, row: int) -> str:
+        start, end = int(self._offsets[row]), int(self._offsets[row + 1])
+        return self._bytes[start:end].decode("utf-8")
+
+    def to_list(self) -> list[str]:
+        return [self[i] for i in range(len(self))]
+
+
+@dataclass
+class Catalog:
+    """Servable songs, one row each, sorted by ``song_ids``.
+
+    Attributes
+    ----------
+    song_ids : int64 array, canonical ids, ascending.
+    popularity : int32 array, training playlists that contain any id of the song's merged group.
+    has_audio : bool array, whether a mel was available for the song.
+    alias_from, alias_to : int64 arrays, every original id (canonical ones included) -> canonical id.
+    columns : text columns by name, see :data:`TEXT_COLUMNS`.
+    """
+
+    song_ids: np.ndarray
+    popularity: np.ndarray
+    has_audio: np.ndarray
+    alias_from: np.ndarray
+    alias_to: np.ndarray
+    columns: dict[str, StringColumn]
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    # -- writing (training) -------------------------------------------------------------------------
+
+    @staticmethod
+    def save(
+        path: Path,
+        songs: list[dict[str, Any]],
+        aliases: dict[int, int],
+    ) -> None:
+        """Write ``catalog.npz``.
+
+        Parameters
+        ----------
+        songs : one dict per canonical song with keys ``song_id``, ``title``, ``artists`` (list),
+            ``album``, ``genres`` (list of readable names), ``issue_date`` (str or None),
+            ``popularity`` and ``has_audio``.
+        aliases : original id -> canonical id, for every original id.
+        """
+        songs = sorted(songs, key=lambda s: s["song_id"])
+        arrays: dict[str, np.ndarray] = {
+            "song_ids": np.array([s["song_id"] for s in songs], dtype=np.int64),
+            "popularity": np.array([s["popularity"] for s in songs], dtype=np.int32),
+            "has_audio": np.array([bool(s.get("has_audio", False)) for s in songs], dtype=bool),
+        }
+        pairs = sorted(aliases.items())
+        arrays["alias_from"] = np.array([a for a, _ in pairs], dtype=np.int64)
+        arrays["alias_to"] = np.array([b for _, b in pairs], dtype=np.int64)
+        text = {
+            "title": [s["title"] for s in songs],
+            "artists": [SEP.join(s["artists"]) for s in songs],
+            "album": [s.get("album") or "" for s in songs],
+            "genres": [SEP.join(s["genres"]) for s in songs],
+            "issue_date": [s.get("issue_date") or "" for s in songs],
+        }
+        for name, values in text.items():
+            blob, offsets = pack_strings(values)
+            arrays[f"{name}_blob"] = blob
+            arrays[f"{name}_offsets"] = offsets
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    # -- reading (app) ------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        missing = [k for k in ("song_ids", "popularity", "has_audio", "alias_from", "alias_to") if k not in arrays]
+        missing += [f"{c}_blob" for c in TEXT_COLUMNS if f"{c}_blob" not in arrays]
+        if missing:
+            raise ValueError(f"{path}: missing arrays {missing}")
+        n = len(arrays["song_ids"])
+        columns = {c: StringColumn(arrays[f"{c}_blob"], arrays[f"{c}_offsets"]) for c in TEXT_COLUMNS}
+        for c, col in columns.items():
+            if len(col) != n:
+                raise ValueError(f"{path}: column {c!r} has {len(col)} rows, song_ids has {n}")
+        if n and np.any(np.diff(arrays["song_ids"]) <= 0):
+            raise ValueError(f"{path}: song_ids must be strictly ascending")
+        return cls(
+            song_ids=arrays["song_ids"],
+            popularity=arrays["popularity"],
+            has_audio=arrays["has_audio"],
+            alias_from=arrays["alias_from"],
+            alias_to=arrays["alias_to"],
+            columns=columns,
+        )
+
+    # -- lookups ------------------------------------------------------------------------------------
+
+    def canonical(self, song_id: int) -> int | None:
+        """The canonical id for any original id, or None when unknown."""
+        i = int(np.searchsorted(self.alias_from, song_id))
+        if i < len(self.alias_from) and self.alias_from[i] == song_id:
+            return int(self.alias_to[i])
+        return None
+
+    def row(self, song_id: int) -> int | None:
+        """Row of a canonical id, or None."""
+        i = int(np.searchsorted(self.song_ids, song_id))
+        if i < len(self.song_ids) and self.song_ids[i] == song_id:
+            return i
+        return None
+
+    def group(self, canonical_id: int) -> np.ndarray:
+        """Every original id merged into ``canonical_id`` (itself included)."""
+        return self.alias_from[self.alias_to == canonical_id]
+
+    def song(self, row: int) -> dict[str, Any]:
+        """The API ``Song`` dict of a row."""
+        artists = self.columns["artists"][row]
+        genres = self.columns["genres"][row]
+        return {
+            "song_id": int(self.song_ids[row]),
+            "title": self.columns["title"][row],
+            "artists": artists.split(SEP) if artists else [],
+            "album": self.columns["album"][row],
+            "genres": genres.split(SEP) if genres else [],
+            "issue_date": self.columns["issue_date"][row] or None,
+            "popularity": int(self.popularity[row]),
+        }

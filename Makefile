@@ -1,0 +1,60 @@
+# Mugle: `make run` serves the demo, `make test` runs the whole suite. Both work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA      ?= data/demo
+ARTIFACTS ?= artifacts
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: install run data train serve test lint bench eval docker-test system-deps clean
+
+# torch goes first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	touch $@
+
+install: $(STAMP)
+
+data: $(STAMP)
+	@test -f $(DATA)/song_meta.json || $(BIN)/mugle demo-data --out $(DATA)
+
+train: data
+	$(BIN)/mugle train --data $(DATA) --out $(ARTIFACTS)
+
+serve: $(STAMP)
+	$(BIN)/mugle serve --artifacts $(ARTIFACTS) --host $(HOST) --port $(PORT)
+
+run: $(STAMP)
+	@if [ -e $(ARTIFACTS)/current ]; then \
+	  echo "artifacts found in $(ARTIFACTS); serving them (delete $(ARTIFACTS)/current to retrain)"; \
+	else \
+	  $(MAKE) --no-print-directory train; \
+	fi
+	$(BIN)/mugle serve --artifacts $(ARTIFACTS) --host $(HOST) --port $(PORT)
+
+# Debian packages the browser and nginx tests drive (root only; the tests skip without them).
+system-deps:
+	@bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	@bash scripts/bench.sh
+
+eval: $(STAMP)
+	$(BIN)/mugle evaluate --data $(DATA) --artifacts $(ARTIFACTS)
+
+docker-test:
+	@bash scripts/docker-test.sh
+
+clean:
+	rm -rf $(VENV) data build .pytest_cache

@@ -1,0 +1,153 @@
+"""The ``mugle`` command line.
+
+Each subcommand imports its implementation lazily, so ``mugle serve`` never pulls in torch or gensim
+and works in the slim serving image, where the training package's heavy dependencies are absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from training.demo import generate
+
+    summary = generate(Path(args.out), songs=args.songs, playlists=args.playlists, seed=args.seed,
+                       mels=not args.no_mels, progress=not args.quiet)
+    print(f"demo dataset written to {args.out}: {summary}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from training.pipeline import options_from_args, train
+
+    version_dir = train(Path(args.data), Path(args.out), options_from_args(args))
+    print(f"trained {version_dir}; `current` now points to {version_dir.name}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from app.main import serve
+
+    serve(artifacts=Path(args.artifacts) if args.artifacts else None, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import run_from_args
+
+    return int(run_from_args(args) or 0)
+
+
+def _cmd_artifacts_list(args: argparse.Namespace) -> int:
+    from app.artifacts import list_versions, read_current, read_manifest
+
+    root = Path(args.artifacts)
+    current = read_current(root)
+    versions = list_versions(root)
+    if not versions:
+        print(f"no versions in {root}")
+        return 0
+    for name in versions:
+        m = read_manifest(root / name)
+        counts = ", ".join(f"{k} {v.count:,}" for k, v in m.models.items())
+        mark = "*" if name == current else " "
+        print(f"{mark} {name}  created {m.created_at}  songs {m.songs:,}  {counts}")
+    return 0
+
+
+def _cmd_artifacts_use(args: argparse.Namespace) -> int:
+    from app.artifacts import set_current
+
+    set_current(Path(args.artifacts), args.version)
+    print(f"current -> {args.version}")
+    return 0
+
+
+def _cmd_artifacts_prune(args: argparse.Namespace) -> int:
+    from app.artifacts import prune_versions
+
+    removed = prune_versions(Path(args.artifacts), keep=args.keep)
+    print(f"removed {len(removed)} version(s): {', '.join(removed) or '-'}")
+    return 0
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; stage options of ``train``/``evaluate`` are added only when that command runs,
+    so that other commands (``serve`` above all) never import the training stack."""
+    parser = argparse.ArgumentParser(prog="mugle", description="Mugle music recommender")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="write a demo dataset in the Melon layout")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--songs", type=int, default=3000)
+    p.add_argument("--playlists", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-mels", action="store_true", help="metadata only (for real-size benchmarks)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser("train", help="train a new artifacts version and point `current` at it")
+    p.add_argument("--data", required=True, help="dataset folder in the Melon layout")
+    p.add_argument("--out", default="artifacts", help="artifacts folder (default: artifacts)")
+    if command == "train":
+        from training.pipeline import add_train_arguments
+
+        add_train_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("serve", help="serve the API and web page")
+    p.add_argument("--artifacts", default=None, help="artifacts folder (default: $MUGLE_ARTIFACTS or artifacts)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("evaluate", help="offline evaluation of an artifacts version, with a report")
+    if command == "evaluate":
+        from training.evaluate import add_evaluate_arguments
+
+        add_evaluate_arguments(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("artifacts", help="list, switch or prune artifacts versions")
+    asub = p.add_subparsers(dest="action", required=True)
+    a = asub.add_parser("list", help="list versions; * marks current")
+    a.add_argument("--artifacts", default="artifacts")
+    a.set_defaults(func=_cmd_artifacts_list)
+    a = asub.add_parser("use", help="point `current` at VERSION (rollback)")
+    a.add_argument("version")
+    a.add_argument("--artifacts", default="artifacts")
+    a.set_defaults(func=_cmd_artifacts_use)
+    a = asub.add_parser("prune", help="delete old versions, keeping current and the N newest others")
+    a.add_argument("--keep", type=int, default=2)
+    a.add_argument("--artifacts", default="artifacts")
+    a.set_defaults(func=_cmd_artifacts_prune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.artifacts import ArtifactError
+
+    try:
+        return args.func(args)
+    except (ArtifactError, ValueError, FileNotFoundError) as exc:  # MelonFormatError is a ValueError
+        print(f"mugle {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mugle {args.command}: interrupted; nothing was changed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

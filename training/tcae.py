@@ -1,0 +1,599 @@
+"""TCAE: a temporal convolutional autoencoder over mel-spectrograms, giving a 128-d tanh embedding.
+
+Mel bands are the channels. The encoder is a stack of causal, dilated Conv1d layers (kernel 3,
+dilations 1, 2, 4, ...) with BatchNorm and ReLU over a 2x time-pooled crop; a linear bottleneck over
+the whole (pooled) time axis gives the embedding, so time structure survives into it (pooling over
+time lost the melody in earlier measurements). The decoder expands the embedding back to a sequence,
+runs a causal stack over it and predicts frame t+1 of the time-reversed crop; the loss is MSE.
+
+A plain autoencoder learns the recording, not the melody: two versions of one melody in another key
+or with another instrument land far apart. So training adds an invariance term (on by default): two
+views of the same crop, each shifted by whole mel bands and given a different spectral envelope, must
+embed close together and apart from the other crops of the batch (InfoNCE). The two views share their
+time window, so the model cannot solve the task by recognising the recording's texture alone.
+
+Whole clips are embedded by tiling crops across the clip and averaging their embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.mels import (
+    FRAMES,
+    N_MELS,
+    STATS_FILE,
+    LoadReport,
+    MelClipDataset,
+    MelCropDataset,
+    MelStats,
+    compute_mel_stats,
+    fit_length,
+    make_loader,
+    usable_batch,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "tcae.pt"
+# Details of the latest :func:`train_tcae` run (timings, validation history, load counts) for the manifest.
+LAST_INFO: dict[str, Any] = {}
+
+
+@dataclass
+class TCAEOptions:
+    """Training and architecture options of the TCAE (recorded in the manifest).
+
+    Attributes
+    ----------
+    steps : optimiser steps.
+    batch_size : crops per step.
+    crop : crop length in *pooled* frames (raw frames = crop * pool).
+    pool : time pooling factor before the encoder.
+    hidden : channels of the convolution stacks.
+    dilations : one causal conv layer per dilation.
+    squeeze : channels per time step that enter the linear bottleneck.
+    dim : embedding size.
+    lr, weight_decay : AdamW settings.
+    val_fraction : share of songs held out for the validation MSE that picks the checkpoint.
+    eval_every : steps between validations.
+    stats_sample : files read for the per-band statistics.
+    invariance_weight : weight of the two-view InfoNCE term (0 = plain autoencoder).
+    temperature : InfoNCE temperature.
+    max_band_shift : largest pitch shift of the augmentation, in mel bands.
+    timbre : amplitude (in standardised units) of the random spectral envelope of the augmentation.
+    noise : standard deviation of the additive noise of the augmentation.
+    tiles : crops tiled across a whole clip when embedding it.
+    workers : DataLoader worker processes.
+    embed_batch : clips per batch when embedding.
+    """
+
+    steps: int = 300
+    batch_size: int = 48
+    crop: int = 64
+    pool: int = 2
+    hidden: int = 64
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
+    squeeze: int = 8
+    dim: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    eval_every: int = 50
+    stats_sample: int = 2000
+    invariance_weight: float = 1.0
+    temperature: float = 0.1
+    max_band_shift: int = 4
+    timbre: float = 0.5
+    noise: float = 0.1
+    tiles: int = 8
+    workers: int = 0
+    embed_batch: int = 64
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.dilations = tuple(int(d) for d in self.dilations)
+        for name in ("steps", "batch_size", "crop", "pool", "hidden", "squeeze", "dim", "tiles", "embed_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TCAEOptions.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2 and self.invariance_weight > 0:
+            raise ValueError("TCAEOptions.batch_size must be >= 2 when invariance_weight > 0 (needs negatives)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"TCAEOptions.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError(f"TCAEOptions.dilations must be positive, got {self.dilations}")
+        if self.workers < 0:
+            raise ValueError(f"TCAEOptions.workers must be >= 0, got {self.workers}")
+
+    @property
+    def raw_crop(self) -> int:
+        """Crop length in dataset frames."""
+        return self.crop * self.pool
+
+    def model_config(self) -> dict[str, Any]:
+        """What :class:`TCAE` needs to be rebuilt at inference time."""
+        return {
+            "n_mels": N_MELS,
+            "hidden": self.hidden,
+            "dilations": list(self.dilations),
+            "length": self.crop,
+            "pool": self.pool,
+            "squeeze": self.squeeze,
+            "dim": self.dim,
+        }
+
+
+# -- the network --------------------------------------------------------------------------------------
+
+
+class CausalConv1d(nn.Conv1d):
+    """Conv1d padded on the left only, so output t sees inputs <= t."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, dilation: int) -> None:
+        super().__init__(channels_in, channels_out, kernel, dilation=dilation)
+        self.left = (kernel - 1) * dilation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (self.left, 0)))
+
+
+class CausalBlock(nn.Module):
+    """Causal dilated conv + BatchNorm + ReLU with a residual path (keeps deep stacks trainable)."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = CausalConv1d(channels, channels, 3, dilation)
+        self.norm = nn.BatchNorm1d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.relu(self.norm(self.conv(x)))
+
+
+class TCAE(nn.Module):
+    """The autoencoder; :meth:`encode` gives the tanh embedding of crops of ``length * pool`` frames."""
+
+    def __init__(
+        self,
+        n_mels: int = N_MELS,
+        hidden: int = 64,
+        dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
+        length: int = 64,
+        pool: int = 2,
+        squeeze: int = 8,
+        dim: int = 128,
+    ) -> None:
+        super().__init__()
+        self.n_mels, self.length, self.pool, self.squeeze, self.dim = n_mels, length, pool, squeeze, dim
+        self.enc_in = nn.Conv1d(n_mels, hidden, 1)
+        self.encoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
+        self.enc_out = nn.Conv1d(hidden, squeeze, 1)
+        self.bottleneck = nn.Linear(squeeze * length, dim)
+        self.expand = nn.Linear(dim, squeeze * length)
+        self.dec_in = nn.Conv1d(squeeze, hidden, 1)
+        self.decoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
+        self.dec_out = nn.Conv1d(hidden, n_mels, 1)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 48, length * pool) -> (B, 48, length)."""
+        return F.avg_pool1d(x, self.pool) if self.pool > 1 else x
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed standardised crops (B, 48, length * pool) -> (B, dim) in [-1, 1]."""
+        h = self.enc_out(self.encoder(self.enc_in(self.pooled(x))))
+        return torch.tanh(self.bottleneck(h.flatten(1)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Predict the time-reversed pooled crop; output t is the estimate of reversed frame t+1."""
+        seq = self.expand(z).view(z.shape[0], self.squeeze, self.length)
+        return self.dec_out(self.decoder(self.dec_in(seq)))
+
+    def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """MSE between decoder outputs 0..L-2 and reversed pooled frames 1..L-1."""
+        target = torch.flip(self.pooled(x), dims=[2])
+        pred = self.decode(z)
+        return F.mse_loss(pred[:, :, :-1].float(), target[:, :, 1:].float())
+
+
+# -- augmentation -------------------------------------------------------------------------------------
+
+
+def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
+    """A new "version" of standardised crops: band shift, spectral envelope, level and noise.
+
+    Shifting by whole mel bands stands in for a change of key; a smooth random curve over the bands
+    (sum of low-order cosines) stands in for another instrument or mix. Bands shifted in from outside
+    repeat the edge band rather than inventing content.
+    """
+    b, n, t = x.shape
+    device = x.device
+    out = x
+    s = options.max_band_shift
+    if s > 0:
+        shift = torch.randint(-s, s + 1, (b, 1), generator=generator).to(device)
+        idx = (torch.arange(n, device=device)[None, :] - shift).clamp(0, n - 1)
+        out = torch.gather(out, 1, idx[:, :, None].expand(b, n, t))
+    if options.timbre > 0:
+        bands = torch.linspace(0, math.pi, n, device=device)
+        orders = torch.arange(1, 4, device=device, dtype=x.dtype)
+        coef = torch.randn(b, 3, generator=generator).to(device) * options.timbre
+        envelope = (coef[:, :, None] * torch.cos(orders[None, :, None] * bands[None, None, :])).sum(1)
+        level = torch.randn(b, 1, generator=generator).to(device) * options.timbre
+        out = out + (envelope + level)[:, :, None]
+    if options.noise > 0:
+        out = out + torch.randn(out.shape, generator=generator).to(device) * options.noise
+    return out
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE: row i of ``a`` must match row i of ``b`` against all other rows."""
+    a = F.normalize(a.float(), dim=1)
+    b = F.normalize(b.float(), dim=1)
+    logits = a @ b.T / temperature
+    labels = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/None picks CUDA when present; ``cuda`` without a GPU is an error naming the parameter."""
+    name = str(device or "auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}: CUDA is not available on this machine (use 'cpu' or 'auto')")
+    return dev
+
+
+def split_songs(ids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split song ids into (train, validation) by a seeded permutation; validation may be empty."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    n_val = int(round(len(ids) * fraction)) if len(ids) >= 10 else 0
+    return np.sort(ids[order[n_val:]]), np.sort(ids[order[:n_val]])
+
+
+def _cycle(loader: Any, dataset: MelCropDataset) -> Any:
+    epoch = 0
+    while True:
+        dataset.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def train_tcae(
+    mel_paths: dict[int, Path],
+    options: TCAEOptions | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = "auto",
+    models_dir: Path | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train the TCAE on the given mels and embed every song whose mel can be read.
+
+    Parameters
+    ----------
+    mel_paths : song id -> mel file.
+    options : see :class:`TCAEOptions`; defaults when None.
+    seed : makes the run deterministic on the CPU.
+    device : ``auto``, ``cpu`` or ``cuda``.
+    models_dir : where ``mel_stats.npz`` and ``tcae.pt`` are written (nothing saved when None).
+    progress : show a tqdm bar.
+
+    Returns
+    -------
+    ids : int64 (n,), ascending song ids that got a vector.
+    vectors : float32 (n, dim), L2-normalised.
+
+    Raises
+    ------
+    ValueError
+        When ``mel_paths`` is empty or no mel is readable.
+    """
+    options = options or TCAEOptions()
+    if not mel_paths:
+        raise ValueError("train_tcae: mel_paths is empty (no song has a mel file)")
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+
+    all_ids = np.array(sorted(int(k) for k in mel_paths), dtype=np.int64)
+    train_ids, val_ids = split_songs(all_ids, options.val_fraction, seed)
+    stats_report = LoadReport()
+    stats = compute_mel_stats(
+        [mel_paths[int(i)] for i in train_ids], sample=options.stats_sample, seed=seed, report=stats_report
+    )
+    if models_dir is not None:
+        stats.save(Path(models_dir) / STATS_FILE)
+
+    model = TCAE(**options.model_config()).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=options.lr, total_steps=options.steps, pct_start=0.1, anneal_strategy="cos"
+    )
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+
+    train_set = MelCropDataset([mel_paths[int(i)] for i in train_ids], stats, options.raw_crop, seed=seed)
+    bs = min(options.batch_size, max(2, len(train_set)))
+    loader = make_loader(train_set, bs, shuffle=True, workers=options.workers, seed=seed, drop_last=len(train_set) > bs)
+    val_batches = _validation_batches(mel_paths, val_ids, stats, options, seed)
+
+    report = LoadReport()
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val = math.inf
+    history: list[dict[str, float]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=options.steps, desc="tcae", unit="step")
+    batches = _cycle(loader, train_set)
+    step = 0
+    empty_streak = 0
+    while step < options.steps:
+        x, _ = usable_batch(next(batches), report)
+        if x.shape[0] < 2:
+            empty_streak += 1
+            if empty_streak > 1000:
+                raise ValueError(f"train_tcae: no readable mel in the training stream ({report.summary()})")
+            continue
+        empty_streak = 0
+        model.train()
+        x = x.to(dev, non_blocking=True)
+        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+            z = model.encode(x)
+            loss = model.reconstruction_loss(x, z)
+            if options.invariance_weight > 0:
+                za = model.encode(augment(x, options, aug_gen))
+                zb = model.encode(augment(x, options, aug_gen))
+                loss = loss + options.invariance_weight * info_nce(za, zb, options.temperature)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        step += 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % options.eval_every == 0 or step == options.steps:
+            val = _validation_mse(model, val_batches, dev, use_amp) if val_batches else float(loss.item())
+            history.append({"step": step, "loss": float(loss.item()), "val_mse": val})
+            logger.debug("tcae step %d loss %.4f val %.4f", step, loss.item(), val)
+            if val < best_val:
+                best_val = val
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    if bar is not None:
+        bar.close()
+    assert best_state is not None  # at least one validation ran (step == options.steps)
+    model.load_state_dict(best_state)
+    train_seconds = time.perf_counter() - started
+
+    embedder = TCAEEmbedder(model, stats, options, dev)
+    ids, vectors, embed_report = embedder.embed_paths(all_ids, [mel_paths[int(i)] for i in all_ids])
+    info = {
+        "train_seconds": round(train_seconds, 3),
+        "total_seconds": round(time.perf_counter() - started, 3),
+        "best_val_mse": best_val,
+        "history": history,
+        "songs": {"train": len(train_ids), "val": len(val_ids), "embedded": len(ids)},
+        "stats_files": stats.files,
+        "load_report": {"stats": dict(stats_report), "train": dict(report), "embed": dict(embed_report)},
+        "device": str(dev),
+        "seed": seed,
+    }
+    logger.info(
+        "tcae: %d songs embedded in %.1fs (best val MSE %.4f; skipped: %s)",
+        len(ids), info["total_seconds"], best_val, embed_report.summary(),
+    )
+    if models_dir is not None:
+        embedder.save(Path(models_dir), info)
+    LAST_INFO.clear()
+    LAST_INFO.update(info)
+    return ids, vectors
+
+
+def _validation_batches(
+    mel_paths: dict[int, Path], val_ids: np.ndarray, stats: MelStats, options: TCAEOptions, seed: int
+) -> list[torch.Tensor]:
+    """Fixed crops of the held-out songs (at most 512), read once so every validation is comparable."""
+    if len(val_ids) == 0:
+        return []
+    chosen = val_ids[:512]
+    ds = MelCropDataset([mel_paths[int(i)] for i in chosen], stats, options.raw_crop, seed=seed + 7919)
+    out = []
+    for batch in make_loader(ds, options.embed_batch, shuffle=False, workers=0):
+        x, _ = usable_batch(batch)
+        if len(x):
+            out.append(x)
+    return out
+
+
+@torch.no_grad()
+def _validation_mse(model: TCAE, batches: list[torch.Tensor], dev: torch.device, use_amp: bool) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for x in batches:
+        x = x.to(dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+            loss = model.reconstruction_loss(x, model.encode(x))
+        total += float(loss) * len(x)
+        count += len(x)
+    return total / max(count, 1)
+
+
+# -- inference ----------------------------------------------------------------------------------------
+
+
+class TCAEEmbedder:
+    """Embeds raw mels with a trained TCAE: standardise, tile crops, average, L2-normalise.
+
+    Use :meth:`load` to read ``tcae.pt`` and ``mel_stats.npz`` from a models folder.
+    """
+
+    def __init__(self, model: TCAE, stats: MelStats, options: TCAEOptions, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.stats = stats
+        self.options = options
+        self.device = device
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def save(self, models_dir: Path, info: dict[str, Any] | None = None) -> Path:
+        """Write ``tcae.pt`` (state dict + plain config) and ``mel_stats.npz``."""
+        models_dir = Path(models_dir)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        self.stats.save(models_dir / STATS_FILE)
+        opts = asdict(self.options)
+        opts["dilations"] = list(self.options.dilations)
+        payload = {
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "config": self.options.model_config(),
+            "options": opts,
+            "info": _plain(info or {}),
+        }
+        path = models_dir / MODEL_FILE
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, models_dir: Path, device: str | torch.device = "cpu") -> TCAEEmbedder:
+        """Read a saved model; errors name the file and what is wrong with it."""
+        models_dir = Path(models_dir)
+        path = models_dir / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: TCAE checkpoint is missing")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a corrupt file
+            raise ValueError(f"{path}: cannot read TCAE checkpoint ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
+            raise ValueError(f"{path}: TCAE checkpoint lacks 'state_dict' or 'config'")
+        stats = MelStats.load(models_dir / STATS_FILE)
+        raw_opts = dict(payload.get("options", {}))
+        known = {f for f in TCAEOptions.__dataclass_fields__}
+        options = TCAEOptions(**{k: v for k, v in raw_opts.items() if k in known})
+        dev = resolve_device(device)
+        model = TCAE(**payload["config"])
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: state_dict does not match its config ({exc})") from exc
+        return cls(model, stats, options, dev)
+
+    def _tile_starts(self, frames: int) -> list[int]:
+        crop = self.model.length * self.model.pool
+        n = max(1, self.options.tiles)
+        if frames <= crop or n == 1:
+            return [max(0, (frames - crop) // 2)]
+        return sorted({int(round(s)) for s in np.linspace(0, frames - crop, n)})
+
+    @torch.no_grad()
+    def embed_normalised(self, clips: torch.Tensor) -> np.ndarray:
+        """Embed standardised clips (B, 48, T) with T >= one crop; returns (B, dim) float32, L2-normalised."""
+        crop = self.model.length * self.model.pool
+        starts = self._tile_starts(clips.shape[2])
+        tiles = torch.stack([clips[:, :, s : s + crop] for s in starts], dim=1)  # (B, tiles, 48, crop)
+        b, k = tiles.shape[:2]
+        use_amp = self.device.type == "cuda"
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
+            z = self.model.encode(tiles.reshape(b * k, N_MELS, crop).to(self.device))
+        z = z.float().view(b, k, -1).mean(1)
+        return F.normalize(z, dim=1).cpu().numpy().astype(np.float32)
+
+    def embed(self, mels: list[np.ndarray]) -> np.ndarray:
+        """Embed raw (un-standardised) mels of shape (48, T), any T >= 1.
+
+        Clips shorter than the model's clip length are repeated to fill it; longer ones are cut to
+        the dataset's 1876 frames so that an upload and a stored mel see the same span.
+
+        Raises
+        ------
+        ValueError
+            When an array is not (48, T) with finite values, naming its position.
+        """
+        if not mels:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        crop = self.model.length * self.model.pool
+        frames = max(crop, FRAMES)
+        prepared = []
+        for i, mel in enumerate(mels):
+            arr = np.asarray(mel)
+            if arr.ndim != 2 or arr.shape[0] != N_MELS or arr.shape[1] < 1:
+                raise ValueError(f"mels[{i}]: expected shape ({N_MELS}, T) with T >= 1, got {arr.shape}")
+            arr = arr.astype(np.float32)
+            if not np.isfinite(arr).all():
+                raise ValueError(f"mels[{i}]: contains NaN or infinite values")
+            # A short clip is tiled over its own length (repeated up to one crop), not padded out to
+            # 1876 frames, so that padding never outweighs the content.
+            length = frames if arr.shape[1] >= frames else max(crop, arr.shape[1])
+            prepared.append(self.stats.normalise(fit_length(arr, length)))
+        out = np.zeros((len(prepared), self.dim), dtype=np.float32)
+        by_len: dict[int, list[int]] = {}
+        for i, arr in enumerate(prepared):
+            by_len.setdefault(arr.shape[1], []).append(i)
+        for rows in by_len.values():
+            for j in range(0, len(rows), self.options.embed_batch):
+                chunk = rows[j : j + self.options.embed_batch]
+                batch = torch.from_numpy(np.stack([prepared[r] for r in chunk]))
+                out[chunk] = self.embed_normalised(batch)
+        return out
+
+    def embed_paths(
+        self, ids: np.ndarray, paths: list[Path], workers: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, LoadReport]:
+        """Embed mel files streamed from disk; unusable files are skipped and counted.
+
+        Returns
+        -------
+        ids, vectors, report : the ids that got a vector (ascending as given), their vectors, the counts.
+        """
+        report = LoadReport()
+        ds = MelClipDataset(paths, self.stats, max(FRAMES, self.model.length * self.model.pool))
+        loader = make_loader(
+            ds, self.options.embed_batch, shuffle=False,
+            workers=self.options.workers if workers is None else workers,
+        )
+        kept_rows: list[np.ndarray] = []
+        vecs: list[np.ndarray] = []
+        for batch in loader:
+            x, index = usable_batch(batch, report)
+            if len(x):
+                vecs.append(self.embed_normalised(x))
+                kept_rows.append(index.numpy())
+        if not vecs:
+            raise ValueError(f"no readable mel among {len(paths)} files ({report.summary()})")
+        rows = np.concatenate(kept_rows)
+        return np.asarray(ids, dtype=np.int64)[rows], np.concatenate(vecs), report
+
+
+def _plain(value: Any) -> Any:
+    """Only plain containers and scalars go into a ``weights_only`` checkpoint."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

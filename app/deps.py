@@ -1,0 +1,29 @@
+"""FastAPI dependencies. Always reach the engine through :data:`EngineDep`: it may be swapped at runtime."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from app.engine import Engine
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def get_engine(request: Request) -> Engine:
+    """The engine currently served (read on every request, so a hot swap takes effect at once)."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise HTTPException(status_code=503, detail="no artifacts loaded yet")
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,418 @@
+"""The loaded artifacts version and the recommendation logic on top of it.
+
+:meth:`Engine.load` validates a version folder completely (manifest, catalog, every index and its
+row maps) and refuses it with an :class:`~app.artifacts.ArtifactError` naming the problem, so a served
+engine is always consistent. Nothing here imports torch or gensim.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from app import ranking
+from app.artifacts import (
+    CATALOG,
+    MODEL_NAMES,
+    ArtifactError,
+    Manifest,
+    check_version_files,
+    ids_file,
+    index_file,
+    query_file,
+    read_manifest,
+)
+from app.catalog import SEP, Catalog
+from app.search import TitleSearch
+
+logger = logging.getLogger(__name__)
+
+# Extra neighbours fetched beyond the depth, so that a few excluded or filtered songs do not shorten lists.
+_SLACK = 8
+_MIN_EF = 64
+
+
+class UnknownSongError(LookupError):
+    """One or more song ids are not in the catalog (neither canonical nor merged duplicates)."""
+
+    def __init__(self, ids: Sequence[int]) -> None:
+        self.ids = list(ids)
+        super().__init__(f"unknown song id(s): {', '.join(str(i) for i in self.ids)}")
+
+
+@dataclass
+class ModelIndex:
+    """One model's FAISS index and the maps between its rows and catalog rows."""
+
+    name: str
+    index: Any
+    ids: np.ndarray
+    query: np.ndarray
+    catalog_rows: np.ndarray  # index row -> catalog row
+    row_of_catalog: np.ndarray  # catalog row -> query row, -1 when the song has no vector in this model
+    hnsw: bool
+
+    def search(self, vector: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest keys of one query vector, as (catalog rows, similarities); rows -1 pad a short result."""
+        fetch = max(1, min(fetch, self.index.ntotal))
+        x = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        if self.hnsw:
+            # Per-call parameters: the index object is shared between request threads, so never mutate it.
+            params = faiss.SearchParametersHNSW(efSearch=max(_MIN_EF, fetch))
+            sims, rows = self.index.search(x, fetch, params=params)
+        else:
+            sims, rows = self.index.search(x, fetch)
+        rows = rows[0]
+        mapped = np.where(rows >= 0, self.catalog_rows[np.maximum(rows, 0)], -1)
+        return mapped, sims[0]
+
+
+def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read array ({exc})") from exc
+
+
+class Engine:
+    """Catalog, per-model indexes and title search of one artifacts version."""
+
+    def __init__(
+        self,
+        version_dir: Path,
+        manifest: Manifest,
+        catalog: Catalog,
+        models: dict[str, ModelIndex],
+        search: TitleSearch,
+        load_seconds: float = 0.0,
+    ) -> None:
+        self.version_dir = Path(version_dir)
+        self.manifest = manifest
+        self.catalog = catalog
+        self.models = models
+        self.search_index = search
+        self.load_seconds = load_seconds
+        self._artists_cache: dict[int, frozenset[str]] = {}
+        self._duplicates = self._merged_groups(catalog)
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, version_dir: Path, faiss_threads: int = 1) -> Engine:
+        """Load and validate one version folder.
+
+        Raises
+        ------
+        ArtifactError
+            naming the file and the inconsistency when anything is missing or does not match.
+        """
+        start = time.perf_counter()
+        version_dir = Path(version_dir)
+        if not version_dir.is_dir():
+            raise ArtifactError(f"{version_dir}: version folder does not exist")
+        faiss.omp_set_num_threads(max(1, faiss_threads))
+        manifest = read_manifest(version_dir)
+        check_version_files(version_dir, manifest)
+        try:
+            catalog = Catalog.load(version_dir / CATALOG)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"{version_dir / CATALOG}: cannot load catalog ({exc})") from exc
+        if manifest.songs != len(catalog):
+            raise ArtifactError(
+                f"{version_dir / CATALOG}: has {len(catalog)} songs but manifest.json says songs={manifest.songs}"
+            )
+        if len(catalog.alias_from) and np.any(np.diff(catalog.alias_from) <= 0):
+            raise ArtifactError(f"{version_dir / CATALOG}: alias_from must be strictly ascending")
+        if len(catalog.alias_to) and not np.all(np.isin(catalog.alias_to, catalog.song_ids)):
+            raise ArtifactError(f"{version_dir / CATALOG}: alias_to names ids that are not catalog songs")
+        if not manifest.models:
+            raise ArtifactError(f"{version_dir}/manifest.json: lists no models")
+        models = {name: cls._load_model(version_dir, manifest, catalog, name) for name in manifest.models}
+        search = TitleSearch.build(catalog)
+        seconds = time.perf_counter() - start
+        logger.info(
+            "loaded version %s: %d songs, models %s in %.2f s",
+            manifest.version,
+            len(catalog),
+            {m: mi.index.ntotal for m, mi in models.items()},
+            seconds,
+        )
+        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds)
+
+    @staticmethod
+    def _load_model(version_dir: Path, manifest: Manifest, catalog: Catalog, name: str) -> ModelIndex:
+        entry = manifest.models[name]
+        ipath, idpath, qpath = (version_dir / f(name) for f in (index_file, ids_file, query_file))
+        for p in (ipath, idpath, qpath):
+            if not p.is_file():
+                raise ArtifactError(f"{p}: missing file of model {name!r}")
+        try:
+            index = faiss.read_index(str(ipath))
+        except RuntimeError as exc:
+            raise ArtifactError(f"{ipath}: cannot read FAISS index ({str(exc).splitlines()[0]})") from exc
+        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ArtifactError(f"{ipath}: index must use inner product (metric_type {index.metric_type})")
+        ids = _load_array(idpath)
+        # Query vectors are memory-mapped: only the rows that requests touch become resident.
+        query = _load_array(qpath, mmap=True)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise ArtifactError(f"{idpath}: must be a 1-D integer array, got {ids.dtype} {ids.shape}")
+        if query.ndim != 2 or query.dtype != np.float32:
+            raise ArtifactError(f"{qpath}: must be a 2-D float32 array, got {query.dtype} {query.shape}")
+        counts = {
+            "index ntotal": index.ntotal,
+            "ids": len(ids),
+            "query rows": len(query),
+            "manifest count": entry.count,
+        }
+        if len(set(counts.values())) != 1:
+            raise ArtifactError(f"model {name!r} in {version_dir}: row counts disagree {counts}")
+        dims = {"index d": index.d, "query dim": query.shape[1], "manifest dim": entry.dim}
+        if len(set(dims.values())) != 1:
+            raise ArtifactError(f"model {name!r} in {version_dir}: dimensions disagree {dims}")
+        ids = ids.astype(np.int64, copy=False)
+        if len(ids) and np.any(np.diff(ids) <= 0):
+            raise ArtifactError(f"{idpath}: song ids must be strictly ascending")
+        catalog_rows = np.searchsorted(catalog.song_ids, ids)
+        known = catalog_rows < len(catalog.song_ids)
+        known[known] = catalog.song_ids[catalog_rows[known]] == ids[known]
+        if not np.all(known):
+            bad = ids[~known][:5].tolist()
+            raise ArtifactError(f"{idpath}: {int((~known).sum())} ids are not canonical catalog songs, e.g. {bad}")
+        sample = np.asarray(query[: min(len(query), 256)], dtype=np.float64)
+        if len(sample) and not np.allclose(np.linalg.norm(sample, axis=1), 1.0, atol=1e-3):
+            raise ArtifactError(f"{qpath}: query vectors must be L2-normalised")
+        row_of_catalog = np.full(len(catalog), -1, dtype=np.int64)
+        row_of_catalog[catalog_rows] = np.arange(len(ids))
+        hnsw = "HNSW" in type(index).__name__
+        return ModelIndex(name, index, ids, query, catalog_rows.astype(np.int64), row_of_catalog, hnsw)
+
+    @staticmethod
+    def _merged_groups(catalog: Catalog) -> dict[int, tuple[int, ...]]:
+        # Catalog.group scans every alias; precompute the few merged groups once instead.
+        merged = catalog.alias_from != catalog.alias_to
+        groups: dict[int, list[int]] = {}
+        for src, dst in zip(catalog.alias_from[merged].tolist(), catalog.alias_to[merged].tolist(), strict=True):
+            groups.setdefault(dst, []).append(src)
+        return {k: tuple(v) for k, v in groups.items()}
+
+    # -- facts --------------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def model_counts(self) -> dict[str, int]:
+        """Indexed songs per model; 0 for a model this version lacks."""
+        return {m: (self.models[m].index.ntotal if m in self.models else 0) for m in MODEL_NAMES}
+
+    def resolve(self, song_id: int) -> int | None:
+        """Catalog row of any id (canonical or merged duplicate), or None."""
+        canonical = self.catalog.canonical(int(song_id))
+        if canonical is None:
+            canonical = int(song_id)
+        return self.catalog.row(canonical)
+
+    def duplicates_of(self, song_id: int) -> tuple[int, ...]:
+        """Merged duplicate ids of a canonical id (not itself)."""
+        return self._duplicates.get(int(song_id), ())
+
+    def song(self, row: int) -> dict[str, Any]:
+        return self.catalog.song(row)
+
+    def get_song(self, song_id: int) -> dict[str, Any]:
+        """The Song of any id; :class:`UnknownSongError` when unknown."""
+        row = self.resolve(song_id)
+        if row is None:
+            raise UnknownSongError([song_id])
+        return self.catalog.song(row)
+
+    def query_vector(self, model: str, song_id: int) -> np.ndarray | None:
+        """A song's query vector in ``model`` (any id of the song), or None when it has none."""
+        mi = self.models.get(model)
+        row = self.resolve(song_id)
+        if mi is None or row is None:
+            return None
+        qrow = int(mi.row_of_catalog[row])
+        return None if qrow < 0 else np.asarray(mi.query[qrow], dtype=np.float32)
+
+    def search(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Songs matching a text query, best first, each with a ``score`` in [0, 100]."""
+        hits = self.search_index.search(query, limit)
+        return [{**self.catalog.song(row), "score": round(score, 3)} for row, score in hits]
+
+    def artists(self, row: int) -> frozenset[str]:
+        cached = self._artists_cache.get(row)
+        if cached is None:
+            text = self.catalog.columns["artists"][row]
+            cached = frozenset(a for a in text.split(SEP) if a)
+            if len(self._artists_cache) < 200_000:
+                self._artists_cache[row] = cached
+        return cached
+
+    # -- recommending -------------------------------------------------------------------------------
+
+    def _check(self, method: str, k: int, novelty: float) -> None:
+        if method not in ranking.METHODS:
+            raise ValueError(f"method: unknown method {method!r} (expected one of {', '.join(ranking.METHODS)})")
+        if k < 1:
+            raise ValueError(f"k: must be at least 1, got {k}")
+        if not 0.0 <= novelty <= 1.0:
+            raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
+
+    def _rank(
+        self,
+        vectors: dict[str, np.ndarray],
+        method: str,
+        k: int,
+        novelty: float,
+        exclude_rows: set[int],
+        banned_artists: frozenset[str],
+    ) -> list[dict[str, Any]]:
+        self._check(method, k, novelty)
+        depth = max(ranking.DEPTH, k)
+        keep = None
+        if banned_artists:
+            def keep(row: int) -> bool:
+                return not (self.artists(row) & banned_artists)
+        # Exclusions and the artist filter remove rows from the raw result: fetch deeper to keep `depth`.
+        fetch = depth + len(exclude_rows) + _SLACK + (depth if keep else 0)
+        lists: dict[str, list[int]] = {}
+        sims: dict[str, list[float]] = {}
+        for name, mi in self.models.items():
+            vec = vectors.get(name)
+            if vec is None:
+                continue
+            found, found_sims = mi.search(vec, fetch)
+            lists[name], sims[name] = ranking.candidate_list(found, found_sims, exclude_rows, depth, keep)
+        ranked = ranking.rank_method(method, lists, sims)
+        ranked = ranking.novelty_rerank(
+            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES
+        )[:k]
+        ranks = ranking.ranks_of((r for r, _ in ranked), lists, MODEL_NAMES)
+        return [
+            {**self.catalog.song(row), "score": round(float(score), 6), "ranks": ranks[row]}
+            for row, score in ranked
+        ]
+
+    def recommend(
+        self,
+        song_id: int,
+        method: str = "score_total",
+        k: int = 10,
+        novelty: float = 0.0,
+        exclude_artist: bool = False,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Recommendations for one song (any of its ids).
+
+        Returns
+        -------
+        song, items : the query's canonical Song, and Songs with ``score`` and ``ranks``.
+
+        Raises
+        ------
+        UnknownSongError
+            when the id is not in the catalog.
+        ValueError
+            naming a bad ``method``, ``k`` or ``novelty``.
+        """
+        row = self.resolve(song_id)
+        if row is None:
+            raise UnknownSongError([song_id])
+        vectors = self._vectors_of([row])
+        banned = self.artists(row) if exclude_artist else frozenset()
+        items = self._rank(vectors, method, k, novelty, {row}, banned)
+        return self.catalog.song(row), items
+
+    def recommend_seeds(
+        self,
+        song_ids: Sequence[int],
+        method: str = "score_total",
+        k: int = 10,
+        novelty: float = 0.0,
+        exclude_artist: bool = False,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Recommendations that continue a set of seed songs (the seeds' mean query vector per model).
+
+        Raises
+        ------
+        UnknownSongError
+            listing every unknown seed id.
+        """
+        if not song_ids:
+            raise ValueError("song_ids: at least one seed is required")
+        rows: list[int] = []
+        unknown: list[int] = []
+        for sid in song_ids:
+            row = self.resolve(sid)
+            if row is None:
+                unknown.append(int(sid))
+            elif row not in rows:
+                rows.append(row)
+        if unknown:
+            raise UnknownSongError(unknown)
+        banned: frozenset[str] = frozenset()
+        if exclude_artist:
+            banned = frozenset().union(*(self.artists(r) for r in rows))
+        items = self._rank(self._vectors_of(rows), method, k, novelty, set(rows), banned)
+        return [self.catalog.song(r) for r in rows], items
+
+    def recommend_from_vectors(
+        self,
+        vectors: dict[str, np.ndarray],
+        method: str,
+        k: int,
+        novelty: float = 0.0,
+        exclude_artist_of: int | None = None,
+        exclude_ids: Iterable[int] = (),
+    ) -> list[dict[str, Any]]:
+        """Recommendations for query vectors computed elsewhere (e.g. a song outside the catalog).
+
+        Parameters
+        ----------
+        vectors : model name -> query vector (normalised here); models missing from it are skipped.
+        method : one of :data:`app.ranking.METHODS`.
+        k : how many songs to return.
+        novelty : see :mod:`app.ranking`.
+        exclude_artist_of : a song id whose artists must not appear in the answer.
+        exclude_ids : song ids (any id of a song) never to recommend.
+        """
+        clean: dict[str, np.ndarray] = {}
+        for name, vec in vectors.items():
+            if name not in self.models:
+                continue
+            v = np.asarray(vec, dtype=np.float32).reshape(-1)
+            if v.shape[0] != self.models[name].index.d:
+                raise ValueError(f"vectors[{name!r}]: dimension {v.shape[0]}, index has {self.models[name].index.d}")
+            norm = float(np.linalg.norm(v))
+            if not np.isfinite(norm) or norm == 0.0:
+                continue
+            clean[name] = v / norm
+        exclude = {r for r in (self.resolve(i) for i in exclude_ids) if r is not None}
+        banned: frozenset[str] = frozenset()
+        if exclude_artist_of is not None:
+            row = self.resolve(exclude_artist_of)
+            if row is not None:
+                banned = self.artists(row)
+        return self._rank(clean, method, k, novelty, exclude, banned)
+
+    def _vectors_of(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
+        """Per model, the normalised mean query vector of the rows that have one."""
+        out: dict[str, np.ndarray] = {}
+        for name, mi in self.models.items():
+            qrows = [int(mi.row_of_catalog[r]) for r in rows]
+            qrows = [q for q in qrows if q >= 0]
+            if not qrows:
+                continue
+            vec = np.asarray(mi.query[qrows], dtype=np.float32).mean(axis=0)
+            norm = float(np.linalg.norm(vec))
+            if norm > 0.0:
+                out[name] = vec / norm
+        return out

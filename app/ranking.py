@@ -1,0 +1,162 @@
+"""Pure ranking functions: from per-model candidate lists to one ordered list of recommendations.
+
+A *candidate list* is a model's nearest neighbours of the query, as catalog rows, best first, after
+the query song, its merged duplicates and any other exclusions were removed, cut to the depth (50 by
+default, more when ``k`` asks for more). Everything here works on such lists and on plain arrays, so it
+can be tested without FAISS or a server.
+
+Methods (as in the original system, minus its bug of returning the query song first):
+
+``score_total``
+    each model's candidate at 1-based rank ``r`` scores ``1 / r``; scores add up across models.
+``each_top3``
+    the top 3 of each model in model order, merged without repeats, then the lists' next entries taken
+    round-robin until ``k`` songs are chosen; the score of the ``i``-th chosen song is ``1 / i``.
+``music2vec``, ``tcae``, ``cel``
+    that model's list, scored by its inner product (cosine similarity for normalised vectors).
+
+Novelty re-rank (``novelty`` in [0, 1]): every ranked song's score is multiplied by
+``(1 + ln(1 + popularity)) ** (-NOVELTY_STRENGTH * novelty)``. At 0 the order is unchanged; at 1 a song in
+1,000 playlists needs about 60 times the score of a song in none to stay ahead, so the lesser-known songs
+among the candidates rise ("hidden gems") while the candidate set, and so the relevance floor, stays
+the models'. Single-model similarities are first mapped from [-1, 1] to [0, 1] so the product is monotone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+DEPTH = 50
+TOP_EACH = 3
+NOVELTY_STRENGTH = 2.0
+METHODS: tuple[str, ...] = ("score_total", "each_top3", "music2vec", "tcae", "cel")
+
+Ranked = list[tuple[int, float]]
+"""(catalog row, score) pairs, best first."""
+
+
+def candidate_list(
+    found_rows: np.ndarray,
+    sims: np.ndarray,
+    exclude: Iterable[int] = (),
+    depth: int = DEPTH,
+    keep: Callable[[int], bool] | None = None,
+) -> tuple[list[int], list[float]]:
+    """Clean one model's raw search result into a candidate list.
+
+    Parameters
+    ----------
+    found_rows : catalog rows as the index returned them, best first; negative entries mean "no result".
+    sims : the matching similarities.
+    exclude : rows that must never be recommended (the query song, seeds, their duplicates).
+    depth : how many candidates to keep.
+    keep : optional extra filter (e.g. "not by the query's artist").
+
+    Returns
+    -------
+    rows, sims : at most ``depth`` rows without repeats, and their similarities.
+    """
+    banned = set(exclude)
+    rows: list[int] = []
+    out_sims: list[float] = []
+    for row, sim in zip(found_rows.tolist(), sims.tolist(), strict=False):
+        if row < 0 or row in banned:
+            continue
+        if keep is not None and not keep(row):
+            continue
+        banned.add(row)  # an index never repeats a row, but a hand-made list might
+        rows.append(row)
+        out_sims.append(float(sim))
+        if len(rows) >= depth:
+            break
+    return rows, out_sims
+
+
+def score_total(lists: Mapping[str, Sequence[int]]) -> Ranked:
+    """Sum of ``1 / rank`` across models; ties go to the song with the better best rank, then lower row."""
+    scores: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for rows in lists.values():
+        for rank, row in enumerate(rows, start=1):
+            scores[row] = scores.get(row, 0.0) + 1.0 / rank
+            best[row] = min(best.get(row, rank), rank)
+    order = sorted(scores, key=lambda r: (-scores[r], best[r], r))
+    return [(r, scores[r]) for r in order]
+
+
+def each_top3(lists: Mapping[str, Sequence[int]], top: int = TOP_EACH) -> Ranked:
+    """Top ``top`` of each model merged without repeats, then round-robin through the lists' rest."""
+    chosen: list[int] = []
+    seen: set[int] = set()
+    model_lists = [list(rows) for rows in lists.values()]
+
+    def take(start: int, stop: int) -> None:
+        for rows in model_lists:
+            for row in rows[start:stop]:
+                if row not in seen:
+                    seen.add(row)
+                    chosen.append(row)
+
+    take(0, top)
+    longest = max((len(r) for r in model_lists), default=0)
+    # Round-robin: one position of every model at a time, so no model dominates the fill.
+    for pos in range(top, longest):
+        take(pos, pos + 1)
+    return [(row, 1.0 / i) for i, row in enumerate(chosen, start=1)]
+
+
+def single_model(rows: Sequence[int], sims: Sequence[float]) -> Ranked:
+    """One model's list as it is, scored by its similarity."""
+    return [(int(r), float(s)) for r, s in zip(rows, sims, strict=True)]
+
+
+def rank_method(
+    method: str,
+    lists: Mapping[str, Sequence[int]],
+    sims: Mapping[str, Sequence[float]],
+) -> Ranked:
+    """The full ordered pool of ``method`` (not yet cut to ``k``)."""
+    if method == "score_total":
+        return score_total(lists)
+    if method == "each_top3":
+        return each_top3(lists)
+    if method in lists:
+        return single_model(lists[method], sims[method])
+    if method in METHODS:
+        return []  # the model exists but has no vector for this query: an empty answer, not an error
+    raise ValueError(f"method: unknown method {method!r} (expected one of {', '.join(METHODS)})")
+
+
+def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, similarity: bool = False) -> Ranked:
+    """Re-rank towards lesser-known songs; see the module docstring for the formula.
+
+    Parameters
+    ----------
+    ranked : the method's pool, best first.
+    popularity : playlists per catalog row.
+    novelty : 0 keeps the order, 1 is the strongest preference for lesser-known songs.
+    similarity : the scores are cosine similarities in [-1, 1] (single-model methods).
+    """
+    if not 0.0 <= novelty <= 1.0:
+        raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
+    if novelty == 0.0 or not ranked:
+        return ranked
+    rows = np.fromiter((r for r, _ in ranked), dtype=np.int64, count=len(ranked))
+    base = np.fromiter((s for _, s in ranked), dtype=np.float64, count=len(ranked))
+    if similarity:
+        base = (np.clip(base, -1.0, 1.0) + 1.0) / 2.0
+    pop = popularity[rows].astype(np.float64)
+    adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-NOVELTY_STRENGTH * novelty)
+    order = np.lexsort((np.arange(len(rows)), -adjusted))  # stable: equal scores keep the model order
+    return [(int(rows[i]), float(adjusted[i])) for i in order]
+
+
+def ranks_of(rows: Iterable[int], lists: Mapping[str, Sequence[int]], models: Sequence[str]) -> dict[int, dict]:
+    """Per row, its 1-based rank in each model's candidate list, or None when absent."""
+    positions = {m: {row: i for i, row in enumerate(lists.get(m, ()), start=1)} for m in models}
+    return {row: {m: positions[m].get(row) for m in models} for row in rows}

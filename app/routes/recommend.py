@@ -1,0 +1,54 @@
+"""``GET /recommend/{song_id}`` and ``POST /recommend``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from app.deps import EngineDep
+from app.engine import UnknownSongError
+from app.schemas import ErrorDetail, Method, RecommendResponse, SeedsRequest, SeedsResponse
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["recommend"])
+
+_ERRORS = {404: {"model": ErrorDetail, "description": "unknown song id(s), named in the detail"}}
+
+
+@router.get(
+    "/recommend/{song_id}",
+    response_model=RecommendResponse,
+    summary="Songs similar to one song",
+    responses=_ERRORS,
+)
+def recommend(
+    engine: EngineDep,
+    song_id: Annotated[int, Path(description="any id of the song")],
+    method: Annotated[Method, Query(description="ranking method")] = "score_total",
+    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    novelty: Annotated[
+        float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description="0 = as ranked, 1 = prefer lesser-known songs")
+    ] = 0.0,
+    exclude_artist: Annotated[bool, Query(description="leave out songs by the query song's artists")] = False,
+) -> dict:
+    try:
+        song, items = engine.recommend(song_id, method, k, novelty, exclude_artist)
+    except UnknownSongError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return {"song": song, "method": method, "recommendations": items}
+
+
+@router.post(
+    "/recommend",
+    response_model=SeedsResponse,
+    summary="Continue a playlist: songs similar to a set of seeds",
+    responses=_ERRORS,
+)
+def recommend_seeds(engine: EngineDep, body: SeedsRequest) -> dict:
+    try:
+        seeds, items = engine.recommend_seeds(body.song_ids, body.method, body.k, body.novelty, body.exclude_artist)
+    except UnknownSongError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return {"seeds": seeds, "method": body.method, "recommendations": items}

@@ -1,0 +1,160 @@
+"""Request and response models of the HTTP API (see DESIGN.md), with OpenAPI examples."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+Method = Literal["score_total", "each_top3", "music2vec", "tcae", "cel"]
+
+_SONG_EXAMPLE = {
+    "song_id": 144663,
+    "title": "밤편지",
+    "artists": ["아이유"],
+    "album": "밤편지",
+    "genres": ["발라드"],
+    "issue_date": "2017-03-24",
+    "popularity": 2175,
+}
+_RANKS_EXAMPLE = {"music2vec": 1, "tcae": 7, "cel": 2}
+
+
+class Song(BaseModel):
+    """One catalog song."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_SONG_EXAMPLE]})
+
+    song_id: int
+    title: str
+    artists: list[str]
+    album: str
+    genres: list[str]
+    issue_date: str | None = Field(description="YYYY-MM-DD, YYYY-MM or YYYY as far as known, or null")
+    popularity: int = Field(description="training playlists that contain any id of the song")
+
+
+class SearchHit(Song):
+    """A search result: a Song and its match score in [0, 100]."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_SONG_EXAMPLE, "score": 100.0}]})
+
+    score: float
+
+
+class SearchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": "밤편지", "results": [{**_SONG_EXAMPLE, "score": 100.0}]}]}
+    )
+
+    query: str
+    results: list[SearchHit]
+
+
+class Ranks(BaseModel):
+    """1-based rank of the song in each model's candidate list (depth 50), or null when absent."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_RANKS_EXAMPLE]})
+
+    music2vec: int | None = None
+    tcae: int | None = None
+    cel: int | None = None
+
+
+class Recommendation(Song):
+    """A recommended Song, its score under the method, and which models ranked it where."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_SONG_EXAMPLE, "score": 1.642857, "ranks": _RANKS_EXAMPLE}]}
+    )
+
+    score: float
+    ranks: Ranks
+
+
+class RecommendResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "song": _SONG_EXAMPLE,
+                    "method": "score_total",
+                    "recommendations": [{**_SONG_EXAMPLE, "score": 1.642857, "ranks": _RANKS_EXAMPLE}],
+                }
+            ]
+        }
+    )
+
+    song: Song
+    method: Method
+    recommendations: list[Recommendation]
+
+
+class SeedsRequest(BaseModel):
+    """Seed songs of a playlist to continue."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"song_ids": [144663, 366786], "k": 10, "method": "score_total"}]},
+    )
+
+    song_ids: list[int] = Field(min_length=1, max_length=100, description="1 to 100 seed ids (any id of a song)")
+    k: int = Field(10, ge=1, le=100)
+    method: Method = "score_total"
+    novelty: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    exclude_artist: bool = False
+
+
+class SeedsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seeds": [_SONG_EXAMPLE],
+                    "method": "score_total",
+                    "recommendations": [{**_SONG_EXAMPLE, "score": 1.5, "ranks": _RANKS_EXAMPLE}],
+                }
+            ]
+        }
+    )
+
+    seeds: list[Song]
+    method: Method
+    recommendations: list[Recommendation]
+
+
+class ModelCounts(BaseModel):
+    music2vec: int
+    tcae: int
+    cel: int
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "version": "20261125-172800-3f9a1c",
+                    "songs": 707989,
+                    "models": {"music2vec": 615142, "tcae": 707989, "cel": 707989},
+                }
+            ]
+        }
+    )
+
+    status: Literal["ok"]
+    version: str
+    songs: int
+    models: ModelCounts
+
+
+class ErrorDetail(BaseModel):
+    """An error: ``detail`` says what was wrong."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "unknown song id(s): 99999999"}]})
+
+    detail: str

@@ -1,0 +1,806 @@
+"""Offline evaluation of one artifacts version on the playlists it never saw (``mugle evaluate``).
+
+Protocol
+--------
+* The held-out playlists are those whose ids the version's manifest lists (``mugle train --holdout``).
+  Their song ids are mapped to canonical ids through the catalog's aliases.
+* **Warm queries**: per held-out playlist, one seed drawn (seeded) among its songs that some training
+  playlist contains; the truth is the rest of that playlist. **Cold-start queries**: per playlist, one
+  seed among its songs that no training playlist contains but that have audio.
+* Every served method (:data:`app.ranking.METHODS`) is asked through the served
+  :class:`app.engine.Engine`, not a copy of its ranking code. The baselines are computed here:
+  ``random``, ``most_popular``, ``cooccurrence`` (count of shared training playlists) and
+  ``original_score_total`` (the original system: each model's top 50 *including the query song*, 1/rank
+  summed, 0.02 when absent).
+* Version retrieval uses the demo's ground truth (``demo_truth.json``) when the dataset folder has it.
+* A novelty sweep runs ``score_total`` at several ``novelty`` values (hit rate against popularity).
+* A fusion study re-fuses the served per-model candidate lists with other depths, rank constants and
+  normalisations, so a change to ``score_total`` can be judged before it is made.
+
+Results go to ``<version>/metrics.json`` and a Markdown report with plots (:mod:`training.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from tqdm import tqdm
+
+from app.artifacts import (
+    CATALOG,
+    METRICS,
+    MODEL_NAMES,
+    ArtifactError,
+    ids_file,
+    index_file,
+    query_file,
+    read_manifest,
+    resolve_current,
+)
+from app.catalog import SEP, Catalog
+from training import metrics as M
+
+logger = logging.getLogger(__name__)
+
+K = 10
+RECALL_K = 50
+DEPTH = 50
+ORIGINAL_ABSENT = 0.02
+NOVELTY_LEVELS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+SERVED_METHODS: tuple[str, ...] = ("score_total", "each_top3", "music2vec", "tcae", "cel")
+BASELINES: tuple[str, ...] = ("random", "most_popular", "cooccurrence", "original_score_total")
+DEMO_TRUTH = "demo_truth.json"
+RETRIEVAL_METHODS: tuple[str, ...] = ("tcae", "cel", "score_total")
+RETRIEVAL_DEPTH = 100
+
+
+class EvaluationError(RuntimeError):
+    """The version or dataset cannot be evaluated; the message names the file or field."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One evaluation query: a seed song and the rest of its held-out playlist."""
+
+    playlist_id: int
+    seed: int
+    relevant: frozenset[int]
+
+
+@dataclass
+class EvalContext:
+    """Everything the evaluation reads, loaded once."""
+
+    version_dir: Path
+    catalog: Catalog
+    popularity: dict[int, int]
+    genres: dict[int, frozenset[str]]
+    train_playlists: list[list[int]]
+    holdout_playlists: list[tuple[int, list[int]]]
+    n_train_playlists: int
+    data: Path
+    manifest_holdout: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# -- loading -------------------------------------------------------------------------------------------
+
+
+def resolve_version(artifacts: Path, version: str | None) -> Path:
+    """The folder of ``version`` under ``artifacts``, or of ``current`` when ``version`` is None."""
+    artifacts = Path(artifacts)
+    if version is None:
+        return resolve_current(artifacts)
+    path = artifacts / version
+    if not (path / "manifest.json").is_file():
+        raise ArtifactError(f"{path}: no such version (no manifest.json)")
+    return path
+
+
+def _canonical_list(catalog: Catalog, ids: Sequence[int]) -> list[int]:
+    """Map original ids to canonical ids in order, dropping unknown ids and repeats after merging."""
+    if len(ids) == 0:
+        return []
+    arr = np.asarray(ids, dtype=np.int64)
+    pos = np.searchsorted(catalog.alias_from, arr)
+    pos_c = np.minimum(pos, max(len(catalog.alias_from) - 1, 0))
+    ok = (pos < len(catalog.alias_from)) & (catalog.alias_from[pos_c] == arr) if len(catalog.alias_from) else (
+        np.zeros(len(arr), dtype=bool)
+    )
+    out: list[int] = []
+    seen: set[int] = set()
+    for c in catalog.alias_to[pos_c[ok]].tolist():
+        if c not in seen:
+            seen.add(c)
+            out.append(int(c))
+    return out
+
+
+def _training_splits(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The dataset splits the version trained on (``params.train.prep.splits``), ``("train",)`` by default."""
+    try:
+        splits = params["train"]["prep"]["splits"]
+    except (KeyError, TypeError):
+        return ("train",)
+    return tuple(str(s) for s in splits) or ("train",)
+
+
+def load_context(data: Path, version_dir: Path) -> EvalContext:
+    """Read the manifest, catalog and dataset playlists, and split them into training and held-out."""
+    from training.melon import read_dataset
+
+    version_dir = Path(version_dir)
+    manifest = read_manifest(version_dir)
+    holdout = set(manifest.holdout_playlist_ids)
+    if not holdout:
+        raise EvaluationError(
+            f"{version_dir / 'manifest.json'}: holdout_playlist_ids is empty; "
+            "train with `mugle train --holdout 0.1` to evaluate on unseen playlists"
+        )
+    catalog = Catalog.load(version_dir / CATALOG)
+    splits = _training_splits(manifest.params)
+    dataset = read_dataset(Path(data), progress=False)
+    train: list[list[int]] = []
+    held: list[tuple[int, list[int]]] = []
+    seen_held: set[int] = set()
+    for p in dataset.playlists:
+        if p.id in holdout:
+            if p.id not in seen_held:
+                seen_held.add(p.id)
+                held.append((p.id, _canonical_list(catalog, p.songs)))
+        elif p.split in splits:
+            seq = _canonical_list(catalog, p.songs)
+            if seq:
+                train.append(seq)
+    missing = len(holdout) - len(seen_held)
+    if not held:
+        raise EvaluationError(
+            f"{data}: none of the {len(holdout)} held-out playlist ids of {version_dir.name} occur in the dataset "
+            "(is --data the folder this version was trained on?)"
+        )
+    if missing:
+        logger.warning("%d held-out playlist ids are not in %s", missing, data)
+    genres: dict[int, frozenset[str]] = {}
+    col = catalog.columns["genres"]
+    for row, sid in enumerate(catalog.song_ids.tolist()):
+        g = col[row]
+        genres[int(sid)] = frozenset(g.split(SEP)) if g else frozenset()
+    popularity = M.popularity_lookup(catalog.song_ids, catalog.popularity)
+    return EvalContext(
+        version_dir=version_dir,
+        catalog=catalog,
+        popularity=popularity,
+        genres=genres,
+        train_playlists=train,
+        holdout_playlists=held,
+        n_train_playlists=len(train),
+        data=Path(data),
+        manifest_holdout=len(holdout),
+        counts={"holdout_ids_missing_from_dataset": missing},
+    )
+
+
+def build_queries(
+    ctx: EvalContext, *, max_playlists: int | None, seed: int
+) -> tuple[list[Query], list[Query]]:
+    """One warm and (when possible) one cold-start query per held-out playlist.
+
+    A warm seed is a song some training playlist contains; a cold seed is one no training playlist
+    contains but that has audio. The truth of either is the playlist's other songs, so a playlist needs
+    at least two catalog songs.
+    """
+    rng = np.random.default_rng(seed)
+    warm_songs = {int(s) for s in ctx.catalog.song_ids[ctx.catalog.popularity > 0].tolist()}
+    cold_songs = {
+        int(s) for s in ctx.catalog.song_ids[(ctx.catalog.popularity == 0) & ctx.catalog.has_audio].tolist()
+    }
+    playlists = [(pid, songs) for pid, songs in ctx.holdout_playlists if len(songs) >= 2]
+    order = rng.permutation(len(playlists))
+    if max_playlists is not None:
+        order = order[:max_playlists]
+    warm: list[Query] = []
+    cold: list[Query] = []
+    for i in order.tolist():
+        pid, songs = playlists[i]
+        w = [s for s in songs if s in warm_songs]
+        c = [s for s in songs if s in cold_songs]
+        if w:
+            s = w[int(rng.integers(len(w)))]
+            warm.append(Query(pid, s, frozenset(songs) - {s}))
+        if c:
+            s = c[int(rng.integers(len(c)))]
+            cold.append(Query(pid, s, frozenset(songs) - {s}))
+    return warm, cold
+
+
+# -- baselines -------------------------------------------------------------------------------------------
+
+
+class Baselines:
+    """The non-served rankers: random, most-popular, co-occurrence and the original score total."""
+
+    def __init__(self, ctx: EvalContext, seed: int = 0) -> None:
+        self.ctx = ctx
+        self.seed = seed
+        cat = ctx.catalog
+        self.ids = cat.song_ids
+        # Most popular first, lowest id on a tie.
+        self.by_popularity = cat.song_ids[np.lexsort((cat.song_ids, -cat.popularity.astype(np.int64)))]
+        self._pop = cat.popularity.astype(np.float64)
+        # Playlist x song incidence matrix over catalog rows, for co-occurrence counts.
+        rows: list[int] = []
+        cols: list[int] = []
+        for i, seq in enumerate(ctx.train_playlists):
+            r = np.searchsorted(cat.song_ids, np.asarray(seq, dtype=np.int64))
+            rows.extend([i] * len(r))
+            cols.extend(r.tolist())
+        shape = (max(len(ctx.train_playlists), 1), len(cat.song_ids))
+        inc = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+        self._inc_csr = inc
+        self._inc_csc = inc.tocsc()
+        self._faiss: dict[str, tuple[Any, np.ndarray, np.ndarray]] | None = None
+
+    def random(self, seed_song: int, k: int) -> list[int]:
+        # Seeded per query so that the k=10 list is the prefix of the k=50 list.
+        rng = np.random.default_rng([self.seed, seed_song])
+        pick = rng.permutation(len(self.ids))[: k + 1]
+        return [int(s) for s in self.ids[pick].tolist() if s != seed_song][:k]
+
+    def most_popular(self, seed_song: int, k: int) -> list[int]:
+        return [int(s) for s in self.by_popularity[: k + 1].tolist() if s != seed_song][:k]
+
+    def cooccurrence(self, seed_song: int, k: int) -> list[int]:
+        row = self.ctx.catalog.row(seed_song)
+        if row is None:
+            return []
+        lists = self._inc_csc.indices[self._inc_csc.indptr[row] : self._inc_csc.indptr[row + 1]]
+        if len(lists) == 0:
+            return []
+        counts = np.asarray(self._inc_csr[lists].sum(axis=0)).ravel()
+        counts[row] = 0
+        nz = np.flatnonzero(counts)
+        # More shared playlists first; then the more popular song; then the lower id.
+        order = nz[np.lexsort((self.ids[nz], -self._pop[nz], -counts[nz]))]
+        return [int(s) for s in self.ids[order[:k]].tolist()]
+
+    def _load_faiss(self) -> dict[str, tuple[Any, np.ndarray, np.ndarray]]:
+        if self._faiss is None:
+            import faiss
+
+            loaded = {}
+            for name in MODEL_NAMES:
+                path = self.ctx.version_dir / index_file(name)
+                if not path.is_file():
+                    continue
+                index = faiss.read_index(str(path))
+                ids = np.load(self.ctx.version_dir / ids_file(name), allow_pickle=False)
+                query = np.load(self.ctx.version_dir / query_file(name), allow_pickle=False)
+                loaded[name] = (index, ids, query)
+            self._faiss = loaded
+        return self._faiss
+
+    def original_lists(self, seed_song: int, depth: int = DEPTH) -> dict[str, list[int]]:
+        """Each model's top ``depth`` for the seed as the original system had them: the seed itself included."""
+        out: dict[str, list[int]] = {}
+        for name, (index, ids, query) in self._load_faiss().items():
+            pos = int(np.searchsorted(ids, seed_song))
+            if pos >= len(ids) or ids[pos] != seed_song:
+                continue
+            _, found = index.search(query[pos : pos + 1], depth)
+            found = found[0]
+            out[name] = [int(ids[f]) for f in found.tolist() if f >= 0]
+        return out
+
+    def original_score_total(self, seed_song: int, k: int) -> list[int]:
+        lists = self.original_lists(seed_song)
+        if not lists:
+            return []
+        scores: dict[int, float] = {}
+        for rows in lists.values():
+            for rank, sid in enumerate(rows, start=1):
+                scores[sid] = scores.get(sid, 0.0) + 1.0 / rank
+        # A song absent from a model's list scored 0.02 there.
+        n_models = len(lists)
+        for sid in scores:
+            present = sum(1 for rows in lists.values() if sid in rows)
+            scores[sid] += ORIGINAL_ABSENT * (n_models - present)
+        return sorted(scores, key=lambda s: (-scores[s], s))[:k]
+
+    def ranker(self, name: str) -> Callable[[int, int], list[int]]:
+        return {
+            "random": self.random,
+            "most_popular": self.most_popular,
+            "cooccurrence": self.cooccurrence,
+            "original_score_total": self.original_score_total,
+        }[name]
+
+
+# -- the served engine -------------------------------------------------------------------------------
+
+
+class Served:
+    """Adapter over the served :class:`app.engine.Engine`: ranked canonical song ids per request.
+
+    A list for ``k`` = 10 is the prefix of the list for ``k`` = 50 (the engine ranks a pool of depth
+    ``max(50, k)`` and cuts it), so one request at depth 50 answers both cut-offs.
+    """
+
+    def __init__(self, version_dir: Path) -> None:
+        from app.engine import Engine
+
+        self.engine = Engine.load(version_dir)
+
+    @property
+    def models(self) -> list[str]:
+        return [m for m in MODEL_NAMES if m in self.engine.models]
+
+    def recommend_items(self, seed_song: int, method: str, k: int, novelty: float = 0.0) -> list[dict[str, Any]]:
+        _, items = self.engine.recommend(seed_song, method=method, k=k, novelty=novelty, exclude_artist=False)
+        return items
+
+    def recommend(self, seed_song: int, method: str, k: int, novelty: float = 0.0) -> list[int]:
+        return [int(it["song_id"]) for it in self.recommend_items(seed_song, method, k, novelty)]
+
+    def model_lists(self, seed_song: int, depth: int = DEPTH) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
+        """Each model's served candidate list (query and duplicates excluded) with its similarities."""
+        lists: dict[str, list[int]] = {}
+        sims: dict[str, list[float]] = {}
+        for model in self.models:
+            items = self.recommend_items(seed_song, model, depth)
+            if items:
+                lists[model] = [int(it["song_id"]) for it in items]
+                sims[model] = [float(it["score"]) for it in items]
+        return lists, sims
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+
+
+def _ci(values: Sequence[float], seed: int) -> dict[str, float | None]:
+    mean, low, high = M.bootstrap_ci(values, seed=seed)
+    return {"mean": _num(mean), "low": _num(low), "high": _num(high)}
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), 5)
+
+
+def score_lists(
+    ctx: EvalContext,
+    queries: Sequence[Query],
+    lists10: Sequence[list[int]],
+    lists50: Sequence[list[int]],
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """All metrics of one method on one query set, given its top-10 and top-50 lists per query."""
+    catalog_median = float(np.median(ctx.catalog.popularity)) if len(ctx.catalog) else 0.0
+    hr, ndcg, rec50, rr, gp, nov, below, ild = ([] for _ in range(8))
+    pooled_pop: list[int] = []
+    empty = 0
+    for q, top10, top50 in zip(queries, lists10, lists50, strict=True):
+        if not top10:
+            empty += 1
+        hr.append(M.hit_rate_at_k(top10, q.relevant, K))
+        ndcg.append(M.ndcg_at_k(top10, q.relevant, K))
+        rec50.append(M.recall_at_k(top50, q.relevant, RECALL_K))
+        rr.append(M.reciprocal_rank(top50, q.relevant, RECALL_K))
+        rec_genres = [ctx.genres.get(s, frozenset()) for s in top10]
+        gp.append(M.genre_precision_at_k(ctx.genres.get(q.seed, frozenset()), rec_genres, K) if top10 else math.nan)
+        pops = [ctx.popularity.get(s, 0) for s in top10]
+        pooled_pop.extend(pops)
+        nov.append(M.novelty(pops, ctx.n_train_playlists))
+        below.append(M.share_below_median(pops, catalog_median))
+        ild.append(M.intra_list_diversity(rec_genres))
+    return {
+        "queries": len(queries),
+        "empty_lists": empty,
+        "hit_rate@10": _ci(hr, seed),
+        "ndcg@10": _ci(ndcg, seed),
+        "recall@50": _ci(rec50, seed),
+        "mrr@50": _ci(rr, seed),
+        "genre_precision@10": _ci(gp, seed),
+        "coverage@10": _num(M.catalog_coverage(lists10, max(len(ctx.catalog), 1), K)),
+        "novelty@10": _num(M.mean_finite(nov)),
+        "share_below_median@10": _num(M.mean_finite(below)),
+        "median_popularity@10": _num(M.median_popularity(pooled_pop)),
+        "diversity@10": _num(M.mean_finite(ild)),
+    }
+
+
+def _run_method(
+    fn: Callable[[int, int], list[int]], queries: Sequence[Query], desc: str, progress: bool
+) -> tuple[list[list[int]], list[list[int]]]:
+    # Every ranker here answers k=10 with the prefix of its k=50 list, so one call serves both.
+    lists50 = [fn(q.seed, RECALL_K) for q in tqdm(queries, desc=desc, disable=not progress, leave=False)]
+    return [x[:K] for x in lists50], lists50
+
+
+# -- version retrieval ---------------------------------------------------------------------------------
+
+
+def read_version_groups(data: Path, catalog: Catalog) -> list[list[int]] | None:
+    """Groups of canonical ids that are versions of one melody, from ``demo_truth.json``; None if absent.
+
+    Groups are mapped through the catalog's aliases; members merged into one id count once, and groups
+    left with fewer than two songs are dropped.
+    """
+    path = Path(data) / DEMO_TRUTH
+    if not path.is_file():
+        return None
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"{path}: cannot read ({exc})") from exc
+    raw = truth.get("version_groups") if isinstance(truth, dict) else None
+    if raw is None:
+        logger.warning("%s: no 'version_groups' field; version retrieval skipped", path)
+        return None
+    if isinstance(raw, dict):
+        raw = list(raw.values())
+    if not isinstance(raw, list) or not all(isinstance(g, list) for g in raw):
+        raise EvaluationError(f"{path}: 'version_groups' must be a list of lists of song ids")
+    groups = []
+    for g in raw:
+        try:
+            members = _canonical_list(catalog, [int(x) for x in g])
+        except (TypeError, ValueError) as exc:
+            raise EvaluationError(f"{path}: 'version_groups' holds a non-integer id ({exc})") from exc
+        if len(members) >= 2:
+            groups.append(members)
+    return groups
+
+
+def version_retrieval(
+    served: Served, groups: list[list[int]], methods: Sequence[str], *, seed: int, progress: bool
+) -> dict[str, Any]:
+    """MRR and P@1 of finding another version of the seed's melody, per method, over all versioned songs."""
+    out: dict[str, Any] = {"groups": len(groups), "songs": sum(len(g) for g in groups)}
+    for method in methods:
+        rr: list[float] = []
+        p1: list[float] = []
+        answered = 0
+        for g in tqdm(groups, desc=f"versions {method}", disable=not progress, leave=False):
+            for s in g:
+                recs = served.recommend(s, method, RETRIEVAL_DEPTH)
+                if recs:
+                    answered += 1
+                others = set(g) - {s}
+                rr.append(M.reciprocal_rank(recs, others))
+                p1.append(M.hit_rate_at_k(recs, others, 1))
+        out[method] = {"mrr": _ci(rr, seed), "p@1": _ci(p1, seed), "answered": answered}
+    return out
+
+
+# -- fusion study ----------------------------------------------------------------------------------------
+
+
+FUSION_VARIANTS: dict[str, dict[str, Any]] = {
+    "served (1/r, depth 50)": {"depth": 50, "c": 0.0},
+    "1/r, depth 10": {"depth": 10, "c": 0.0},
+    "1/r, depth 20": {"depth": 20, "c": 0.0},
+    "RRF c=10, depth 50": {"depth": 50, "c": 10.0},
+    "RRF c=60, depth 50": {"depth": 50, "c": 60.0},
+    "1/r, music2vec weight 2": {"depth": 50, "c": 0.0, "weights": {"music2vec": 2.0}},
+    "1/r, music2vec + cel only": {"depth": 50, "c": 0.0, "weights": {"tcae": 0.0}},
+    "cosine sum (normalised sims)": {"depth": 50, "sims": True},
+}
+
+
+def fuse(
+    lists: Mapping[str, Sequence[int]],
+    sims: Mapping[str, Sequence[float]] | None = None,
+    *,
+    depth: int = DEPTH,
+    c: float = 0.0,
+    weights: Mapping[str, float] | None = None,
+    use_sims: bool = False,
+) -> list[int]:
+    """Fuse per-model candidate lists: ``sum_m w_m / (c + rank)`` or, with ``use_sims``, the sum of
+    min-max-normalised similarities. Ties go to the better best rank, then the lower id."""
+    weights = weights or {}
+    scores: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for model, rows in lists.items():
+        w = float(weights.get(model, 1.0))
+        if w == 0.0:
+            continue
+        rows = list(rows)[:depth]
+        if use_sims and sims is not None:
+            s = np.asarray(list(sims[model])[:depth], dtype=np.float64)
+            span = float(s.max() - s.min()) if len(s) else 0.0
+            contrib = (s - s.min()) / span if span > 0 else np.ones_like(s)
+        else:
+            contrib = np.array([1.0 / (c + r) for r in range(1, len(rows) + 1)])
+        for rank, (sid, v) in enumerate(zip(rows, contrib.tolist(), strict=True), start=1):
+            scores[sid] = scores.get(sid, 0.0) + w * v
+            best[sid] = min(best.get(sid, rank), rank)
+    return sorted(scores, key=lambda s: (-scores[s], best[s], s))
+
+
+def fusion_study(
+    ctx: EvalContext,
+    served: Served,
+    queries: Sequence[Query],
+    *,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Hit rate and nDCG of fusion variants over the served single-model lists (depth 50, query excluded)."""
+    per_query: list[tuple[dict[str, list[int]], dict[str, list[float]]]] = []
+    for q in tqdm(queries, desc="fusion study", disable=not progress, leave=False):
+        lists, sims = served.model_lists(q.seed, DEPTH)
+        per_query.append((lists, sims))
+    out: dict[str, Any] = {}
+    for name, spec in FUSION_VARIANTS.items():
+        hr, nd = [], []
+        for q, (lists, sims) in zip(queries, per_query, strict=True):
+            top = fuse(lists, sims, depth=spec.get("depth", DEPTH), c=spec.get("c", 0.0),
+                       weights=spec.get("weights"), use_sims=spec.get("sims", False))[:K]
+            hr.append(M.hit_rate_at_k(top, q.relevant, K))
+            nd.append(M.ndcg_at_k(top, q.relevant, K))
+        out[name] = {"hit_rate@10": _ci(hr, seed), "ndcg@10": _ci(nd, seed)}
+    return out
+
+
+# -- targets -------------------------------------------------------------------------------------------
+
+
+def _mean(block: Mapping[str, Any] | None, metric: str) -> float | None:
+    if not block:
+        return None
+    value = block.get(metric)
+    return value.get("mean") if isinstance(value, Mapping) else value
+
+
+def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets on the demo data, each with its measured value and whether it is met."""
+    warm = results.get("warm", {})
+    cold = results.get("cold_start", {})
+    out: dict[str, dict[str, Any]] = {}
+
+    def put(name: str, value: float | None, threshold: float | None, met: bool | None, note: str) -> None:
+        out[name] = {"value": _num(value) if value is not None else None,
+                     "threshold": _num(threshold) if threshold is not None else None,
+                     "met": met, "rule": note}
+
+    hr = {m: _mean(warm.get(m), "hit_rate@10") for m in warm}
+    singles = {m: hr[m] for m in MODEL_NAMES if hr.get(m) is not None}
+    if hr.get("score_total") is not None and singles:
+        best = max(singles.values())
+        put("score_total_vs_best_single", hr["score_total"], best, hr["score_total"] >= best,
+            "score_total HitRate@10 >= best single model's")
+    pop = hr.get("most_popular")
+    for m in MODEL_NAMES:
+        if hr.get(m) is not None and pop is not None:
+            put(f"{m}_beats_most_popular", hr[m], pop, hr[m] > pop, f"{m} HitRate@10 > most_popular's")
+    ver = results.get("version_retrieval") or {}
+    if isinstance(ver.get("tcae"), Mapping):
+        p1 = ver["tcae"]["p@1"]["mean"]
+        put("tcae_version_p@1", p1, 0.9, p1 is not None and p1 >= 0.9,
+            "TCAE ranks another version first for >= 90% of versioned songs")
+    cold_hr = _mean(cold.get("cel"), "hit_rate@10")
+    warm_hr = hr.get("cel")
+    if cold_hr is not None and warm_hr:
+        put("cel_cold_vs_warm", cold_hr, warm_hr / 2, cold_hr >= warm_hr / 2,
+            "cold-start cel HitRate@10 >= half of warm cel HitRate@10")
+    sweep = {row["novelty"]: row for row in results.get("novelty_sweep", {}).get("score_total", [])}
+    if 0.0 in sweep and 0.5 in sweep:
+        base, half = sweep[0.0], sweep[0.5]
+        pop0, pop5 = base["median_popularity@10"], half["median_popularity@10"]
+        if pop0 is not None and pop5 is not None:
+            ratio = pop5 / pop0 if pop0 else None
+            put("novelty_halves_popularity", ratio, 0.5, ratio is not None and ratio <= 0.5,
+                "median popularity at novelty 0.5 / at 0 <= 0.5")
+        if base["hit_rate@10"]:
+            cost = 1.0 - half["hit_rate@10"] / base["hit_rate@10"]
+            put("novelty_hit_rate_cost", cost, 0.1, cost <= 0.1, "relative HitRate@10 loss at novelty 0.5 <= 10%")
+    return out
+
+
+# -- the entry point -----------------------------------------------------------------------------------
+
+
+def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    text = json.dumps(payload, ensure_ascii=False, indent=2, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate(
+    data: Path,
+    artifacts: Path,
+    *,
+    version: str | None = None,
+    max_playlists: int | None = 1000,
+    seed: int = 0,
+    report_dir: Path | None = None,
+    fusion: bool = True,
+    progress: bool = True,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate one artifacts version on its held-out playlists and write ``metrics.json`` and a report.
+
+    Parameters
+    ----------
+    data : the dataset folder the version was trained on (Melon layout).
+    artifacts : the artifacts folder.
+    version : the version's folder name; ``current`` when None.
+    max_playlists : at most this many held-out playlists (drawn with ``seed``); None for all.
+    seed : seeds the playlist sample, the seed songs, the random baseline and the bootstrap.
+    report_dir : where the Markdown report and its plots go; ``<version>/report`` when None.
+    fusion : also run the fusion study (alternative ways to fuse the served candidate lists).
+    progress : show progress bars.
+    report : write the Markdown report and plots (``metrics.json`` is always written).
+
+    Returns
+    -------
+    dict
+        What ``metrics.json`` holds: per query set and method, the metrics with bootstrap intervals;
+        version retrieval, the novelty sweep, the fusion study, and the targets.
+
+    Raises
+    ------
+    app.artifacts.ArtifactError
+        When the version is missing or incomplete.
+    EvaluationError
+        When the version has no held-out playlists, or the dataset does not match it.
+    """
+    if max_playlists is not None and max_playlists < 1:
+        raise ValueError(f"max_playlists: must be at least 1, got {max_playlists}")
+    started = time.perf_counter()
+    version_dir = resolve_version(Path(artifacts), version)
+    ctx = load_context(Path(data), version_dir)
+    served = Served(version_dir)
+    baselines = Baselines(ctx, seed=seed)
+    warm, cold = build_queries(ctx, max_playlists=max_playlists, seed=seed)
+    if not warm:
+        raise EvaluationError(f"{version_dir.name}: no held-out playlist has two catalog songs with a warm seed")
+    logger.info("evaluating %s: %d warm and %d cold-start queries", version_dir.name, len(warm), len(cold))
+
+    rankers: dict[str, Callable[[int, int], list[int]]] = {
+        m: (lambda s, k, m=m: served.recommend(s, m, k)) for m in SERVED_METHODS
+    }
+    rankers.update({b: baselines.ranker(b) for b in BASELINES})
+    results: dict[str, Any] = {
+        "version": version_dir.name,
+        "data": str(data),
+        "seed": seed,
+        "protocol": {
+            "k": K, "recall_k": RECALL_K, "depth": DEPTH, "bootstrap": "percentile, 1000 resamples, 95%",
+            "warm_seed": "one song per held-out playlist that some training playlist contains",
+            "cold_seed": "one song per held-out playlist that no training playlist contains, with audio",
+            "truth": "the other songs of the same held-out playlist (canonical ids)",
+            "novelty": "mean -log2((pop+1)/(training playlists+1)) of the top 10",
+        },
+        "counts": {
+            "catalog_songs": len(ctx.catalog),
+            "training_playlists": ctx.n_train_playlists,
+            "holdout_playlists": len(ctx.holdout_playlists),
+            "warm_queries": len(warm),
+            "cold_queries": len(cold),
+            "catalog_median_popularity": float(np.median(ctx.catalog.popularity)) if len(ctx.catalog) else 0.0,
+            **ctx.counts,
+        },
+    }
+    timings: dict[str, float] = {}
+    for set_name, queries in (("warm", warm), ("cold_start", cold)):
+        block: dict[str, Any] = {}
+        for name, fn in rankers.items():
+            t0 = time.perf_counter()
+            l10, l50 = _run_method(fn, queries, f"{set_name} {name}", progress)
+            block[name] = score_lists(ctx, queries, l10, l50, seed=seed) if queries else {"queries": 0}
+            timings[f"{set_name}/{name}"] = round(time.perf_counter() - t0, 3)
+        results[set_name] = block
+
+    groups = read_version_groups(Path(data), ctx.catalog)
+    if groups:
+        methods = [m for m in RETRIEVAL_METHODS if m in served.models or m == "score_total"]
+        results["version_retrieval"] = version_retrieval(served, groups, methods, seed=seed, progress=progress)
+    else:
+        results["version_retrieval"] = None
+
+    sweep: list[dict[str, Any]] = []
+    for level in NOVELTY_LEVELS:
+        l10 = [served.recommend(q.seed, "score_total", K, novelty=level)
+               for q in tqdm(warm, desc=f"novelty {level}", disable=not progress, leave=False)]
+        pooled = [ctx.popularity.get(s, 0) for lst in l10 for s in lst]
+        pairs = list(zip(l10, warm, strict=True))
+        sweep.append({
+            "novelty": level,
+            "hit_rate@10": _num(M.mean_finite(M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs)),
+            "ndcg@10": _num(M.mean_finite(M.ndcg_at_k(r, q.relevant, K) for r, q in pairs)),
+            "median_popularity@10": _num(M.median_popularity(pooled)),
+            "novelty@10": _num(M.mean_finite(M.novelty([ctx.popularity.get(s, 0) for s in r], ctx.n_train_playlists)
+                                             for r in l10)),
+        })
+    results["novelty_sweep"] = {"score_total": sweep}
+
+    if fusion:
+        t0 = time.perf_counter()
+        results["fusion_study"] = fusion_study(ctx, served, warm, seed=seed, progress=progress)
+        timings["fusion_study"] = round(time.perf_counter() - t0, 3)
+    results["targets"] = check_targets(results)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    results["timings"] = timings
+
+    if report:
+        from training.report import write_report
+
+        out_dir = Path(report_dir) if report_dir is not None else version_dir / "report"
+        results["report"] = str(write_report(results, version_dir, out_dir, seed=seed))
+        results["timings"]["total"] = round(time.perf_counter() - started, 3)
+    _write_json_atomic(version_dir / METRICS, results)
+    logger.info("wrote %s in %.1f s", version_dir / METRICS, time.perf_counter() - started)
+    return results
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mugle evaluate``."""
+    parser.add_argument("--data", required=True, help="dataset folder the version was trained on")
+    parser.add_argument("--artifacts", default="artifacts", help="artifacts folder (default: artifacts)")
+    parser.add_argument("--version", default=None, help="version folder name (default: current)")
+    parser.add_argument("--max-playlists", type=int, default=1000,
+                        help="evaluate at most this many held-out playlists (default 1000; 0 = all)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds sampling, seeds and bootstrap (default 0)")
+    parser.add_argument("--report-dir", default=None, help="report folder (default: <version>/report)")
+    parser.add_argument("--no-fusion-study", action="store_true", help="skip the fusion study")
+    parser.add_argument("--no-report", action="store_true", help="write metrics.json only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def summary_lines(results: Mapping[str, Any]) -> list[str]:
+    """A short text table of the warm results and the targets, for the terminal."""
+    lines = [f"{'method':<22}{'HR@10':>8}{'nDCG@10':>9}{'R@50':>8}{'medPop':>8}{'cold HR':>9}"]
+    for name, block in results.get("warm", {}).items():
+        cold = results.get("cold_start", {}).get(name, {})
+
+        def f(x: Any) -> str:
+            return "   -" if x is None else f"{x:.3f}"
+
+        lines.append(
+            f"{name:<22}{f(_mean(block, 'hit_rate@10')):>8}{f(_mean(block, 'ndcg@10')):>9}"
+            f"{f(_mean(block, 'recall@50')):>8}{f(block.get('median_popularity@10')):>8}"
+            f"{f(_mean(cold, 'hit_rate@10')):>9}"
+        )
+    for name, t in results.get("targets", {}).items():
+        lines.append(f"target {name}: {t['value']} vs {t['threshold']} -> {'met' if t['met'] else 'MISSED'}")
+    return lines
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``mugle evaluate``; 0 on success, 2 with a one-line error otherwise."""
+    import sys
+
+    try:
+        results = evaluate(
+            Path(args.data), Path(args.artifacts), version=args.version,
+            max_playlists=None if args.max_playlists == 0 else args.max_playlists, seed=args.seed,
+            report_dir=Path(args.report_dir) if args.report_dir else None,
+            fusion=not args.no_fusion_study, progress=not args.quiet, report=not args.no_report,
+        )
+    except (ArtifactError, EvaluationError, ValueError, OSError) as exc:
+        print(f"mugle evaluate: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(summary_lines(results)))
+    where = results.get("report")
+    print(f"metrics: {Path(args.artifacts) / results['version'] / METRICS}" + (f"\nreport: {where}" if where else ""))
+    return 0

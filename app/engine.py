@@ -20,6 +20,7 @@ import numpy as np
 from app import ranking
 from app.artifacts import (
     CATALOG,
+    EXTRAS_DIR,
     MODEL_NAMES,
     ArtifactError,
     Manifest,
@@ -30,7 +31,7 @@ from app.artifacts import (
     read_manifest,
 )
 from app.catalog import SEP, Catalog
-from app.search import TitleSearch
+from app.search import SEARCH_INDEX, TitleSearch
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Engine:
         if not manifest.models:
             raise ArtifactError(f"{version_dir}/manifest.json: lists no models")
         models = {name: cls._load_model(version_dir, manifest, catalog, name) for name in manifest.models}
-        search = TitleSearch.build(catalog)
+        search = TitleSearch.for_catalog(catalog, version_dir / EXTRAS_DIR / SEARCH_INDEX)
         seconds = time.perf_counter() - start
         logger.info(
             "loaded version %s: %d songs, models %s in %.2f s",

@@ -591,7 +591,7 @@ def _write(
         lead = g[0]
         melody_of[g] = lead
         for k, sid in enumerate(g[1:]):
-            tempo_mult[sid] = rng.uniform(0.96, 1.04)
+            tempo_mult[sid] = rng.uniform(0.97, 1.03)
             # A Korean and an English version, or a cover by another artist of the same theme.
             title_eng[sid] = (not title_eng[lead]) if k == 0 else bool(rng.random() < 0.5)
             if rng.random() < 0.6:
@@ -868,12 +868,32 @@ def _write(
     }
 
 
+def _blend(a: _Timbre, b: _Timbre, w: float) -> _Timbre:
+    """A timbre between two genres: ``w`` of ``b``; a version's sound moves away from the lead's."""
+    return _Timbre(
+        table=((1 - w) * a.table + w * b.table).astype(np.float32),
+        decay=(1 - w) * a.decay + w * b.decay,
+        sustain=(1 - w) * a.sustain + w * b.sustain,
+        pad=((1 - w) * a.pad + w * b.pad).astype(np.float32),
+        perc=(1 - w) * a.perc + w * b.perc,
+    )
+
+
 def _render_song(
     seed: int, i: int, melody_of: np.ndarray, song_genre: np.ndarray, song_theme: np.ndarray,
     lead_tempo: np.ndarray, tempo_mult: np.ndarray, gain: np.ndarray, themes: list[_Theme],
     timbres: list[_Timbre],
 ) -> np.ndarray:
+    """The mel of song ``i``'s own recording (a version of its melody's lead recording)."""
     lead = int(melody_of[i])
     th = themes[int(song_theme[i])]
-    return _render(seed, lead, i, timbres[int(song_genre[i])], float(lead_tempo[lead] * tempo_mult[i]),
-                   float(gain[i]), th.brightness, th.noise)
+    timbre = timbres[int(song_genre[i])]
+    if lead != i:
+        # Another recording of the lead's melody: a moderate move in timbre, same tune.
+        w = float(np.random.default_rng([seed, i, 31]).uniform(0.35, 0.65))
+        timbre = _blend(timbres[int(song_genre[lead])], timbre, w)
+        if song_genre[lead] == song_genre[i]:
+            other = timbres[(int(song_genre[i]) + 1 + i % 5) % len(timbres)]
+            timbre = _blend(timbre, other, 0.5 * w)
+    return _render(seed, lead, i, timbre, float(lead_tempo[lead] * tempo_mult[i]), float(gain[i]),
+                   th.brightness, th.noise)

@@ -1,0 +1,538 @@
+"""``mugle train``: one dataset folder in, one complete artifacts version out.
+
+Stages: read -> preprocess -> Music2Vec -> TCAE -> CEL -> indexes -> catalog -> manifest. Everything is
+written into a staging folder (:func:`app.artifacts.staging_version`) that is renamed into place only
+when complete, and ``current`` is switched last. Bad data raises before anything is staged; a crash,
+Ctrl-C or a full disk midway removes the staging folder; a SIGKILL can leave a ``.tmp-*`` folder behind,
+which no reader ever looks at. In every case the version already served is untouched.
+
+Determinism: on the CPU, with ``deterministic=True``, the same data and seed give identical embeddings.
+That mode trains Word2Vec with one worker (gensim's multi-threaded training interleaves updates in
+whatever order the threads run) and asks torch for deterministic kernels. Without it, runs differ only
+by that thread scheduling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.artifacts import (
+    CATALOG,
+    MANIFEST,
+    MODELS_DIR,
+    Manifest,
+    ModelEntry,
+    new_version_name,
+    now_iso,
+    set_current,
+    staging_version,
+)
+from app.catalog import Catalog
+from training.cel import CELOptions
+from training.indexes import FLAT_THRESHOLD, write_model
+from training.melon import MEL_DIR, SPLIT_FILES, read_dataset
+from training.music2vec import Music2VecOptions, train_music2vec
+from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
+from training.tcae import TCAEOptions
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``mugle train`` can be told; all of it is recorded in the manifest.
+
+    Attributes
+    ----------
+    seed : seeds every random choice (holdout, Word2Vec, torch).
+    device : ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    holdout : fraction of training playlists withheld for evaluation (0 = none).
+    deterministic : identical embeddings for a seed on the CPU, at the cost of one Word2Vec worker.
+    prep : preprocessing options (filters, duplicate merging, Music2Vec playlist threshold).
+    w2v_epochs, w2v_dim, w2v_window, w2v_negative, w2v_ns_exponent, w2v_sample, w2v_workers : Music2Vec.
+    tcae : TCAE options (:class:`training.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
+    cel : CEL options (:class:`training.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
+    flat_threshold : below this many vectors an index is exact, above it HNSW.
+    version : folder name of the new version (default: timestamp plus random suffix).
+    progress : show progress bars and print the final summary.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    holdout: float = 0.0
+    deterministic: bool = False
+    prep: PrepOptions = field(default_factory=PrepOptions)
+    w2v_epochs: int = 10
+    w2v_dim: int = 128
+    w2v_window: int = 10
+    w2v_negative: int = 5
+    w2v_ns_exponent: float = 0.75
+    w2v_sample: float = 0.0
+    w2v_workers: int = 0
+    tcae: TCAEOptions = field(default_factory=TCAEOptions)
+    cel: CELOptions = field(default_factory=CELOptions)
+    flat_threshold: int = FLAT_THRESHOLD
+    version: str | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option."""
+        if self.device not in DEVICES:
+            raise ValueError(f"device={self.device!r}: choose among {DEVICES}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout={self.holdout!r}: must be in [0, 1)")
+        for name in ("w2v_epochs", "w2v_dim", "w2v_window", "w2v_negative"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
+        for name in ("w2v_workers", "flat_threshold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
+        # CEL pulls its output towards both inputs by cosine, so the three spaces must share one width.
+        if not self.w2v_dim == self.tcae.dim == self.cel.dim:
+            raise ValueError(
+                f"w2v_dim={self.w2v_dim}, tcae.dim={self.tcae.dim}, cel.dim={self.cel.dim}: "
+                "the three embedding sizes must be equal"
+            )
+
+    def music2vec(self) -> Music2VecOptions:
+        return Music2VecOptions(
+            dim=self.w2v_dim,
+            window=self.w2v_window,
+            negative=self.w2v_negative,
+            ns_exponent=self.w2v_ns_exponent,
+            epochs=self.w2v_epochs,
+            sample=self.w2v_sample,
+            workers=self.w2v_workers,
+            deterministic=self.deterministic,
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready parameters for the manifest."""
+        data = asdict(self)
+        data["tcae"]["dilations"] = list(data["tcae"]["dilations"])
+        prep = data.pop("prep")
+        prep["excluded_genres"] = sorted(prep["excluded_genres"])
+        prep["splits"] = list(prep["splits"])
+        data["prep"] = prep
+        data.pop("progress")
+        return data
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; asking for absent CUDA is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but torch sees no CUDA device")
+    return device
+
+
+def dataset_fingerprint(root: Path, splits: tuple[str, ...], mel_ids: np.ndarray) -> str:
+    """SHA-256 over the metadata files' bytes and the set of song ids that have a mel.
+
+    Hashing the JSON bytes (a few hundred MB at real size, about a second) catches edits that keep a
+    file's size; the mel id set catches audio added or removed without reading 240 GB.
+    """
+    h = hashlib.sha256()
+    names = ["song_meta.json", "genre_gn_all.json"] + [SPLIT_FILES[s] for s in splits]
+    for name in names:
+        path = Path(root) / name
+        h.update(name.encode())
+        if path.is_file():
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        else:
+            h.update(b"<absent>")
+    h.update(np.ascontiguousarray(mel_ids, dtype=np.int64).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def find_mels(root: Path) -> dict[int, Path]:
+    """Every ``arena_mel/<folder>/<id>.npy`` present, by song id, from one directory listing per folder.
+
+    Listing folders is far cheaper than a ``stat`` per song at 700k songs. Whether a file is readable
+    is decided later, when the audio stage loads it.
+    """
+    found: dict[int, Path] = {}
+    base = Path(root) / MEL_DIR
+    if not base.is_dir():
+        return found
+    with os.scandir(base) as folders:
+        for folder in folders:
+            if not folder.is_dir() or not folder.name.isdigit():
+                continue
+            try:
+                entries = list(os.scandir(folder.path))
+            except OSError as exc:  # a broken folder of the real copy: skip it, say so
+                logger.warning("%s: cannot list mel folder (%s); its songs have no audio", folder.path, exc)
+                continue
+            for entry in entries:
+                stem, dot, ext = entry.name.partition(".")
+                if dot and ext == "npy" and stem.isdigit():
+                    found[int(stem)] = Path(entry.path)
+    return found
+
+
+def canonical_mels(aliases: dict[int, int], mels: dict[int, Path]) -> dict[int, Path]:
+    """One mel per canonical song: its own file, else the lowest-id duplicate's file."""
+    chosen: dict[int, Path] = {}
+    for original in sorted(aliases):
+        canonical = aliases[original]
+        path = mels.get(original)
+        if path is None:
+            continue
+        if original == canonical or canonical not in chosen:
+            chosen[canonical] = path
+    return chosen
+
+
+def choose_holdout(playlist_ids: list[int], fraction: float, seed: int) -> list[int]:
+    """A seeded random ``fraction`` of ``playlist_ids``, sorted; independent of the input's order."""
+    if fraction <= 0 or not playlist_ids:
+        return []
+    pool = np.array(sorted(set(playlist_ids)), dtype=np.int64)
+    n = int(round(fraction * len(pool)))
+    rng = np.random.default_rng([seed, 0x486F6C64])  # a stream of its own, apart from model seeds
+    return sorted(int(i) for i in rng.choice(pool, size=n, replace=False))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class StageClock:
+    """Times named stages for the manifest and the final summary."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        logger.info("stage %s ...", name)
+        started = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - started, 3)
+        logger.info("stage %s done in %.1fs (peak memory %.0f MB)", name, self.timings[name], peak_rss_mb())
+
+
+# -- the pipeline -------------------------------------------------------------------------------------
+
+
+def train(data: Path, out: Path, options: TrainOptions | None = None) -> Path:
+    """Train every model on the dataset in ``data`` and publish a new version under ``out``.
+
+    Parameters
+    ----------
+    data : a dataset folder in the Melon layout.
+    out : the artifacts folder (created when absent).
+    options : see :class:`TrainOptions`.
+
+    Returns
+    -------
+    Path
+        The new version folder, which ``out/current`` now points to.
+
+    Raises
+    ------
+    training.melon.MelonFormatError
+        When the dataset cannot be read; nothing is written.
+    ValueError
+        On a bad option, naming it.
+    """
+    options = options or TrainOptions()
+    options.validate()
+    data, out = Path(data), Path(out)
+    device = resolve_device(options.device)
+    clock = StageClock()
+    started = time.perf_counter()
+    _seed_everything(options.seed, options.deterministic)
+
+    with clock.stage("read"):
+        dataset = read_dataset(data, splits=options.prep.splits, progress=options.progress)
+    with clock.stage("preprocess"):
+        eligible = [p.id for p in dataset.playlists if p.split in options.prep.splits]
+        holdout = choose_holdout(eligible, options.holdout, options.seed)
+        prepared = prepare(dataset, options.prep, frozenset(holdout))
+        mel_files = find_mels(data)
+        mel_paths = canonical_mels(prepared.aliases, mel_files)
+        fingerprint = dataset_fingerprint(data, options.prep.splits, np.array(sorted(mel_files)))
+    read_report = dataset.report
+    del dataset  # the playlists live on in `prepared`; free the rest before training
+
+    version = options.version or new_version_name()
+    with staging_version(out, version) as stage_dir:
+        models_dir = stage_dir / MODELS_DIR
+        models_dir.mkdir()
+        entries: dict[str, ModelEntry] = {}
+
+        with clock.stage("music2vec"):
+            w2v = train_music2vec(
+                prepared.train_playlists, prepared.w2v_songs, options.music2vec(), options.seed,
+                models_dir=models_dir, work_dir=stage_dir,
+            )
+        with clock.stage("tcae"):
+            tcae_ids, tcae_vecs, tcae_info = run_tcae(mel_paths, options, device, models_dir)
+        with clock.stage("cel"):
+            cel_ids, cel_vecs, cel_info = run_cel(w2v.ids, w2v.query, tcae_ids, tcae_vecs, options, device, models_dir)
+        with clock.stage("indexes"):
+            entries["music2vec"] = write_model(
+                stage_dir, "music2vec", w2v.ids, w2v.query, w2v.key,
+                flat_threshold=options.flat_threshold, seed=options.seed,
+            )
+            entries["tcae"] = write_model(
+                stage_dir, "tcae", tcae_ids, tcae_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
+            )
+            entries["cel"] = write_model(
+                stage_dir, "cel", cel_ids, cel_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
+            )
+        entries["music2vec"].params.update(
+            {k: v for k, v in w2v.stats.items() if k not in ("params",)}, **w2v.stats["params"]
+        )
+        entries["music2vec"].params["score"] = "IN-OUT: query = input vectors, index = output vectors"
+        entries["music2vec"].timings["train_s"] = clock.timings["music2vec"]
+        entries["tcae"].params.update(tcae_info)
+        entries["tcae"].timings["train_s"] = clock.timings["tcae"]
+        entries["cel"].params.update(cel_info)
+        entries["cel"].timings["train_s"] = clock.timings["cel"]
+
+        with clock.stage("catalog"):
+            with_audio = set(int(i) for i in tcae_ids)
+            rows = [
+                {**song, "popularity": prepared.popularity.get(sid, 0), "has_audio": sid in with_audio}
+                for sid, song in prepared.songs.items()
+            ]
+            Catalog.save(stage_dir / CATALOG, rows, prepared.aliases)
+
+        counts: dict[str, Any] = {label.strip(): n for label, n in prepared.summary}
+        counts["songs with a mel file"] = len(mel_paths)
+        counts["reader warnings"] = int(read_report.warnings)
+        counts["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        clock.timings["total"] = round(time.perf_counter() - started, 3)
+        manifest = Manifest(
+            version=version,
+            created_at=now_iso(),
+            dataset_fingerprint=fingerprint,
+            songs=len(rows),
+            models=entries,
+            params={"train": options.as_record(), "device": device, **_frontend_params()},
+            timings=dict(clock.timings),
+            counts=counts,
+            holdout_playlist_ids=holdout,
+        )
+        _write_text(stage_dir / MANIFEST, manifest.to_json())
+        _fsync_tree(stage_dir)
+
+    set_current(out, version)
+    final = out / version
+    text = summary_text(manifest, data, final)
+    logger.info("training finished\n%s", text)
+    if options.progress:
+        print(text, file=sys.stderr)
+    return final
+
+
+def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
+    """The final summary: counts per model and time per stage."""
+    lines = [f"trained {data} -> {version_dir} (current)", f"  servable songs: {manifest.songs:,}"]
+    if manifest.holdout_playlist_ids:
+        lines.append(f"  held-out playlists: {len(manifest.holdout_playlist_ids):,}")
+    for name, entry in manifest.models.items():
+        recall = "" if entry.index_type == "flat" else f", recall@10 {entry.recall_at_10}"
+        lines.append(f"  {name:<10} {entry.count:>9,} songs x {entry.dim} ({entry.index_type}{recall})")
+    lines.append("  time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()))
+    lines.append(f"  peak memory: {manifest.counts.get('peak_rss_mb', 0):.0f} MB")
+    return "\n".join(lines)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file so the rename publishes data that survives a power cut, not empty files."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _frontend_params() -> dict[str, Any]:
+    """The mel front-end parameters, when the audio front-end module exists."""
+    try:
+        from app.melspec import MelParams
+    except ImportError:
+        return {}
+    return {"mel": MelParams().as_dict()}
+
+
+# -- audio stages -------------------------------------------------------------------------------------
+
+
+def run_tcae(
+    mel_paths: dict[int, Path], options: TrainOptions, device: str, models_dir: Path
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Train TCAE on the songs' mels and embed them; returns (ids, vectors, info for the manifest).
+
+    With no mel at all (a metadata-only dataset) the model is empty rather than an error: songs stay
+    servable through Music2Vec.
+    """
+    from training import tcae
+
+    if not mel_paths:
+        logger.warning("tcae: no song has a mel file; the tcae model will be empty")
+        dim = options.tcae.dim
+        return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32), {"skipped": "no mels"}
+    ids, vectors = tcae.train_tcae(
+        mel_paths, options.tcae, seed=options.seed, device=device, models_dir=models_dir,
+        progress=options.progress,
+    )
+    info = {k: v for k, v in tcae.LAST_INFO.items() if k != "history"}
+    best = info.get("best_val_mse")
+    info["best_val_mse"] = float(best) if best is not None and np.isfinite(best) else None
+    return ids, vectors, info
+
+
+def run_cel(
+    w2v_ids: np.ndarray,
+    w2v_vecs: np.ndarray,
+    tcae_ids: np.ndarray,
+    tcae_vecs: np.ndarray,
+    options: TrainOptions,
+    device: str,
+    models_dir: Path,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Train the fusion network and embed every song with either input; returns (ids, vectors, info)."""
+    from training import cel
+
+    ids, vectors = cel.train_cel(
+        w2v_ids, w2v_vecs, tcae_ids, tcae_vecs, options.cel, seed=options.seed, device=device,
+        models_dir=models_dir,
+    )
+    info = {k: v for k, v in getattr(cel, "LAST_INFO", {}).items() if k != "history"}
+    return ids, vectors, info
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``mugle train``'s options (the preprocessing ones included) to ``parser``.
+
+    ``--data`` and ``--out`` are the CLI's own (``app.cli``); everything else is added here.
+    """
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where torch trains (default auto)")
+    parser.add_argument("--holdout", type=float, default=0.0,
+                        help="fraction of training playlists withheld for `mugle evaluate` (default 0)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="identical embeddings for a seed on the CPU (one Word2Vec worker: slower)")
+    parser.add_argument("--version", default=None, help="name of the new version folder (default: timestamp)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars or final summary")
+    d = TrainOptions()
+    g = parser.add_argument_group("Music2Vec")
+    g.add_argument("--w2v-epochs", type=int, default=d.w2v_epochs, help=f"default {d.w2v_epochs}")
+    g.add_argument("--w2v-dim", type=int, default=d.w2v_dim, help=f"default {d.w2v_dim}")
+    g.add_argument("--w2v-window", type=int, default=d.w2v_window, help=f"default {d.w2v_window}")
+    g.add_argument("--w2v-negative", type=int, default=d.w2v_negative, help=f"default {d.w2v_negative}")
+    g.add_argument("--w2v-ns-exponent", type=float, default=d.w2v_ns_exponent,
+                   help=f"negative-sampling exponent (default {d.w2v_ns_exponent})")
+    g.add_argument("--w2v-sample", type=float, default=d.w2v_sample,
+                   help="frequent-song down-sampling; 0 disables it (default 0)")
+    g.add_argument("--w2v-workers", type=int, default=d.w2v_workers, help="threads; 0 = one per core")
+    g = parser.add_argument_group("audio models")
+    t = d.tcae
+    g.add_argument("--tcae-steps", type=int, default=t.steps, help=f"TCAE optimiser steps (default {t.steps})")
+    g.add_argument("--crop", type=int, default=t.crop,
+                   help=f"TCAE training crop in pooled frames (default {t.crop}, i.e. {t.raw_crop} mel frames)")
+    g.add_argument("--batch-size", type=int, default=t.batch_size, help=f"TCAE crops per step (default {t.batch_size})")
+    g.add_argument("--loader-workers", type=int, default=t.workers,
+                   help="DataLoader processes reading mels (default 0: in-process)")
+    c = d.cel
+    g.add_argument("--cel-epochs", type=int, default=c.epochs, help=f"CEL epochs (default {c.epochs})")
+    g = parser.add_argument_group("indexes")
+    g.add_argument("--flat-threshold", type=int, default=d.flat_threshold,
+                   help=f"exact search below this many vectors, HNSW above (default {d.flat_threshold})")
+    add_prep_arguments(parser)
+
+
+def _tcae_options(args: argparse.Namespace) -> TCAEOptions:
+    try:
+        return TCAEOptions(
+            steps=args.tcae_steps, crop=args.crop, batch_size=args.batch_size, workers=args.loader_workers
+        )
+    except ValueError as exc:
+        raise SystemExit(f"TCAE options (--tcae-steps, --crop, --batch-size, --loader-workers): {exc}") from exc
+
+
+def _cel_options(args: argparse.Namespace) -> CELOptions:
+    if args.cel_epochs < 1:
+        raise SystemExit(f"--cel-epochs: must be at least 1, got {args.cel_epochs}")
+    return CELOptions(epochs=args.cel_epochs)
+
+
+def options_from_args(args: argparse.Namespace) -> TrainOptions:
+    """Build :class:`TrainOptions` from parsed arguments; a bad value exits naming the flag."""
+    options = TrainOptions(
+        seed=args.seed,
+        device=args.device,
+        holdout=args.holdout,
+        deterministic=args.deterministic,
+        prep=prep_options_from_args(args),
+        w2v_epochs=args.w2v_epochs,
+        w2v_dim=args.w2v_dim,
+        w2v_window=args.w2v_window,
+        w2v_negative=args.w2v_negative,
+        w2v_ns_exponent=args.w2v_ns_exponent,
+        w2v_sample=args.w2v_sample,
+        w2v_workers=args.w2v_workers,
+        tcae=_tcae_options(args),
+        cel=_cel_options(args),
+        flat_threshold=args.flat_threshold,
+        version=args.version,
+        progress=not args.no_progress,
+    )
+    try:
+        options.validate()
+    except ValueError as exc:
+        raise SystemExit(f"--{str(exc).split('=')[0].replace('_', '-')}: {exc}") from exc
+    return options

@@ -7,6 +7,7 @@ goes to ``metrics.json``) and the version folder, from which it reads the embedd
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,11 +19,17 @@ matplotlib.use("Agg")  # files only: no display on a training machine or in CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 
 from app.artifacts import CATALOG, MODEL_NAMES, ids_file, query_file  # noqa: E402
 from app.catalog import SEP, Catalog  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+# Genre names and titles are often Korean; DejaVu has no Hangul, so fall back to a Hangul font when
+# one is installed. Without one the labels show boxes and the glyph warnings are silenced below.
+_HANGUL_FONTS: tuple[str, ...] = ("NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Noto Sans KR",
+                                  "UnDotum", "Malgun Gothic", "AppleGothic")
 
 REPORT_MD = "report.md"
 BARS_PNG = "metrics_bars.png"
@@ -32,6 +39,29 @@ MAP_PNG = "map_{model}.png"
 BAR_METRICS: tuple[str, ...] = ("hit_rate@10", "ndcg@10", "recall@50", "genre_precision@10")
 MAP_POINTS = 3000
 MAP_GENRES = 8
+
+
+_HANGUL_FONT_FILES: tuple[str, ...] = ("NanumGothic.ttf", "NanumBarunGothic.ttf", "NotoSansCJK", "NotoSansKR")
+
+
+def _use_hangul_font() -> str | None:
+    """Add a Hangul font as a fallback family; returns its name, or None when none is installed."""
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    found = next((n for n in _HANGUL_FONTS if n in installed), None)
+    if found is None:
+        # matplotlib's font cache may predate the system fonts: look for the files themselves.
+        for path in sorted(font_manager.findSystemFonts()):
+            if any(key in Path(path).name for key in _HANGUL_FONT_FILES):
+                try:
+                    font_manager.fontManager.addfont(path)
+                    found = font_manager.FontProperties(fname=path).get_name()
+                except (OSError, RuntimeError, ValueError):
+                    continue
+                break
+    if found is not None:
+        # A list of families makes matplotlib fall back glyph by glyph (3.6+).
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", found]
+    return found
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -269,6 +299,18 @@ def write_report(results: Mapping[str, Any], version_dir: Path, out_dir: Path, *
     """Write ``report.md`` and its PNG plots into ``out_dir``; returns the Markdown file's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if _use_hangul_font() is None:
+        logger.info("no Hangul font installed: Korean labels in the plots will show as boxes")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        images = _write_plots(results, Path(version_dir), out_dir, seed)
+    path = out_dir / REPORT_MD
+    path.write_text(render_markdown(results, images), encoding="utf-8")
+    logger.info("report written to %s (%d plots)", path, len(images))
+    return path
+
+
+def _write_plots(results: Mapping[str, Any], version_dir: Path, out_dir: Path, seed: int) -> dict[str, str]:
     images: dict[str, str] = {}
     warm = results.get("warm", {})
     if _methods(warm):
@@ -287,7 +329,4 @@ def write_report(results: Mapping[str, Any], version_dir: Path, out_dir: Path, *
         name = MAP_PNG.format(model=model)
         if plot_embedding_map(Path(version_dir), catalog, model, out_dir / name, seed=seed) is not None:
             images[f"map_{model}"] = name
-    path = out_dir / REPORT_MD
-    path.write_text(render_markdown(results, images), encoding="utf-8")
-    logger.info("report written to %s (%d plots)", path, len(images))
-    return path
+    return images

@@ -364,14 +364,21 @@
     document.title = `${song.title} · Mugle`;
   }
 
+  /** Record which URL state the page now shows (tests and tools wait for this after a navigation). */
+  function rendered() {
+    document.body.dataset.loaded = location.search;
+  }
+
   async function render() {
     const s = readState();
+    delete document.body.dataset.loaded;
     syncControls(s);
     const seq = ++loadSeq;
     if (s.badSong !== null) {
       el.song.hidden = true;
       el.results.replaceChildren();
       showMessage(el.message, `잘못된 곡 번호입니다 · invalid song id: ${s.badSong}`, "error");
+      rendered();
       return;
     }
     if (s.song === null) {
@@ -379,6 +386,7 @@
       el.results.replaceChildren();
       document.title = "Mugle · 음악 추천";
       showMessage(el.message, apiBase ? "곡을 검색해서 고르세요 · search for a song and pick it" : el.message.textContent);
+      rendered();
       return;
     }
     if (!apiBase) return;
@@ -397,6 +405,7 @@
         ? `곡 ${s.song}을(를) 찾을 수 없습니다 · unknown song ${s.song}`
         : errorText(err, "추천 · recommend");
       showMessage(el.message, text, "error");
+      rendered();
       return;
     }
     if (seq !== loadSeq) return;
@@ -417,6 +426,7 @@
     if (!el.mapModel.dataset.touched) {
       el.mapModel.value = ["music2vec", "tcae"].includes(s.method) ? s.method : "cel";
     }
+    rendered();
     drawMel(s.song, seq);
     drawMap(s.song, seq);
   }

@@ -1,0 +1,294 @@
+"""The web page in a real headless Chromium against the real server (uvicorn on 127.0.0.1).
+
+Needs Debian's ``chromium`` package (``apt-get install chromium``; Korean text in the screenshot needs
+``fonts-nanum`` or ``fonts-noto-cjk``). Without /usr/bin/chromium the test is skipped with that reason.
+The server helpers here are shared with ``tests/test_nginx.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.artifacts import EXTRAS_DIR
+from app.routes.visual import mel_thumbnail, write_mel_thumbs
+from tests.synthetic import read_truth, song_id_of, write_synthetic_version
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("MUGLE_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOT = REPO / "docs" / "screenshot.png"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = START_TIMEOUT_S) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``proc`` died. Bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as res:
+                if res.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s (last error: {last})")
+
+
+def make_artifacts(root: Path, n_songs: int = 60) -> Path:
+    """A synthetic version with mel thumbnails for every song that has audio."""
+    vdir = write_synthetic_version(root, n_songs=n_songs, seed=7)
+    truth = read_truth(vdir)
+    ids = np.array([i for i in truth["ids"] if i != truth["no_vector"]], dtype=np.int64)
+    rng = np.random.default_rng(1)
+    bands = np.linspace(1.0, 0.2, 48)[:, None]
+    thumbs = []
+    for _ in range(len(ids)):
+        # a few "notes" per clip, so the picture looks like music rather than noise
+        t = np.arange(400)
+        pitch = rng.integers(4, 40, size=6)
+        mel = rng.normal(0, 0.3, size=(48, 400)) + 2 * bands
+        for j, p in enumerate(pitch):
+            on = (t // 66) == j
+            mel[p : p + 2, on] += 4.0
+            mel[min(47, 2 * p) : min(48, 2 * p + 2), on] += 2.0
+        thumbs.append(mel_thumbnail(mel))
+    write_mel_thumbs(vdir / EXTRAS_DIR, ids, np.stack(thumbs))
+    return vdir
+
+
+@contextlib.contextmanager
+def running_app(artifacts: Path, log_path: Path) -> Iterator[str]:
+    """Run ``uvicorn app.main:create_app`` on a free 127.0.0.1 port; yield its base URL."""
+    port = free_port()
+    env = {**os.environ, "MUGLE_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_http(base + "/health", proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text(errors='replace')[-3000:]}") from exc
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("artifacts")
+    make_artifacts(root)
+    with running_app(root, root / "server.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+    with sync_api.sync_playwright() as pw:
+        # launch() always starts Chromium on a fresh, empty temporary profile (its own --user-data-dir),
+        # so no state leaks between runs; it refuses a --user-data-dir of ours.
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server: str):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ko-KR")
+    pg = ctx.new_page()
+    pg.set_default_timeout(15_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    ctx.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _song_param(url: str) -> str | None:
+    m = re.search(r"[?&]song=(\d+)", url)
+    return m.group(1) if m else None
+
+
+def wait_loaded(page) -> None:
+    """Wait until the page has finished rendering the state its URL names."""
+    page.wait_for_function("document.body.dataset.loaded === location.search")
+
+
+pytestmark = pytest.mark.browser
+
+
+def test_search_recommend_navigate(page, server: str) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.locator("#message").inner_text().startswith("곡을 검색")
+
+    # live suggestions while typing part of a title
+    page.locator("#q").press_sequentially("벚꽃", delay=60)
+    option = page.locator("#suggestions [role=option]").first
+    option.wait_for()
+    assert "벚꽃 엔딩" in option.inner_text()
+    assert page.locator("#q").get_attribute("aria-expanded") == "true"
+    option.click()
+
+    first = str(song_id_of(1))  # "벚꽃 엔딩"
+    page.wait_for_selector("#results .card")
+    assert _song_param(page.url) == first
+    assert page.locator("#song-title").inner_text() == "벚꽃 엔딩"
+    cards = page.locator("#results .card")
+    assert 1 <= cards.count() <= 10
+    assert first not in cards.evaluate_all("cs => cs.map(c => c.dataset.songId)")
+    # why each song was recommended: one badge per model, at least one of them ranked
+    assert cards.first.locator(".rank").count() == 3
+    assert cards.first.locator(".rank.hit").count() >= 1
+    # pictures: the mel thumbnail and the neighbourhood map are drawn
+    page.wait_for_selector("#mel-figure:not([hidden])")
+    page.wait_for_selector("#map-figure:not([hidden])")
+    assert page.locator("#mel").evaluate("c => c.width") == 96
+    lit = page.locator("#map").evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }")
+    assert lit > 200, "the map canvas should have dots drawn on it"
+
+    # switch the method: the URL follows and the list is re-ranked by Music2Vec alone
+    page.locator("label:has(input[value=music2vec])").click()
+    page.wait_for_function("location.search.includes('method=music2vec')")
+    page.wait_for_selector("#results h2:has-text('Music2Vec')")
+    ranks = page.locator("#results .card").evaluate_all(
+        "cs => cs.map(c => c.querySelector('.rank').textContent)")
+    assert ranks[0] == "Music2Vec #1", ranks
+
+    # the comparison view: each_top3 and the three models side by side
+    page.locator("label:has(input[value=compare])").click()
+    page.wait_for_selector("#results .compare .col")
+    cols = page.locator("#results .compare .col").evaluate_all("cs => cs.map(c => c.dataset.method)")
+    assert cols == ["each_top3", "music2vec", "tcae", "cel"]
+
+    # novelty slider and exclude-artist live in the URL too
+    page.locator("label:has(input[value=score_total])").click()
+    page.wait_for_function("!location.search.includes('method=')")
+    page.locator("#novelty").fill("0.8")
+    page.wait_for_function("location.search.includes('novelty=0.8')")
+    page.locator("#exclude-artist").check()
+    page.wait_for_function("location.search.includes('xa=1')")
+    wait_loaded(page)
+    seed_artist = page.locator("#song-meta").inner_text().split(" · ")[0]
+    artists = page.locator("#results .card .artists").all_inner_texts()
+    assert artists and seed_artist not in artists
+
+    # click through to another song
+    target = page.locator("#results .card a.song-link").first
+    target_id = target.get_attribute("data-song-id")
+    target_title = target.inner_text()
+    target.click()
+    page.wait_for_function(f"location.search.includes('song={target_id}')")
+    page.wait_for_selector(f"#song-title:text-is('{target_title}')")
+    assert "novelty=0.8" in page.url and "xa=1" in page.url
+
+    # Back returns to the first song, with its controls
+    page.go_back()
+    page.wait_for_function(f"location.search.includes('song={first}')")
+    page.wait_for_selector("#song-title:text-is('벚꽃 엔딩')")
+    assert page.locator("#exclude-artist").is_checked()
+
+    # a shared link opens straight on a song and method
+    page.goto(f"{server}/?song={first}&method=tcae")
+    page.wait_for_selector("#results h2:has-text('TCAE')")
+    assert page.locator("input[value=tcae]").is_checked()
+
+
+def test_initials_and_keyboard(page, server: str) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    page.locator("#q").press_sequentially("ㅂㅍㅈ", delay=60)
+    page.wait_for_selector("#suggestions [role=option]:has-text('밤편지')")
+    texts = page.locator("#suggestions [role=option]").all_inner_texts()
+    target = next(i for i, t in enumerate(texts) if "밤편지" in t)
+    for _ in range(target + 1):
+        page.locator("#q").press("ArrowDown")
+    assert page.locator("#q").get_attribute("aria-activedescendant") == f"sugg-{target}"
+    assert page.locator(f"#sugg-{target}").get_attribute("aria-selected") == "true"
+    page.locator("#q").press("Enter")
+    page.wait_for_selector("#song-title:text-is('밤편지')")
+    assert _song_param(page.url) == str(song_id_of(4))
+
+
+def test_messages(page, server: str) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    page.locator("#q").press_sequentially("zzqqxxjj", delay=30)
+    page.wait_for_selector("#search-status:has-text('없습니다')")
+    assert page.locator("#suggestions").is_hidden()
+
+    page.goto(server + "/?song=999999")
+    page.wait_for_selector("#message[data-kind=error]")
+    assert "999999" in page.locator("#message").inner_text()
+    assert page.locator("#song").is_hidden()
+
+    # a failing request (the connection drops) gives a readable message, not a blank page
+    page.route(re.compile(r".*/recommend/.*"), lambda route: route.abort("connectionreset"))
+    page.goto(f"{server}/?song={song_id_of(2)}")
+    page.wait_for_selector("#message[data-kind=error]")
+    assert "실패" in page.locator("#message").inner_text()
+    page.unroute(re.compile(r".*/recommend/.*"))
+
+
+def test_phone_width_and_screenshot(browser, server: str) -> None:
+    phone = browser.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True)
+    pg = phone.new_page()
+    pg.goto(f"{server}/?song={song_id_of(1)}&method=compare")
+    pg.wait_for_selector("#results .compare .col")
+    overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than a phone screen"
+    boxes = pg.locator("#results .compare .col").evaluate_all("cs => cs.map(c => c.getBoundingClientRect().left)")
+    assert len(set(round(b) for b in boxes)) == 1, "at phone width the comparison stacks in one column"
+    phone.close()
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="ko-KR")
+    pg = ctx.new_page()
+    pg.goto(f"{server}/?song={song_id_of(1)}")
+    pg.wait_for_selector("#results .card")
+    pg.wait_for_selector("#mel-figure:not([hidden])")
+    pg.wait_for_selector("#map-figure:not([hidden])")
+    pg.wait_for_timeout(300)  # let the canvases settle before the picture
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOT), full_page=True)
+    ctx.close()
+    assert SCREENSHOT.stat().st_size > 20_000

@@ -705,7 +705,7 @@ def _write(
     # --- popularity and playlists --------------------------------------------------------------
     # Popularity is a random rank, independent of audio, theme and genre: Zipf-like weights.
     pop_rank = rng.permutation(n)
-    weight = 1.0 / (pop_rank + 3.0) ** 1.05
+    weight = 1.0 / (pop_rank + 3.0) ** 1.3
     members = [np.flatnonzero(song_theme == t) for t in range(n_themes)]
     theme_cdfs = [_cdf(weight[m]) if len(m) else None for m in members]
     global_cdf = _cdf(weight)
@@ -718,7 +718,7 @@ def _write(
     genre_order = rng.random((playlists, len(_GENRES)))
     pl_songs: list[list[int]] = []
     bar = _bar(progress, playlists, "demo playlists")
-    draws_u = rng.random(int(lengths.sum()) * 2)
+    draws_u = rng.random(int(lengths.sum()) * 3)
     noise_u = rng.random(playlists * 2 + int(lengths.sum()))
     du = nu = 0
     for p in range(playlists):
@@ -727,8 +727,8 @@ def _write(
         n_theme = length - n_noise
         chosen: list[int] = []
         if n_theme and theme_cdfs[t] is not None:
-            u = draws_u[du:du + 2 * n_theme]
-            du += 2 * n_theme
+            u = draws_u[du:du + 3 * n_theme]
+            du += 3 * n_theme
             drawn = members[t][np.searchsorted(theme_cdfs[t], u)]
             # The curator groups songs of a kind: a stable sort by genre, in this playlist's genre order.
             uniq = np.array(list(dict.fromkeys(drawn.tolist()))[:n_theme], dtype=np.int64)

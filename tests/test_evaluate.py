@@ -1,0 +1,267 @@
+"""The offline evaluation end to end on a tiny trained version, the split's hygiene, and its pieces."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from app import ranking  # noqa: E402
+from app.artifacts import METRICS, read_manifest  # noqa: E402
+from app.catalog import Catalog  # noqa: E402
+from training import evaluate as ev  # noqa: E402
+from training.cel import CELOptions  # noqa: E402
+from training.demo import generate  # noqa: E402
+from training.melon import read_dataset  # noqa: E402
+from training.pipeline import TrainOptions, train  # noqa: E402
+from training.tcae import TCAEOptions  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A tiny demo dataset and one version trained on it with 15% of playlists held out."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("eval")
+    data, arts = root / "data", root / "artifacts"
+    generate(data, songs=300, playlists=240, seed=3, progress=False)
+    options = TrainOptions(
+        seed=0, holdout=0.15, progress=False, w2v_workers=1, w2v_epochs=3,
+        tcae=TCAEOptions(steps=15, batch_size=16), cel=CELOptions(epochs=3),
+    )
+    version_dir = train(data, arts, options)
+    return data, arts, version_dir
+
+
+@pytest.fixture(scope="module")
+def results(trained: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    data, arts, _ = trained
+    report_dir = tmp_path_factory.mktemp("report")
+    return ev.evaluate(data, arts, max_playlists=200, seed=0, report_dir=report_dir, progress=False)
+
+
+# -- the split never leaks -----------------------------------------------------------------------------
+
+
+def test_holdout_never_reaches_training(trained: tuple[Path, Path, Path]) -> None:
+    data, _, version_dir = trained
+    manifest = read_manifest(version_dir)
+    held = set(manifest.holdout_playlist_ids)
+    assert held, "the version must record its held-out playlists"
+    catalog = Catalog.load(version_dir / "catalog.npz")
+    dataset = read_dataset(data, progress=False)
+    train_lists = [p for p in dataset.playlists if p.split == "train" and p.id not in held]
+    held_lists = [p for p in dataset.playlists if p.id in held]
+    assert held_lists and all(p.split == "train" for p in held_lists)
+    assert len(train_lists) == manifest.counts["training playlists"]
+
+    def canon(ids: list[int]) -> set[int]:
+        return {c for c in (catalog.canonical(i) for i in ids) if c is not None}
+
+    in_train: Counter[int] = Counter()
+    for p in train_lists:
+        in_train.update(canon(p.songs))
+    only_held = set().union(*(canon(p.songs) for p in held_lists)) - set(in_train)
+    assert only_held, "the tiny demo should have songs that only held-out playlists contain"
+
+    # Popularity counts training playlists only: equal to a recount without the held-out ones.
+    pop = dict(zip(catalog.song_ids.tolist(), catalog.popularity.tolist(), strict=True))
+    assert all(pop[s] == 0 for s in only_held)
+    assert all(pop[s] == n for s, n in in_train.items())
+
+    # Music2Vec learnt nothing from held-out playlists: its vocabulary lies inside the training songs.
+    vocab = set(np.load(version_dir / "music2vec.ids.npy").tolist())
+    assert vocab and vocab <= set(in_train)
+    assert not vocab & only_held
+
+    # The evaluation's own split agrees with the manifest.
+    ctx = ev.load_context(data, version_dir)
+    assert {pid for pid, _ in ctx.holdout_playlists} == held
+    assert ctx.n_train_playlists == len([p for p in train_lists if canon(p.songs)])
+
+
+# -- end to end ------------------------------------------------------------------------------------------
+
+
+def test_evaluate_writes_metrics_and_report(trained: tuple[Path, Path, Path], results: dict) -> None:
+    _, _, version_dir = trained
+    stored = json.loads((version_dir / METRICS).read_text(encoding="utf-8"))
+    assert stored["version"] == version_dir.name
+    assert set(stored["warm"]) == set(ev.SERVED_METHODS) | set(ev.BASELINES)
+    report = Path(results["report"])
+    text = report.read_text(encoding="utf-8")
+    for png in ("metrics_bars.png", "novelty_tradeoff.png", "map_music2vec.png", "map_tcae.png", "map_cel.png"):
+        assert (report.parent / png).stat().st_size > 1000, png
+        assert png in text
+    assert "`score_total`" in text and "## Targets" in text
+
+
+def test_metric_values_are_sane(results: dict) -> None:
+    warm = results["warm"]
+    n = results["counts"]["warm_queries"]
+    assert n > 5
+    for name, block in warm.items():
+        assert block["queries"] == n
+        hr = block["hit_rate@10"]
+        assert 0.0 <= hr["low"] <= hr["mean"] <= hr["high"] <= 1.0, name
+        # Recall@50 over a superset list can only be reached with hits; a hit rate of 0 means no hits at 10.
+        assert block["recall@50"]["mean"] is not None
+    # Playlists on the demo follow themes: co-occurrence must beat random guessing.
+    assert warm["cooccurrence"]["hit_rate@10"]["mean"] > warm["random"]["hit_rate@10"]["mean"]
+    assert warm["random"]["coverage@10"] > warm["most_popular"]["coverage@10"]
+    # Most-popular recommends the same few songs: the lowest coverage and the highest median popularity.
+    assert warm["most_popular"]["median_popularity@10"] >= max(
+        b["median_popularity@10"] for b in warm.values() if b["median_popularity@10"] is not None
+    )
+    sweep = results["novelty_sweep"]["score_total"]
+    assert [row["novelty"] for row in sweep] == list(ev.NOVELTY_LEVELS)
+    # Raising novelty can only move the recommendations towards less-known songs.
+    assert sweep[-1]["median_popularity@10"] <= sweep[0]["median_popularity@10"]
+    assert results["version_retrieval"]["groups"] > 0
+    assert set(results["targets"]) >= {"score_total_vs_best_single", "tcae_version_p@1"}
+
+
+def test_cold_seeds_are_cold_and_served_lists_exclude_the_seed(trained: tuple[Path, Path, Path]) -> None:
+    data, _, version_dir = trained
+    ctx = ev.load_context(data, version_dir)
+    warm, cold = ev.build_queries(ctx, max_playlists=None, seed=1)
+    assert cold, "the tiny demo should give cold-start queries"
+    for q in cold:
+        row = ctx.catalog.row(q.seed)
+        assert ctx.catalog.popularity[row] == 0 and ctx.catalog.has_audio[row]
+        assert q.seed not in q.relevant
+    assert all(ctx.popularity[q.seed] > 0 for q in warm)
+    served = ev.Served(version_dir)
+    base = ev.Baselines(ctx, seed=0)
+    for q in warm[:5]:
+        assert q.seed not in served.recommend(q.seed, "score_total", 50)
+        # The original system's lists keep the query: with exact search it comes back first in TCAE.
+        original = base.original_lists(q.seed)
+        assert original["tcae"][0] == q.seed
+        assert base.original_score_total(q.seed, 10)[0] == q.seed
+
+
+def test_baselines_by_hand(trained: tuple[Path, Path, Path]) -> None:
+    data, _, version_dir = trained
+    ctx = ev.load_context(data, version_dir)
+    base = ev.Baselines(ctx, seed=0)
+    seed = next(s for s, p in ctx.popularity.items() if p >= 3)
+    counts: Counter[int] = Counter()
+    for seq in ctx.train_playlists:
+        if seed in seq:
+            counts.update(s for s in seq if s != seed)
+    got = base.cooccurrence(seed, 5)
+    assert [counts[s] for s in got] == sorted(counts.values(), reverse=True)[:5]
+    top = base.most_popular(seed, 10)
+    assert seed not in top and len(top) == 10
+    pops = [ctx.popularity[s] for s in top]
+    assert pops == sorted(pops, reverse=True)
+    assert base.random(seed, 10) == base.random(seed, 50)[:10]
+    assert base.cooccurrence(-5, 10) == []
+
+
+# -- pieces ----------------------------------------------------------------------------------------------
+
+
+def test_fuse_default_matches_served_score_total() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lists = {m: rng.choice(40, size=15, replace=False).tolist() for m in ("music2vec", "tcae", "cel")}
+        served = [r for r, _ in ranking.score_total(lists)]
+        assert ev.fuse(lists) == served
+
+
+def test_fuse_variants_by_hand() -> None:
+    lists = {"a": [1, 2, 3], "b": [3, 4]}
+    # 1/r: 1 -> 1, 2 -> .5, 3 -> 1/3 + 1 = 1.33, 4 -> .5 (tie with 2: best rank 2 vs 2 -> lower id)
+    assert ev.fuse(lists) == [3, 1, 2, 4]
+    # depth 1 keeps only each list's head
+    assert ev.fuse(lists, depth=1) == [1, 3]
+    # RRF with a large constant rewards agreement: 3 (in both) first
+    assert ev.fuse(lists, c=60)[0] == 3
+    # a zero weight drops a model
+    assert ev.fuse(lists, weights={"b": 0.0}) == [1, 2, 3]
+    sims = {"a": [0.9, 0.5, 0.1], "b": [0.8, 0.7]}
+    # min-max per list: a -> 1, .5, 0 ; b -> 1, 0 => 3: 0 + 1 = 1 ; 1: 1 ; 2: .5 ; 4: 0
+    assert ev.fuse(lists, sims, use_sims=True)[:3] == [1, 3, 2]
+
+
+def test_check_targets_by_hand() -> None:
+    def cell(x: float) -> dict:
+        return {"mean": x, "low": x, "high": x}
+
+    results = {
+        "warm": {"score_total": {"hit_rate@10": cell(0.5)}, "music2vec": {"hit_rate@10": cell(0.6)},
+                 "tcae": {"hit_rate@10": cell(0.2)}, "cel": {"hit_rate@10": cell(0.4)},
+                 "most_popular": {"hit_rate@10": cell(0.3)}},
+        "cold_start": {"cel": {"hit_rate@10": cell(0.25)}},
+        "version_retrieval": {"tcae": {"p@1": cell(0.95), "mrr": cell(0.97)}},
+        "novelty_sweep": {"score_total": [
+            {"novelty": 0.0, "hit_rate@10": 0.5, "median_popularity@10": 40.0},
+            {"novelty": 0.5, "hit_rate@10": 0.46, "median_popularity@10": 18.0},
+        ]},
+    }
+    t = ev.check_targets(results)
+    assert t["score_total_vs_best_single"]["met"] is False
+    assert t["score_total_vs_best_single"]["threshold"] == 0.6
+    assert t["music2vec_beats_most_popular"]["met"] and not t["tcae_beats_most_popular"]["met"]
+    assert t["tcae_version_p@1"]["met"]
+    assert t["cel_cold_vs_warm"]["met"] and t["cel_cold_vs_warm"]["threshold"] == 0.2
+    assert t["novelty_halves_popularity"]["value"] == pytest.approx(0.45) and t["novelty_halves_popularity"]["met"]
+    assert t["novelty_hit_rate_cost"]["value"] == pytest.approx(0.08) and t["novelty_hit_rate_cost"]["met"]
+
+
+def test_version_groups_follow_aliases(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, _, version_dir = trained
+    catalog = Catalog.load(version_dir / "catalog.npz")
+    merged = np.flatnonzero(catalog.alias_from != catalog.alias_to)
+    assert len(merged), "the demo plants duplicates"
+    dup, canon = int(catalog.alias_from[merged[0]]), int(catalog.alias_to[merged[0]])
+    other = int(next(s for s in catalog.song_ids.tolist() if s != canon))
+    (tmp_path / ev.DEMO_TRUTH).write_text(json.dumps({"version_groups": [[dup, canon], [dup, other], [10**9]]}))
+    groups = ev.read_version_groups(tmp_path, catalog)
+    # [dup, canon] collapses to one song and is dropped; [dup, other] maps dup to its canonical id.
+    assert groups == [[canon, other]]
+    (tmp_path / ev.DEMO_TRUTH).write_text(json.dumps({"version_groups": [["x", 1]]}))
+    with pytest.raises(ev.EvaluationError, match="version_groups"):
+        ev.read_version_groups(tmp_path, catalog)
+
+
+def test_version_without_holdout_is_refused(trained: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, arts, version_dir = trained
+    copy = tmp_path / "arts" / "noholdout"
+    shutil.copytree(version_dir, copy, ignore=shutil.ignore_patterns("report", METRICS))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["holdout_playlist_ids"] = []
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ev.EvaluationError, match="holdout_playlist_ids"):
+        ev.evaluate(data, tmp_path / "arts", version="noholdout", progress=False)
+    with pytest.raises(ValueError, match="max_playlists"):
+        ev.evaluate(data, arts, max_playlists=0, progress=False)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    ev.add_evaluate_arguments(parser)
+    args = parser.parse_args(["--data", str(tmp_path), "--artifacts", str(tmp_path / "none"), "--quiet"])
+    assert ev.run_from_args(args) == 2
+    assert "artifacts folder does not exist" in capsys.readouterr().err
+
+
+def test_metrics_json_is_strict(trained: tuple[Path, Path, Path], results: dict) -> None:
+    _, _, version_dir = trained
+    text = (version_dir / METRICS).read_text(encoding="utf-8")
+
+    def no_constants(name: str) -> float:
+        raise AssertionError(f"metrics.json holds {name}")
+
+    json.loads(text, parse_constant=no_constants)
+    assert not any(isinstance(v, float) and math.isnan(v) for v in results["counts"].values())

@@ -147,9 +147,9 @@ def write_synthetic_version(
         if name == "music2vec":
             keep &= popularity > 0  # no playlists, no Word2Vec vector
         rows = idx[keep]
-        query = _unit(centers[clusters[rows]] + 0.35 * rng.normal(size=(len(rows), dim)))
+        query = _unit(centers[clusters[rows]] + 0.2 * rng.normal(size=(len(rows), dim)))
         if name == "music2vec":
-            keys = _unit(centers[clusters[rows]] + 0.35 * rng.normal(size=(len(rows), dim)))
+            keys = _unit(centers[clusters[rows]] + 0.2 * rng.normal(size=(len(rows), dim)))
         else:
             keys = query
         faiss.write_index(_build_index(keys, index_type), str(vdir / index_file(name)))

@@ -1,0 +1,199 @@
+"""Ranking: the pure functions, and the engine's behaviour on artifacts with planted clusters."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from app import ranking
+from app.artifacts import ArtifactError, ids_file, query_file
+from app.engine import Engine, UnknownSongError
+from tests.synthetic import read_truth, write_synthetic_version
+
+faiss.omp_set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_version(tmp_path_factory.mktemp("art"), n_songs=120, seed=3, n_clusters=6)
+
+
+@pytest.fixture(scope="module")
+def engine(version: Path) -> Engine:
+    return Engine.load(version)
+
+
+@pytest.fixture(scope="module")
+def truth(version: Path) -> dict:
+    return read_truth(version)
+
+
+# -- pure functions -----------------------------------------------------------------------------------
+
+
+def test_score_total_sums_reciprocal_ranks() -> None:
+    lists = {"music2vec": [10, 20, 30], "tcae": [20, 10], "cel": [30]}
+    ranked = ranking.score_total(lists)
+    scores = dict(ranked)
+    assert scores[10] == pytest.approx(1 + 1 / 2)
+    assert scores[20] == pytest.approx(1 / 2 + 1)
+    assert scores[30] == pytest.approx(1 / 3 + 1)
+    # 10 and 20 tie at 1.5 with the same best rank: the lower row wins the tie, deterministically.
+    assert [r for r, _ in ranked] == [10, 20, 30]
+
+
+def test_each_top3_merges_then_round_robin() -> None:
+    lists = {"music2vec": [1, 2, 3, 4, 5, 6], "tcae": [1, 7, 8, 9, 10], "cel": [11, 12, 13, 14]}
+    rows = [r for r, _ in ranking.each_top3(lists)]
+    assert rows[:8] == [1, 2, 3, 7, 8, 11, 12, 13]  # top 3 of each, repeats dropped
+    assert rows[8:] == [4, 9, 14, 5, 10, 6]  # then one position of every model at a time
+    assert len(rows) == len(set(rows))
+    scores = [s for _, s in ranking.each_top3(lists)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_candidate_list_excludes_and_cuts_to_depth() -> None:
+    found = np.array([5, 7, -1, 9, 11, 13])
+    sims = np.linspace(0.9, 0.4, 6)
+    rows, out = ranking.candidate_list(found, sims, exclude={7}, depth=3, keep=lambda r: r != 11)
+    assert rows == [5, 9, 13]
+    assert out == pytest.approx([sims[0], sims[3], sims[5]])
+
+
+def test_novelty_rerank_lowers_popularity_and_is_identity_at_zero() -> None:
+    popularity = np.array([1000, 500, 100, 10, 1, 0, 2000, 3])
+    ranked = [(i, 1.0 / (i + 1)) for i in range(8)]
+    assert ranking.novelty_rerank(ranked, popularity, 0.0) == ranked
+    strong = ranking.novelty_rerank(ranked, popularity, 1.0)
+    assert sorted(r for r, _ in strong) == list(range(8))
+    top = lambda rr: np.mean([popularity[r] for r, _ in rr[:3]])  # noqa: E731
+    assert top(strong) < top(ranking.novelty_rerank(ranked, popularity, 0.3)) < top(ranked)
+    with pytest.raises(ValueError, match="novelty"):
+        ranking.novelty_rerank(ranked, popularity, 1.5)
+
+
+def test_rank_method_rejects_unknown_and_empties_missing_model() -> None:
+    assert ranking.rank_method("music2vec", {"tcae": [1]}, {"tcae": [0.5]}) == []
+    with pytest.raises(ValueError, match="method"):
+        ranking.rank_method("best", {}, {})
+
+
+# -- engine -------------------------------------------------------------------------------------------
+
+
+def test_recommendations_come_from_the_planted_cluster(engine: Engine, truth: dict) -> None:
+    clusters = truth["clusters"]
+    sid = truth["ids"][8]
+    for method in ranking.METHODS:
+        _, items = engine.recommend(sid, method=method, k=10)
+        assert len(items) == 10
+        same = sum(clusters[str(it["song_id"])] == clusters[str(sid)] for it in items)
+        assert same >= 8, (method, same)
+
+
+def test_query_and_duplicates_never_recommended(engine: Engine, truth: dict) -> None:
+    dup, canonical = next(iter(truth["duplicates"].items()))
+    song, items = engine.recommend(int(dup), k=50)
+    assert song["song_id"] == canonical  # the duplicate resolves to its canonical song
+    got = {it["song_id"] for it in items}
+    assert canonical not in got and int(dup) not in got
+    assert engine.duplicates_of(canonical) == (int(dup),)
+
+
+def test_ranks_explain_score_total(engine: Engine, truth: dict) -> None:
+    _, items = engine.recommend(truth["ids"][2], k=20)
+    for it in items:
+        ranks = [r for r in it["ranks"].values() if r is not None]
+        assert ranks and all(1 <= r <= ranking.DEPTH for r in ranks)
+        assert it["score"] == pytest.approx(sum(1 / r for r in ranks), abs=1e-5)
+
+
+def test_exclude_artist(engine: Engine, truth: dict) -> None:
+    sid = truth["ids"][4]
+    artist = set(engine.get_song(sid)["artists"])
+    _, plain = engine.recommend(sid, k=20)
+    assert any(set(it["artists"]) & artist for it in plain)  # the filter has something to remove
+    _, filtered = engine.recommend(sid, k=20, exclude_artist=True)
+    assert filtered and not any(set(it["artists"]) & artist for it in filtered)
+
+
+def test_novelty_lowers_mean_popularity(engine: Engine, truth: dict) -> None:
+    means = {}
+    for nov in (0.0, 1.0):
+        pops = [
+            np.mean([it["popularity"] for it in engine.recommend(sid, k=10, novelty=nov)[1]])
+            for sid in truth["ids"][:30]
+        ]
+        means[nov] = float(np.mean(pops))
+    assert means[1.0] < 0.7 * means[0.0]
+
+
+def test_cold_start_and_no_vector_songs(engine: Engine, truth: dict) -> None:
+    cold = truth["cold_start"][0]
+    assert engine.query_vector("music2vec", cold) is None
+    assert engine.query_vector("tcae", cold) is not None
+    _, items = engine.recommend(cold, k=10)
+    assert len(items) == 10 and all(it["ranks"]["music2vec"] is None for it in items)
+    assert engine.recommend(cold, method="music2vec")[1] == []
+    song, items = engine.recommend(truth["no_vector"], k=10)
+    assert song["song_id"] == truth["no_vector"] and items == []
+
+
+def test_seeds_exclude_every_seed(engine: Engine, truth: dict) -> None:
+    clusters = truth["clusters"]
+    seeds = [s for s in truth["ids"] if clusters[str(s)] == 2][:5]
+    got_seeds, items = engine.recommend_seeds(seeds, k=30)
+    assert [s["song_id"] for s in got_seeds] == seeds
+    ids = {it["song_id"] for it in items}
+    assert not ids & set(seeds)
+    assert sum(clusters[str(i)] == 2 for i in ids) >= 10
+    with pytest.raises(UnknownSongError) as err:
+        engine.recommend_seeds([seeds[0], 7, 8])
+    assert err.value.ids == [7, 8]
+
+
+def test_recommend_from_vectors_and_k_beyond_depth(engine: Engine, truth: dict) -> None:
+    sid = truth["ids"][10]
+    vec = engine.query_vector("tcae", sid)
+    items = engine.recommend_from_vectors({"tcae": vec * 3.0, "cel": engine.query_vector("cel", sid)}, "score_total",
+                                          k=5, exclude_ids=[sid])
+    assert len(items) == 5 and sid not in {it["song_id"] for it in items}
+    assert all(it["ranks"]["music2vec"] is None for it in items)
+    single = engine.recommend(sid, method="tcae", k=80)[1]
+    assert len(single) == 80
+    sims = [it["score"] for it in single]
+    assert sims == sorted(sims, reverse=True)
+    with pytest.raises(ValueError, match="dimension"):
+        engine.recommend_from_vectors({"tcae": np.ones(3)}, "tcae", k=5)
+
+
+# -- validation ---------------------------------------------------------------------------------------
+
+
+def _broken_copy(version: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / version.name
+    shutil.copytree(version, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda d: np.save(d / ids_file("tcae"), np.load(d / ids_file("tcae"))[::-1].copy()), "ascending"),
+        (lambda d: np.save(d / ids_file("cel"), np.load(d / ids_file("cel")) + 1), "not canonical"),
+        (lambda d: np.save(d / query_file("cel"), np.load(d / query_file("cel"))[:-1]), "row counts"),
+        (lambda d: np.save(d / query_file("tcae"), np.load(d / query_file("tcae"))[:, :-1].copy()), "dimensions"),
+        (lambda d: (d / "music2vec.index").unlink(), "music2vec.index"),
+        (lambda d: (d / "music2vec.index").write_bytes(b"junk"), "FAISS"),
+        (lambda d: (d / "catalog.npz").write_bytes(b"junk"), "catalog"),
+    ],
+)
+def test_load_refuses_inconsistent_artifacts(version: Path, tmp_path: Path, breakage, message: str) -> None:
+    broken = _broken_copy(version, tmp_path)
+    breakage(broken)
+    with pytest.raises(ArtifactError, match=message):
+        Engine.load(broken)

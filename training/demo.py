@@ -864,7 +864,7 @@ def _write(
         "playlists": {k: len(v) for k, v in files.items()},
         "playlist_entries": int(sum(len(r["songs"]) for r in records)),
         "themes": n_themes, "version_groups": len(version_groups), "duplicate_groups": len(dup_pairs),
-        "mels_written": written, "mels_missing": int(missing.sum()) if mels else n,
+        "mels_written": written, "mels_missing": int(missing.sum()) if mels else 0,
     }
 
 

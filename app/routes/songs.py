@@ -14,7 +14,10 @@ from app.schemas import ErrorDetail, Song
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["songs"])
 
-SongIdPath = Annotated[int, Path(description="any id of the song (a merged duplicate resolves to its canonical song)")]
+SongIdPath = Annotated[
+    int,
+    Path(ge=-(2**63), le=2**63 - 1, description="any id; a merged duplicate resolves to its canonical song"),
+]
 
 
 @router.get(

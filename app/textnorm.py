@@ -8,6 +8,7 @@ collapses to single spaces. Hangul syllables can also be reduced to their initia
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -50,9 +51,17 @@ def normalize_title(title: str) -> str:
     return folded or fold(text)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _fold_cached(text: str) -> str:
+    # Artist names repeat across thousands of songs; folding each distinct name once is enough.
+    return fold(text)
+
+
 def normalize_artists(artists: list[str]) -> tuple[str, ...]:
     """Order-insensitive artist key for duplicate merging."""
-    return tuple(sorted({fold(a) for a in artists if fold(a)}))
+    folded = {_fold_cached(a) for a in artists}
+    folded.discard("")
+    return tuple(sorted(folded))
 
 
 def is_instrumental(title: str) -> bool:

@@ -17,10 +17,14 @@ the most popular id of the group, the lowest id on a tie. Every original id keep
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from app.textnorm import fold, is_instrumental, normalize_artists, normalize_title
 from training.melon import MelonDataset, Song, genre_names
@@ -62,13 +66,13 @@ class Prepared:
         return "\n".join(f"{label:<48} {n:>10,}" for label, n in self.summary)
 
 
-def _song_dict(song: Song, genre_table: dict[str, str]) -> dict[str, Any]:
+def _song_dict(song: Song, genres: list[str]) -> dict[str, Any]:
     return {
         "song_id": song.id,
         "title": song.title,
         "artists": list(song.artists),
         "album": song.album,
-        "genres": genre_names(song.genres, genre_table),
+        "genres": genres,
         "issue_date": song.issue_date,
     }
 
@@ -102,10 +106,14 @@ def prepare(
     if holdout_ids:
         summary.append(("held-out playlists", n_held))
 
-    # Raw popularity per original id, to pick the canonical id of each group.
-    raw_pop: Counter[int] = Counter()
-    for p in playlists:
-        raw_pop.update(p.songs)
+    # All playlist entries in one array (with each entry's playlist index) so that popularity, alias
+    # mapping and de-duplication are vectorised: at real size that is millions of entries.
+    lengths = np.fromiter((len(p.songs) for p in playlists), dtype=np.int64, count=len(playlists))
+    flat = np.fromiter(itertools.chain.from_iterable(p.songs for p in playlists), dtype=np.int64,
+                       count=int(lengths.sum()))
+    owner = np.repeat(np.arange(len(playlists), dtype=np.int64), lengths)
+    size = int(max(flat.max(initial=-1), max((s.id for s in kept), default=-1))) + 1
+    raw_pop = np.bincount(flat, minlength=size)
 
     # Duplicate groups.
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -113,40 +121,43 @@ def prepare(
         key = (normalize_title(song.title), normalize_artists(song.artists)) if options.merge_duplicates else (song.id,)
         groups[key].append(song.id)
     aliases: dict[int, int] = {}
+    alias_of = np.full(size, -1, dtype=np.int64)
     for ids in groups.values():
         canonical = min(ids, key=lambda i: (-raw_pop[i], i))
         for i in ids:
             aliases[i] = canonical
+        alias_of[ids] = canonical
     n_canonical = len(groups)
     summary.append(("  merged duplicate ids", len(kept) - n_canonical))
     summary.append(("servable songs (canonical)", n_canonical))
 
     # Training playlists in canonical ids, curator's order, repeats after merging removed.
+    mapped = alias_of[flat] if len(flat) else flat
+    keep = mapped >= 0
+    mapped, owner = mapped[keep], owner[keep]
+    _, first = np.unique(owner * size + mapped, return_index=True)
+    first.sort()
+    mapped, owner = mapped[first], owner[first]
+    popularity_arr = np.bincount(mapped, minlength=size)
+    bounds = np.searchsorted(owner, np.arange(len(playlists) + 1))
     train_playlists: list[list[int]] = []
     train_ids: list[int] = []
-    popularity: Counter[int] = Counter()
-    for p in playlists:
-        seen: set[int] = set()
-        seq: list[int] = []
-        for sid in p.songs:
-            c = aliases.get(sid)
-            if c is not None and c not in seen:
-                seen.add(c)
-                seq.append(c)
-        if seq:
-            train_playlists.append(seq)
+    for i, p in enumerate(playlists):
+        if bounds[i + 1] > bounds[i]:
+            train_playlists.append(mapped[bounds[i]:bounds[i + 1]].tolist())
             train_ids.append(p.id)
-            popularity.update(seq)
+    popularity = {c: int(popularity_arr[c]) for c in set(aliases.values())}
 
     w2v_songs = {sid for sid, n in popularity.items() if n >= options.min_playlists}
     summary.append((f"songs in >= {options.min_playlists} training playlists (Music2Vec)", len(w2v_songs)))
 
     by_id = {s.id: s for s in kept}
-    songs = {c: _song_dict(by_id[c], dataset.genre_table) for c in set(aliases.values())}
+    names = functools.lru_cache(maxsize=None)(lambda codes: genre_names(list(codes), dataset.genre_table))
+    songs = {c: _song_dict(by_id[c], names(tuple(by_id[c].genres))) for c in popularity}
     prepared = Prepared(
         songs=songs,
         aliases=aliases,
-        popularity={c: popularity.get(c, 0) for c in songs},
+        popularity=popularity,
         train_playlists=train_playlists,
         train_playlist_ids=train_ids,
         w2v_songs=w2v_songs,

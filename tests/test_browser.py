@@ -292,3 +292,55 @@ def test_phone_width_and_screenshot(browser, server: str) -> None:
     pg.screenshot(path=str(SCREENSHOT), full_page=True)
     ctx.close()
     assert SCREENSHOT.stat().st_size > 20_000
+
+
+@pytest.fixture(scope="module")
+def audio_server(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server for the upload test: a trained version from $MUGLE_BROWSER_ARTIFACTS (an artifacts
+    folder with audio models, for the success path) or else the synthetic one (no audio models)."""
+    folder = os.environ.get("MUGLE_BROWSER_ARTIFACTS")
+    if not folder:
+        yield server
+        return
+    with running_app(Path(folder), tmp_path_factory.mktemp("audio") / "server.log") as base:
+        yield base
+
+
+def test_upload_clip(page, audio_server: str) -> None:
+    """Upload a .npy mel: the page shows the answer of POST /recommend/audio, whatever it is."""
+    import io
+
+    import httpx
+
+    server = audio_server
+
+    rng = np.random.default_rng(5)
+    mel = (rng.normal(-40, 10, size=(48, 600))).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, mel)
+    payload = buf.getvalue()
+    direct = httpx.post(f"{server}/recommend/audio", params={"method": "cel", "k": 10},
+                        files={"file": ("clip.npy", payload, "application/octet-stream")}, timeout=120)
+
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    page.locator("#upload-method").select_option("cel")
+    page.locator("#upload-file").set_input_files(
+        {"name": "clip.npy", "mimeType": "application/octet-stream", "buffer": payload})
+    page.locator("#upload-go").click()
+    page.wait_for_function("!document.getElementById('upload-message').textContent.includes('분석 중')",
+                           timeout=120_000)
+    message = page.locator("#upload-message").inner_text()
+    logger.info("POST /recommend/audio answered %s", direct.status_code)
+    if direct.status_code == 200:
+        recs = direct.json()["recommendations"]
+        assert page.locator("#upload-results .card").count() == len(recs)
+        shown = page.locator("#upload-results .card").evaluate_all("cs => cs.map(c => Number(c.dataset.songId))")
+        assert shown == [r["song_id"] for r in recs]
+        page.wait_for_selector("#upload-mel-figure:not([hidden])")
+    else:
+        # e.g. 503 when the served version has no audio model: the page says so instead of failing silently
+        assert page.locator("#upload-message").get_attribute("data-kind") == "error"
+        assert str(direct.status_code) in message
+        assert direct.json()["detail"][:40] in message
+        assert page.locator("#upload-results .card").count() == 0

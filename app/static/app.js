@@ -588,10 +588,14 @@
     el.uploadResults.replaceChildren();
     el.uploadMelFig.hidden = true;
     try {
-      const data = await api(`recommend/audio?${new URLSearchParams({ method: el.uploadMethod.value, k: String(K) })}`,
-        { method: "POST", body: fd, timeout: 120000 });
+      const params = new URLSearchParams({ method: el.uploadMethod.value, k: String(K) });
+      const novelty = Number.parseFloat(el.novelty.value) || 0;
+      if (novelty > 0) params.set("novelty", String(novelty));
+      const data = await api(`recommend/audio?${params}`, { method: "POST", body: fd, timeout: 120000 });
       const recs = data.recommendations || [];
-      showMessage(el.uploadMsg, recs.length ? `${file.name}: ${recs.length}곡 추천 · recommendations` :
+      const clip = data.song || {};
+      const span = Array.isArray(clip.excerpt) ? ` (${clip.excerpt[0]}–${clip.excerpt[1]} s)` : "";
+      showMessage(el.uploadMsg, recs.length ? `${file.name}${span}: ${recs.length}곡 추천 · recommendations` :
         `${file.name}: 추천할 곡이 없습니다 · no recommendations`);
       el.uploadResults.replaceChildren(...recs.map((r) => card(r)));
       if (data.mel && typeof data.mel === "object") el.uploadMelFig.hidden = !paintMel(el.uploadMel, data.mel);

@@ -59,11 +59,14 @@ class ModelIndex:
     catalog_rows: np.ndarray  # index row -> catalog row
     row_of_catalog: np.ndarray  # catalog row -> query row, -1 when the song has no vector in this model
     hnsw: bool
+    threads: int = 1
 
     def search(self, vector: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest keys of one query vector, as (catalog rows, similarities); rows -1 pad a short result."""
         fetch = max(1, min(fetch, self.index.ntotal))
         x = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        # OpenMP's thread count is per calling thread: set it in each request thread, not once at load.
+        faiss.omp_set_num_threads(self.threads)
         if self.hnsw:
             # Per-call parameters: the index object is shared between request threads, so never mutate it.
             params = faiss.SearchParametersHNSW(efSearch=max(_MIN_EF, fetch))
@@ -136,6 +139,8 @@ class Engine:
         if not manifest.models:
             raise ArtifactError(f"{version_dir}/manifest.json: lists no models")
         models = {name: cls._load_model(version_dir, manifest, catalog, name) for name in manifest.models}
+        for mi in models.values():
+            mi.threads = max(1, faiss_threads)
         search = TitleSearch.for_catalog(catalog, version_dir / EXTRAS_DIR / SEARCH_INDEX)
         seconds = time.perf_counter() - start
         logger.info(

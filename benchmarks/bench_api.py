@@ -1,0 +1,145 @@
+"""Benchmark the service: startup, memory, and latency/throughput of /recommend and /search vs /health.
+
+One uvicorn worker serves each artifacts folder; the client drives it over keep-alive HTTP connections
+from threads in this process, the same way for every endpoint, so the ratio to ``/health`` (the floor
+set by the HTTP stack and the client) is the figure to read.
+
+Usage::
+
+    python benchmarks/make_synthetic_artifacts.py --songs 707989 --out /tmp/mugle-bench-708k
+    python benchmarks/bench_api.py /tmp/mugle-bench-10k /tmp/mugle-bench-100k /tmp/mugle-bench-708k
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import logging
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+
+from app.artifacts import CATALOG, resolve_current
+from app.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _start(artifacts: Path, port: int) -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "MUGLE_ARTIFACTS": str(artifacts), "MUGLE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env)
+    for _ in range(1200):  # at most 120 s
+        if proc.poll() is not None:
+            raise RuntimeError(f"server for {artifacts} exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return proc, time.perf_counter() - t0
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start in 120 s")
+
+
+def _drive(port: int, paths: list[str], seconds: float, threads: int) -> dict[str, float]:
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors = [0] * threads
+    stop = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        rng = random.Random(i)
+        while time.perf_counter() < stop:
+            path = rng.choice(paths)
+            t = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            latencies[i].append(time.perf_counter() - t)
+            if resp.status != 200:
+                errors[i] += 1
+        conn.close()
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
+    lat = np.array([x for part in latencies for x in part]) * 1000
+    return {"rps": len(lat) / elapsed, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "n": len(lat), "errors": sum(errors)}
+
+
+def bench(artifacts: Path, seconds: float, threads: int) -> list[str]:
+    version = resolve_current(artifacts)
+    catalog = Catalog.load(version / CATALOG)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(catalog), 500, replace=False)
+    recommend = [f"/recommend/{int(catalog.song_ids[r])}?method=score_total&k=10" for r in rows]
+    titles = [catalog.columns["title"][int(r)] for r in rows]
+    # Realistic queries: a whole title, or its first few characters as typed so far.
+    queries = [t if i % 2 else t[: max(2, len(t) // 2)] for i, t in enumerate(titles)]
+    search = ["/search?" + urllib.parse.urlencode({"q": q, "limit": 10}) for q in queries]
+    port = _free_port()
+    proc, startup = _start(artifacts, port)
+    try:
+        _drive(port, recommend[:50] + search[:50], 1.0, 1)  # warm-up
+        results = {name: _drive(port, paths, seconds, threads)
+                   for name, paths in (("health", ["/health"]), ("recommend", recommend), ("search", search))}
+        rss = _rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    base = results["health"]["rps"]
+    lines = []
+    for name, r in results.items():
+        lines.append(f"| {len(catalog):,} | /{name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps']:.0f} | "
+                     f"{r['rps'] / base:.0%} | {r['errors']} | {startup:.2f} | {rss:.0f} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("artifacts", nargs="+", type=Path, help="artifacts folders (with a current version)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint")
+    parser.add_argument("--threads", type=int, default=2, help="client connections")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    print("| songs | endpoint | p50 ms | p99 ms | req/s | vs /health | errors | startup s | RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in args.artifacts:
+        for line in bench(path, args.seconds, args.threads):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -195,7 +195,7 @@ def load_context(data: Path, version_dir: Path) -> EvalContext:
 def build_queries(
     ctx: EvalContext, *, max_playlists: int | None, seed: int
 ) -> tuple[list[Query], list[Query]]:
-    """One warm and (when possible) one cold-start query per held-out playlist.
+    """One warm query per held-out playlist, and one cold-start query per cold song in it.
 
     A warm seed is a song some training playlist contains; a cold seed is one no training playlist
     contains but that has audio. The truth of either is the playlist's other songs, so a playlist needs
@@ -219,8 +219,9 @@ def build_queries(
         if w:
             s = w[int(rng.integers(len(w)))]
             warm.append(Query(pid, s, frozenset(songs) - {s}))
-        if c:
-            s = c[int(rng.integers(len(c)))]
+        # Cold songs are few (a few per cent of a playlist): every one of them seeds its own query,
+        # otherwise the cold-start estimate rests on a handful of playlists.
+        for s in c:
             cold.append(Query(pid, s, frozenset(songs) - {s}))
     return warm, cold
 
@@ -494,7 +495,10 @@ FUSION_VARIANTS: dict[str, dict[str, Any]] = {
     "RRF c=10, depth 50": {"depth": 50, "c": 10.0},
     "RRF c=60, depth 50": {"depth": 50, "c": 60.0},
     "1/r, music2vec weight 2": {"depth": 50, "c": 0.0, "weights": {"music2vec": 2.0}},
+    "1/r, music2vec weight 3": {"depth": 50, "c": 0.0, "weights": {"music2vec": 3.0}},
     "1/r, music2vec + cel only": {"depth": 50, "c": 0.0, "weights": {"tcae": 0.0}},
+    "1/r, weights 1 / 0.5 / 0.25 (music2vec / cel / tcae)": {
+        "depth": 50, "c": 0.0, "weights": {"music2vec": 1.0, "cel": 0.5, "tcae": 0.25}},
     "cosine sum (normalised sims)": {"depth": 50, "sims": True},
 }
 
@@ -687,7 +691,7 @@ def evaluate(
         "protocol": {
             "k": K, "recall_k": RECALL_K, "depth": DEPTH, "bootstrap": "percentile, 1000 resamples, 95%",
             "warm_seed": "one song per held-out playlist that some training playlist contains",
-            "cold_seed": "one song per held-out playlist that no training playlist contains, with audio",
+            "cold_seed": "every song of a held-out playlist that no training playlist contains, with audio",
             "truth": "the other songs of the same held-out playlist (canonical ids)",
             "novelty": "mean -log2((pop+1)/(training playlists+1)) of the top 10",
         },

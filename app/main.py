@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.artifacts import MANIFEST, ArtifactError, resolve_current
 from app.engine import Engine
+from app.ops import setup_operations
 from app.routes import health, recommend, search, songs
 from app.settings import Settings
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if (STATIC_DIR / "index.html").is_file():
         # Mounted last: a mount at "/" only sees paths no API route matched.
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    setup_operations(app, settings)
     return app
 
 

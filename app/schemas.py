@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 logger = logging.getLogger(__name__)
 
+SongId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 Method = Literal["score_total", "each_top3", "music2vec", "tcae", "cel"]
 
 _SONG_EXAMPLE = {
@@ -101,7 +102,7 @@ class SeedsRequest(BaseModel):
         json_schema_extra={"examples": [{"song_ids": [144663, 366786], "k": 10, "method": "score_total"}]},
     )
 
-    song_ids: list[int] = Field(min_length=1, max_length=100, description="1 to 100 seed ids (any id of a song)")
+    song_ids: list[SongId] = Field(min_length=1, max_length=100, description="1 to 100 seed ids (any id of a song)")
     k: int = Field(10, ge=1, le=100)
     method: Method = "score_total"
     novelty: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)

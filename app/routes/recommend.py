@@ -25,7 +25,7 @@ _ERRORS = {404: {"model": ErrorDetail, "description": "unknown song id(s), named
 )
 def recommend(
     engine: EngineDep,
-    song_id: Annotated[int, Path(description="any id of the song")],
+    song_id: Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="any id of the song")],
     method: Annotated[Method, Query(description="ranking method")] = "score_total",
     k: Annotated[int, Query(ge=1, le=100)] = 10,
     novelty: Annotated[

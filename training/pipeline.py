@@ -19,7 +19,9 @@ import hashlib
 import logging
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,6 +242,27 @@ class StageClock:
 # -- the pipeline -------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into ``SystemExit`` so the staging folder is removed as on Ctrl-C.
+
+    Without this a plain ``kill`` ends the process without unwinding and leaves ``.tmp-*`` behind.
+    Signal handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train(data: Path, out: Path, options: TrainOptions | None = None) -> Path:
     """Train every model on the dataset in ``data`` and publish a new version under ``out``.
 
@@ -263,7 +286,11 @@ def train(data: Path, out: Path, options: TrainOptions | None = None) -> Path:
     """
     options = options or TrainOptions()
     options.validate()
-    data, out = Path(data), Path(out)
+    with _sigterm_as_exit():
+        return _train(Path(data), Path(out), options)
+
+
+def _train(data: Path, out: Path, options: TrainOptions) -> Path:
     device = resolve_device(options.device)
     clock = StageClock()
     started = time.perf_counter()

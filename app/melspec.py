@@ -236,7 +236,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def power_to_db(power: np.ndarray, params: MelParams = MelParams()) -> np.ndarray:
     """``10 * log10(max(power, amin))`` as float32."""
-    return (10.0 * np.log10(np.maximum(power, params.amin))).astype(np.float32)
+    # float64 so the floor is exactly 10*log10(amin), not a float32 rounding of it.
+    return (10.0 * np.log10(np.maximum(np.asarray(power, dtype=np.float64), params.amin))).astype(np.float32)
 
 
 def _frames_power(y: np.ndarray, lead: int, n_frames: int, params: MelParams) -> np.ndarray:

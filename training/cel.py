@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.tcae import resolve_device
+from training.tcae import _plain, resolve_device, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -219,9 +219,7 @@ def train_cel(
     model = CEL(dims["w2v"], dims["tcae"], options.hidden, options.dim).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(train_rows) / options.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=options.lr, total_steps=options.epochs * steps_per_epoch, pct_start=0.1
-    )
+    sched = warmup_cosine(opt, options.epochs * steps_per_epoch)
     best_val, best_state, history = math.inf, None, []
     for epoch in range(options.epochs):
         model.train()
@@ -309,8 +307,6 @@ class CELEmbedder:
     def save(self, models_dir: Path, info: dict[str, Any] | None = None) -> Path:
         models_dir = Path(models_dir)
         models_dir.mkdir(parents=True, exist_ok=True)
-        from training.tcae import _plain
-
         payload = {
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "config": {

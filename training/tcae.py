@@ -258,6 +258,19 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1) -> Any:
+    """Linear warm-up over the first ``warmup`` share of steps, then cosine decay to 5 %; any length works."""
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def split_songs(ids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split song ids into (train, validation) by a seeded permutation; validation may be empty."""
     rng = np.random.default_rng(seed)
@@ -321,9 +334,7 @@ def train_tcae(
 
     model = TCAE(**options.model_config()).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=options.lr, total_steps=options.steps, pct_start=0.1, anneal_strategy="cos"
-    )
+    sched = warmup_cosine(opt, options.steps)
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     aug_gen = torch.Generator().manual_seed(seed + 1)

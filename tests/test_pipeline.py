@@ -95,6 +95,12 @@ def test_version_is_complete_and_current(trained):
     for stage in ("read", "preprocess", "music2vec", "tcae", "cel", "indexes", "catalog", "total"):
         assert stage in manifest.timings
     assert (version_dir / "models" / "music2vec.model").is_file()
+    thumb_ids = np.load(version_dir / "extras" / "mel_thumbs_ids.npy")
+    thumbs = np.load(version_dir / "extras" / "mel_thumbs.npy")
+    assert thumbs.dtype == np.uint8 and thumbs.shape == (len(thumb_ids), 48, 96)
+    assert thumb_ids.tolist() == np.load(version_dir / ids_file("tcae")).tolist()
+    assert manifest.counts["extras"]["mel_thumbs"] == len(thumb_ids)
+    assert (version_dir / "extras" / "search_index.npz").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from app.artifacts import (
     CATALOG,
+    EXTRAS_DIR,
     MANIFEST,
     MODELS_DIR,
     Manifest,
@@ -70,6 +71,8 @@ class TrainOptions:
     tcae : TCAE options (:class:`training.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
     cel : CEL options (:class:`training.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
     flat_threshold : below this many vectors an index is exact, above it HNSW.
+    thumbs_limit : mel thumbnails for the web page are precomputed only up to this many songs with
+        audio (reading every mel again costs hours at real size); 0 disables them.
     version : folder name of the new version (default: timestamp plus random suffix).
     progress : show progress bars and print the final summary.
     """
@@ -89,6 +92,7 @@ class TrainOptions:
     tcae: TCAEOptions = field(default_factory=TCAEOptions)
     cel: CELOptions = field(default_factory=CELOptions)
     flat_threshold: int = FLAT_THRESHOLD
+    thumbs_limit: int = 50_000
     version: str | None = None
     progress: bool = True
 
@@ -101,7 +105,7 @@ class TrainOptions:
         for name in ("w2v_epochs", "w2v_dim", "w2v_window", "w2v_negative"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
-        for name in ("w2v_workers", "flat_threshold"):
+        for name in ("w2v_workers", "flat_threshold", "thumbs_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
         # CEL pulls its output towards both inputs by cosine, so the three spaces must share one width.
@@ -352,7 +356,11 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             ]
             Catalog.save(stage_dir / CATALOG, rows, prepared.aliases)
 
+        with clock.stage("extras"):
+            extras = write_extras(stage_dir, tcae_ids, mel_paths, options.thumbs_limit)
+
         counts: dict[str, Any] = {label.strip(): n for label, n in prepared.summary}
+        counts["extras"] = extras
         counts["songs with a mel file"] = len(mel_paths)
         counts["reader warnings"] = int(read_report.warnings)
         counts["peak_rss_mb"] = round(peak_rss_mb(), 1)
@@ -391,6 +399,39 @@ def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
     lines.append("  time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()))
     lines.append(f"  peak memory: {manifest.counts.get('peak_rss_mb', 0):.0f} MB")
     return "\n".join(lines)
+
+
+def write_extras(
+    version_dir: Path, audio_ids: np.ndarray, mel_paths: dict[int, Path], thumbs_limit: int
+) -> dict[str, Any]:
+    """Precompute what the web page and search read from ``extras/``; returns counts for the manifest.
+
+    - ``search_index.npz``: the title search's candidate index (:func:`app.search.write_search_index`).
+    - ``mel_thumbs.npy`` / ``mel_thumbs_ids.npy``: uint8 (n, 48, 96) mel pictures of the songs that got
+      a TCAE vector, when there are at most ``thumbs_limit`` of them.
+    """
+    from app.routes.visual import mel_thumbnail, write_mel_thumbs
+    from app.search import write_search_index
+    from training.mels import read_mel
+
+    write_search_index(version_dir)
+    done: dict[str, Any] = {"search_index": True, "mel_thumbs": 0}
+    if len(audio_ids) == 0:
+        return done
+    if len(audio_ids) > thumbs_limit:
+        logger.info("extras: %d songs with audio > thumbs_limit %d; no thumbnails", len(audio_ids), thumbs_limit)
+        return done
+    ids: list[int] = []
+    thumbs: list[np.ndarray] = []
+    for sid in audio_ids.tolist():
+        mel, _ = read_mel(mel_paths[int(sid)])
+        if mel is not None:  # TCAE read it moments ago; a file gone since then simply gets no picture
+            ids.append(int(sid))
+            thumbs.append(mel_thumbnail(mel))
+    if thumbs:
+        write_mel_thumbs(Path(version_dir) / EXTRAS_DIR, np.array(ids, dtype=np.int64), np.stack(thumbs))
+    done["mel_thumbs"] = len(thumbs)
+    return done
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -519,6 +560,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("indexes")
     g.add_argument("--flat-threshold", type=int, default=d.flat_threshold,
                    help=f"exact search below this many vectors, HNSW above (default {d.flat_threshold})")
+    g.add_argument("--thumbs-limit", type=int, default=d.thumbs_limit,
+                   help=f"precompute mel thumbnails up to this many songs with audio (default {d.thumbs_limit:,})")
     add_prep_arguments(parser)
 
 
@@ -555,6 +598,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         tcae=_tcae_options(args),
         cel=_cel_options(args),
         flat_threshold=args.flat_threshold,
+        thumbs_limit=args.thumbs_limit,
         version=args.version,
         progress=not args.no_progress,
     )

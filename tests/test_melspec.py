@@ -109,7 +109,8 @@ def test_sample_rate_does_not_change_the_mel():
     # The same sound recorded at four rates gives the same mel: resampling is band-limited and aligned.
     mels = {}
     for sr in (16000, 22050, 44100, 48000):
-        t = np.arange(int(32 * sr)) / sr
+        # 51 s: the excerpt (20 to 50 s) has real audio on both sides, so no frame sees the clip's abrupt end.
+        t = np.arange(int(51 * sr)) / sr
         x = 0.3 * np.sin(2 * np.pi * 523.25 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
         x += 0.1 * np.sin(2 * np.pi * 2900.0 * t)
         mels[sr] = audio_to_mel(x, sr)
@@ -120,7 +121,7 @@ def test_sample_rate_does_not_change_the_mel():
         assert float(np.abs(mel - ref)[loud].max()) < 0.5, sr
     # Above 8 kHz nothing may fold back: a 12 kHz tone at 48 kHz must not appear at 4 kHz.
     sr = 48000
-    alias = audio_to_mel(tone(12000.0, 31.0, sr), sr)
+    alias = audio_to_mel(tone(12000.0, 51.0, sr), sr)
     assert float(alias.max()) < -60.0
 
 
@@ -128,7 +129,9 @@ def test_integer_and_multichannel_input():
     sr = 16000
     x = tone(800.0, 31.0, sr, amp=0.5)
     pcm = np.round(x * 32767).astype(np.int16)
-    np.testing.assert_allclose(audio_to_mel(pcm, sr), audio_to_mel(x, sr), atol=0.05)
+    ref = audio_to_mel(x, sr)
+    above_dither = ref > -60  # 16-bit quantisation noise sits near -90 dB in the empty bands
+    np.testing.assert_allclose(audio_to_mel(pcm, sr)[above_dither], ref[above_dither], atol=0.05)
     stereo = np.stack([x, -x], axis=1)  # opposite phases cancel in the mono mix
     assert np.all(audio_to_mel(stereo, sr) == np.float32(P.floor_db))
     with pytest.raises(ValueError, match="shape"):

@@ -46,6 +46,41 @@ def test_score_total_sums_reciprocal_ranks() -> None:
     assert [r for r, _ in ranked] == [10, 20, 30]
 
 
+def _score_total_reference(lists: dict[str, list[int]]) -> list[tuple[int, float]]:
+    # The definition, written the obvious way, to check the vectorised version against.
+    scores: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for rows in lists.values():
+        for rank, row in enumerate(rows, start=1):
+            scores[row] = scores.get(row, 0.0) + 1.0 / rank
+            best[row] = min(best.get(row, rank), rank)
+    return [(r, scores[r]) for r in sorted(scores, key=lambda r: (-scores[r], best[r], r))]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_score_total_matches_its_definition_exactly(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Few distinct rows, so overlaps and exact ties are common.
+    lists = {
+        m: rng.choice(80, size=int(rng.integers(0, 50)), replace=False).tolist()
+        for m in ("music2vec", "tcae", "cel")
+    }
+    assert ranking.score_total(lists) == _score_total_reference(lists)
+
+
+def test_candidate_list_keeps_first_of_repeats_and_order() -> None:
+    found = np.array([4, 2, 4, -1, 8, 2, 6, 3])
+    sims = np.arange(8, dtype=np.float32)
+    rows, out = ranking.candidate_list(found, sims, exclude=[6], depth=10)
+    assert rows == [4, 2, 8, 3]
+    assert out == [0.0, 1.0, 4.0, 7.0]
+    assert ranking.candidate_list(np.array([-1, -1]), np.zeros(2)) == ([], [])
+    # The filter is applied lazily up to the depth, in order.
+    seen: list[int] = []
+    rows, _ = ranking.candidate_list(found, sims, depth=2, keep=lambda r: seen.append(r) or r != 2)
+    assert rows == [4, 8] and seen == [4, 2, 8]
+
+
 def test_each_top3_merges_then_round_robin() -> None:
     lists = {"music2vec": [1, 2, 3, 4, 5, 6], "tcae": [1, 7, 8, 9, 10], "cel": [11, 12, 13, 14]}
     rows = [r for r, _ in ranking.each_top3(lists)]

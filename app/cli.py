@@ -18,7 +18,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     from training.demo import generate
 
     summary = generate(Path(args.out), songs=args.songs, playlists=args.playlists, seed=args.seed,
-                       mels=not args.no_mels, progress=not args.quiet)
+                       mels=not args.no_mels, progress=not args.quiet, overwrite=args.overwrite)
     print(f"demo dataset written to {args.out}: {summary}")
     return 0
 
@@ -91,6 +91,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-mels", action="store_true", help="metadata only (for real-size benchmarks)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=_cmd_demo_data)
 
     p = sub.add_parser("train", help="train a new artifacts version and point `current` at it")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ArtifactError, ValueError, FileNotFoundError) as exc:  # MelonFormatError is a ValueError
+    except (ArtifactError, ValueError, FileNotFoundError, FileExistsError) as exc:  # MelonFormatError: ValueError
         print(f"mugle {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

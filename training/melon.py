@@ -262,6 +262,10 @@ def read_playlists(path: Path, split: str, known: np.ndarray, report: ReadReport
         if len(arr) == 0:
             if split == "train":
                 report.warn("empty playlist", f"{where}: no known songs; playlist dropped")
+            else:
+                # val/test withhold songs by design: a title- or tag-only playlist is expected, not a fault.
+                key = f"playlists without songs ({fname}), not used"
+                report.totals[key] = report.totals.get(key, 0) + 1
             continue
         title = rec.get("plylst_title")
         if not isinstance(title, str):

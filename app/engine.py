@@ -7,6 +7,7 @@ engine is always consistent. Nothing here imports torch or gensim.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 # Extra neighbours fetched beyond the depth, so that a few excluded or filtered songs do not shorten lists.
 _SLACK = 8
-_MIN_EF = 64
+# Song dicts kept decoded; popular songs recur across answers. ~1 kB each, so this bounds it near 64 MB.
+_SONG_CACHE = 65_536
 
 
 class UnknownSongError(LookupError):
@@ -68,10 +70,12 @@ class ModelIndex:
         # OpenMP's thread count is per calling thread: set it in each request thread, not once at load.
         faiss.omp_set_num_threads(self.threads)
         if self.hnsw:
-            # Per-call parameters: the index object is shared between request threads, so never mutate it.
-            params = faiss.SearchParametersHNSW(efSearch=max(_MIN_EF, fetch))
+            # The build tuned efSearch for recall; only raise it when more neighbours than that are asked
+            # for (HNSW returns at most efSearch). Per-call parameters: the shared index is never mutated.
+            params = faiss.SearchParametersHNSW(efSearch=max(self.index.hnsw.efSearch, fetch))
             sims, rows = self.index.search(x, fetch, params=params)
         else:
+            # IVF and flat indexes carry their own nprobe (tuned when they were built).
             sims, rows = self.index.search(x, fetch)
         rows = rows[0]
         mapped = np.where(rows >= 0, self.catalog_rows[np.maximum(rows, 0)], -1)
@@ -105,6 +109,8 @@ class Engine:
         self.load_seconds = load_seconds
         self._artists_cache: dict[int, frozenset[str]] = {}
         self._duplicates = self._merged_groups(catalog)
+        # Per engine, so a hot swap never serves the old version's songs.
+        self._song = functools.lru_cache(maxsize=_SONG_CACHE)(catalog.song)
 
     # -- loading ------------------------------------------------------------------------------------
 
@@ -166,8 +172,9 @@ class Engine:
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ArtifactError(f"{ipath}: index must use inner product (metric_type {index.metric_type})")
         ids = _load_array(idpath)
-        # Query vectors are memory-mapped: only the rows that requests touch become resident.
-        query = _load_array(qpath, mmap=True)
+        # Query vectors are memory-mapped: only the rows that requests touch become resident. A plain
+        # ndarray view of the map indexes several times faster than np.memmap's own __getitem__.
+        query = np.asarray(_load_array(qpath, mmap=True))
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
             raise ArtifactError(f"{idpath}: must be a 1-D integer array, got {ids.dtype} {ids.shape}")
         if query.ndim != 2 or query.dtype != np.float32:
@@ -231,14 +238,15 @@ class Engine:
         return self._duplicates.get(int(song_id), ())
 
     def song(self, row: int) -> dict[str, Any]:
-        return self.catalog.song(row)
+        """The API Song dict of a catalog row (a fresh dict; its lists are shared, do not mutate them)."""
+        return dict(self._song(int(row)))
 
     def get_song(self, song_id: int) -> dict[str, Any]:
         """The Song of any id; :class:`UnknownSongError` when unknown."""
         row = self.resolve(song_id)
         if row is None:
             raise UnknownSongError([song_id])
-        return self.catalog.song(row)
+        return self.song(row)
 
     def query_vector(self, model: str, song_id: int) -> np.ndarray | None:
         """A song's query vector in ``model`` (any id of the song), or None when it has none."""
@@ -252,7 +260,7 @@ class Engine:
     def search(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
         """Songs matching a text query, best first, each with a ``score`` in [0, 100]."""
         hits = self.search_index.search(query, limit)
-        return [{**self.catalog.song(row), "score": round(score, 3)} for row, score in hits]
+        return [{**self._song(row), "score": round(score, 3)} for row, score in hits]
 
     def artists(self, row: int) -> frozenset[str]:
         cached = self._artists_cache.get(row)
@@ -303,10 +311,7 @@ class Engine:
             ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES
         )[:k]
         ranks = ranking.ranks_of((r for r, _ in ranked), lists, MODEL_NAMES)
-        return [
-            {**self.catalog.song(row), "score": round(float(score), 6), "ranks": ranks[row]}
-            for row, score in ranked
-        ]
+        return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]
 
     def recommend(
         self,
@@ -335,7 +340,7 @@ class Engine:
         vectors = self._vectors_of([row])
         banned = self.artists(row) if exclude_artist else frozenset()
         items = self._rank(vectors, method, k, novelty, {row}, banned)
-        return self.catalog.song(row), items
+        return self.song(row), items
 
     def recommend_seeds(
         self,
@@ -368,7 +373,7 @@ class Engine:
         if exclude_artist:
             banned = frozenset().union(*(self.artists(r) for r in rows))
         items = self._rank(self._vectors_of(rows), method, k, novelty, set(rows), banned)
-        return [self.catalog.song(r) for r in rows], items
+        return [self.song(r) for r in rows], items
 
     def recommend_from_vectors(
         self,
@@ -412,6 +417,17 @@ class Engine:
     def _vectors_of(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
         """Per model, the normalised mean query vector of the rows that have one."""
         out: dict[str, np.ndarray] = {}
+        if len(rows) == 1:
+            # One song: the mean of one row is that row, so skip the fancy-indexed copy and the mean.
+            for name, mi in self.models.items():
+                qrow = int(mi.row_of_catalog[rows[0]])
+                if qrow < 0:
+                    continue
+                vec = mi.query[qrow]
+                norm = float(np.linalg.norm(vec))
+                if norm > 0.0:
+                    out[name] = vec / norm
+            return out
         for name, mi in self.models.items():
             qrows = [int(mi.row_of_catalog[r]) for r in rows]
             qrows = [q for q in qrows if q >= 0]

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf  # at module level so the forkserver preloads it and each decoder child starts warm
 
 from app.artifacts import MODELS_DIR
 from app.melspec import CONTEXT_S, MelParams, audio_to_mel, clip_window, segment_to_mel
@@ -142,8 +143,6 @@ def decode_to_mel(data: bytes, max_seconds: float, params: MelParams = DEFAULT_P
     AudioInputError
         415 when the bytes are not audio libsndfile can read; 422 for an empty or too long clip.
     """
-    import soundfile as sf  # imported here: the child needs it, the parent's import path need not
-
     try:
         handle = sf.SoundFile(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -196,8 +195,6 @@ def decode_to_mel(data: bytes, max_seconds: float, params: MelParams = DEFAULT_P
 
 def decode_whole(data: bytes, max_seconds: float, params: MelParams = DEFAULT_PARAMS) -> tuple[np.ndarray, dict]:
     """Fallback for files whose header misstates their length: decode everything, then take the excerpt."""
-    import soundfile as sf
-
     try:
         with sf.SoundFile(io.BytesIO(data)) as handle:
             sr = int(handle.samplerate)

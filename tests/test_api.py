@@ -154,3 +154,20 @@ def test_serving_never_imports_torch_or_gensim(root: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
+
+
+def test_answers_match_the_declared_models_exactly(client: TestClient, truth: dict) -> None:
+    # The routes skip response_model re-validation for speed: check the shapes here instead, keys included.
+    from app.schemas import Recommendation, RecommendResponse, SearchHit, SearchResponse, SeedsResponse
+
+    sid = truth["ids"][3]
+    for method in ("score_total", "each_top3", "music2vec", "tcae", "cel"):
+        body = client.get(f"/recommend/{sid}", params={"method": method, "k": 5, "novelty": 0.5}).json()
+        assert RecommendResponse.model_validate(body).model_dump(mode="json") == body
+        assert all(set(it) == set(Recommendation.model_fields) for it in body["recommendations"])
+    body = client.post("/recommend", json={"song_ids": [sid, truth["ids"][4]], "k": 5}).json()
+    assert SeedsResponse.model_validate(body).model_dump(mode="json") == body
+    title = client.get(f"/songs/{sid}").json()["title"]
+    body = client.get("/search", params={"q": title, "limit": 5}).json()
+    assert body["results"] and SearchResponse.model_validate(body).model_dump(mode="json") == body
+    assert all(set(hit) == set(SearchHit.model_fields) for hit in body["results"])

@@ -1,4 +1,10 @@
-"""``GET /recommend/{song_id}`` and ``POST /recommend``."""
+"""``GET /recommend/{song_id}`` and ``POST /recommend``.
+
+Both handlers are ``async def`` and answer with a prebuilt :class:`JSONResponse`: the engine call takes
+well under a millisecond, so a hop to the threadpool and a pydantic re-validation of the answer (the
+engine's dicts already have the documented shape) would cost more than the recommendation itself.
+``response_model`` stays declared for the OpenAPI schema; FastAPI does not re-validate a Response.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
 
 from app.deps import EngineDep
 from app.engine import UnknownSongError
@@ -23,7 +30,7 @@ _ERRORS = {404: {"model": ErrorDetail, "description": "unknown song id(s), named
     summary="Songs similar to one song",
     responses=_ERRORS,
 )
-def recommend(
+async def recommend(
     engine: EngineDep,
     song_id: Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="any id of the song")],
     method: Annotated[Method, Query(description="ranking method")] = "score_total",
@@ -32,12 +39,12 @@ def recommend(
         float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description="0 = as ranked, 1 = prefer lesser-known songs")
     ] = 0.0,
     exclude_artist: Annotated[bool, Query(description="leave out songs by the query song's artists")] = False,
-) -> dict:
+) -> JSONResponse:
     try:
         song, items = engine.recommend(song_id, method, k, novelty, exclude_artist)
     except UnknownSongError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
-    return {"song": song, "method": method, "recommendations": items}
+    return JSONResponse({"song": song, "method": method, "recommendations": items})
 
 
 @router.post(
@@ -46,9 +53,9 @@ def recommend(
     summary="Continue a playlist: songs similar to a set of seeds",
     responses=_ERRORS,
 )
-def recommend_seeds(engine: EngineDep, body: SeedsRequest) -> dict:
+async def recommend_seeds(engine: EngineDep, body: SeedsRequest) -> JSONResponse:
     try:
         seeds, items = engine.recommend_seeds(body.song_ids, body.method, body.k, body.novelty, body.exclude_artist)
     except UnknownSongError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
-    return {"seeds": seeds, "method": body.method, "recommendations": items}
+    return JSONResponse({"seeds": seeds, "method": body.method, "recommendations": items})

@@ -42,7 +42,7 @@ COPY app ./app
 COPY training ./training
 COPY README.md ./
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
-USER mugle
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
@@ -54,9 +54,12 @@ ARG PIP_CERT
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY deploy/wheels/ /tmp/wheels/
-# The wheel's own dependencies (sympy, networkx, ...) still come from the package index.
+# The wheel's own dependencies (sympy, networkx, ...) still come from the package index; the version
+# is pinned by the wheel or by TORCH_VERSION.
+# hadolint ignore=DL3013
 RUN set -e; \
-    wheel="$(find /tmp/wheels -name "torch-${TORCH_VERSION}*-cp311-*.whl" | head -n 1)"; \
+    wheel=""; \
+    for w in /tmp/wheels/torch-"${TORCH_VERSION}"*-cp311-*.whl; do [ -f "$w" ] && wheel="$w"; done; \
     if [ -n "$wheel" ]; then \
         echo "installing torch from local wheel $wheel"; \
         pip install "$wheel"; \
@@ -74,7 +77,7 @@ COPY app ./app
 COPY training ./training
 COPY README.md ./
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
-USER mugle
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
@@ -87,9 +90,11 @@ COPY pyproject.toml ./
 COPY app ./app
 COPY training ./training
 COPY README.md ./
+# Versions are pinned by pyproject.toml (and torch by the stage above).
+# hadolint ignore=DL3013
 RUN pip install ".[train]" && rm -rf build ./*.egg-info
 COPY deploy/train.sh /usr/local/bin/mugle-train-once
-USER mugle
+USER 10001:10001
 # A one-shot job: healthy while it runs, and it exits when done.
 HEALTHCHECK NONE
 CMD ["mugle-train-once"]

@@ -64,6 +64,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         except ArtifactError as exc:
             logger.error("refusing to start: %s", exc)
             raise
+    if settings.preload_audio:
+        from app.audio import preload
+
+        preload(app.state.engine.version_dir)
     yield
 
 

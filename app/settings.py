@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     preload_audio : load the audio embedding models at startup instead of on the first audio query.
     max_query_chars, max_limit, max_k, max_seeds : request limits of the HTTP API (see DESIGN.md).
     faiss_threads : OpenMP threads FAISS may use per search; one query at a time gains nothing from more.
+    log_json : write logs as one JSON object per line on stderr (``MUGLE_LOG_JSON=true``).
+    watch_interval_s : seconds between two looks at ``artifacts/current``; 0 turns the watcher off.
+    request_timeout_s : longest time a request may take before it is answered with 504; 0 turns it off.
+    max_body_bytes : largest request body, except multipart uploads.
+    max_upload_bytes : largest ``multipart/form-data`` body (an audio clip and its form fields).
+    audio_max_bytes, audio_max_seconds : largest audio upload accepted, in bytes and in seconds of audio.
+    audio_decode_timeout_s : a decode taking longer is killed and answered with 422.
     """
 
     model_config = SettingsConfigDict(env_prefix="MUGLE_", extra="ignore")
@@ -40,6 +47,15 @@ class Settings(BaseSettings):
     max_k: int = 100
     max_seeds: int = 100
     faiss_threads: int = 1
+    log_json: bool = False
+    watch_interval_s: float = Field(default=5.0, ge=0.0)
+    request_timeout_s: float = Field(default=15.0, ge=0.0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # The audio route accepts 20 MiB of file; leave room for the multipart framing and form fields.
+    max_upload_bytes: int = Field(default=21 * 1024 * 1024, ge=1)
+    audio_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    audio_max_seconds: float = Field(default=600.0, gt=0)
+    audio_decode_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +101,24 @@ def test_reload_swaps_validated_version_and_rolls_back(root: Path, monkeypatch: 
         assert status["version"] == A and status["current"] == A
         assert status["versions"] == [A, B]
         assert status["reloads"] == {"swapped": 3, "unchanged": 1, "failed": 0}
+
+
+def test_concurrent_reloads_are_serialized(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with TestClient(build_app(root, monkeypatch)) as client:
+        set_current(root, B)
+        results: list[str] = []
+
+        def post() -> None:
+            results.append(client.post("/admin/reload", headers=AUTH).json()["outcome"])
+
+        threads = [threading.Thread(target=post) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        # the lock lets one load happen; the others find the new version already served
+        assert sorted(results) == ["swapped", "unchanged", "unchanged", "unchanged"]
+        assert client.get("/health").json()["version"] == B
 
 
 def test_reload_refuses_broken_version_and_keeps_serving(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,6 +340,9 @@ def test_body_size_is_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> No
         assert value(http, "mugle_http_requests_total", route="/recommend", method="POST", status="413") == 2
         # the service still answers normally afterwards
         assert client.post("/recommend", json=small).status_code == 200
+        # the other request bounds of the API hold behind the limits layer
+        assert client.post("/recommend", json={"song_ids": list(range(1000, 1101))}).status_code == 422
+        assert client.get("/search", params={"q": "x" * 201}).status_code == 422
 
 
 def test_slow_request_is_answered_504_without_waiting(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

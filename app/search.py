@@ -5,8 +5,13 @@ Scoring every title with rapidfuzz costs about 1 s at 707,989 songs, so a query 
 1. *Candidates.* A character-bigram inverted index over each song's normalised title and artists
    (spaces removed, so ``벚꽃엔딩`` finds ``벚꽃 엔딩``) scores songs by the IDF-weighted bigrams they share
    with the query, divided by the square root of their bigram count (so short, exact-ish titles win);
-   the best few hundred are kept. An exact normalised title is looked up by hash, so it is never lost
-   among thousands of titles sharing the same bigrams.
+   the best few hundred are kept. Each posting list is stored most popular song first and read at most
+   :data:`POSTING_CAP` entries deep, rarest bigram first within a budget of :data:`POSTING_BUDGET`
+   entries, so a query costs the same whatever the catalog size: a very common bigram (in 100k titles)
+   says little (low IDF) and contributes only its most popular songs. Scores are accumulated over the
+   rows actually read, never over the whole catalog. An exact normalised title is looked up by hash, so
+   it is never lost among thousands of titles sharing the same bigrams; only the ``limit`` most popular
+   exact titles are kept, since they all score 100 and the rest could not be shown.
 2. *Scores.* Only those candidates are scored with rapidfuzz ``WRatio`` against the title, the
    artists and "title artist". An exact title comes first; ties go to the more popular song.
 
@@ -28,7 +33,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from app.artifacts import CATALOG, EXTRAS_DIR
 from app.catalog import SEP, Catalog, StringColumn, pack_strings
@@ -37,8 +42,10 @@ from app.textnorm import fold, hangul_initials, is_initials_query, normalize_tit
 logger = logging.getLogger(__name__)
 
 SEARCH_INDEX = "search_index.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: posting lists ordered most popular first
 CANDIDATES = 300  # songs rescored by rapidfuzz per query: bounded work whatever the catalog size
+POSTING_CAP = 4096  # entries read from one bigram's posting list (its most popular songs)
+POSTING_BUDGET = 40_000  # entries read per query over all its bigrams, rarest bigram first
 INITIALS_SCAN_CAP = 2000  # initials matches collected, most popular first
 _CP_BITS = 21  # Unicode code points fit in 21 bits
 _SEP_TA = "\x01"  # between title and artists: no bigram spans the two
@@ -59,7 +66,11 @@ def _fingerprint(catalog: Catalog) -> np.ndarray:
 
 
 def _bigram_postings(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised inverted index of character bigrams: (vocab keys, offsets, rows, bigrams per row)."""
+    """Vectorised inverted index of character bigrams: (vocab keys, offsets, rows, bigrams per row).
+
+    Within one bigram the rows are ascending, so passing the texts in popularity order gives posting
+    lists in popularity order (rows are then popularity ranks).
+    """
     if n == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, np.zeros(1, dtype=np.int64), empty.astype(np.int32), np.zeros(0, dtype=np.float32)
@@ -111,6 +122,9 @@ class TitleSearch:
         self.post_rows = arrays["post_rows"]
         self.row_norm = np.sqrt(np.maximum(arrays["row_bigrams"], 1.0)).astype(np.float32)
         self.by_popularity = arrays["by_popularity"]
+        # Popularity rank of each row (0 = most popular): orders exact-title hits without a sort key lookup.
+        self.pop_rank = np.empty(len(self.by_popularity), dtype=np.int64)
+        self.pop_rank[self.by_popularity] = np.arange(len(self.by_popularity))
         # One string of every title's initials, most popular song first, so a capped scan sees hits first.
         self._initials = arrays["initials_blob"].tobytes().decode("utf-8")
         self._initials_starts = arrays["initials_starts"]
@@ -131,8 +145,13 @@ class TitleSearch:
         hashes = np.fromiter((_crc(t.replace(" ", "")) for t in titles), dtype=np.int64, count=n)
         hash_order = np.argsort(hashes, kind="stable")
         texts = [t.replace(" ", "") + _SEP_TA + a.replace(" ", "") for t, a in zip(titles, artists, strict=True)]
-        vocab, offsets, rows, per_row = _bigram_postings(texts, n)
         by_pop = np.lexsort((np.arange(n), -catalog.popularity.astype(np.int64))).astype(np.int64)
+        # Index the texts in popularity order: each posting list then starts with its most popular songs,
+        # and a capped read of a long list keeps the songs a user most likely means.
+        vocab, offsets, ranks, per_rank = _bigram_postings([texts[i] for i in by_pop.tolist()], n)
+        rows = by_pop[ranks].astype(np.int32)
+        per_row = np.empty_like(per_rank)
+        per_row[by_pop] = per_rank
         initials = [hangul_initials(titles[i]) for i in by_pop.tolist()]
         starts = np.zeros(n + 1, dtype=np.int64)
         if n:
@@ -186,13 +205,23 @@ class TitleSearch:
             return self._search_initials("".join(query.split()), limit)
         return self._search_text(query, limit)
 
-    def _exact_rows(self, title: str) -> np.ndarray:
+    def _exact_rows(self, title: str, limit: int) -> np.ndarray:
+        """The ``limit`` most popular rows whose normalised title is exactly ``title`` (spacing ignored)."""
         # Spacing does not make a title different: "벚꽃엔딩" is exactly "벚꽃 엔딩".
         title = title.replace(" ", "")
         h = _crc(title)
         lo, hi = np.searchsorted(self.title_hash, [h, h + 1])
         rows = self.title_hash_rows[lo:hi]
-        return np.array([r for r in rows.tolist() if self.titles[r].replace(" ", "") == title], dtype=np.int64)
+        # A common title ("love") can have thousands of exact matches; all score 100 and ties go to the
+        # more popular, so check them most popular first and stop at `limit`.
+        rows = rows[np.argsort(self.pop_rank[rows], kind="stable")]
+        out: list[int] = []
+        for r in rows.tolist():
+            if self.titles[r].replace(" ", "") == title:  # a CRC collision is possible, if rare
+                out.append(r)
+                if len(out) >= limit:
+                    break
+        return np.array(out, dtype=np.int64)
 
     def _candidates(self, compact: str) -> np.ndarray:
         cp = [ord(c) for c in compact]
@@ -205,13 +234,21 @@ class TitleSearch:
         if not len(pos):
             return np.zeros(0, dtype=np.int64)
         lo, hi = self.post_offsets[pos], self.post_offsets[pos + 1]
-        df = (hi - lo).astype(np.float64)
-        idf = self._idf_base - np.log(df)
-        rows = np.concatenate([self.post_rows[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
-        weights = np.repeat(idf, (hi - lo))
-        acc = np.bincount(rows, weights=weights, minlength=len(self.titles)).astype(np.float32)
-        hit = np.flatnonzero(acc)
-        score = acc[hit] / self.row_norm[hit] + self._pop_bonus[hit]
+        df = hi - lo
+        idf = self._idf_base - np.log(df.astype(np.float64))
+        # Rarest (most telling) bigrams first; long lists are read only to their most popular entries.
+        order = np.argsort(df, kind="stable")
+        take = np.minimum(df[order], POSTING_CAP)
+        within = np.cumsum(take) <= POSTING_BUDGET
+        within[0] = True  # always read something of the rarest bigram
+        order, take = order[within], take[within]
+        starts = lo[order].tolist()
+        rows = np.concatenate([self.post_rows[a : a + t] for a, t in zip(starts, take.tolist(), strict=True)])
+        weights = np.repeat(idf[order], take)
+        # Accumulate over the rows read only (tens of thousands at most), not over the whole catalog.
+        hit, inverse = np.unique(rows, return_inverse=True)
+        acc = np.bincount(inverse, weights=weights, minlength=len(hit)).astype(np.float32)
+        score = acc / self.row_norm[hit] + self._pop_bonus[hit]
         if len(hit) > CANDIDATES:
             top = np.argpartition(-score, CANDIDATES)[:CANDIDATES]
             hit = hit[top]
@@ -222,26 +259,29 @@ class TitleSearch:
         full_q = fold(query)
         if not full_q:
             return []
-        exact = self._exact_rows(title_q)
+        exact = self._exact_rows(title_q, limit)
         compact = full_q.replace(" ", "")
         cand = self._candidates(compact)
         if len(compact) == 1:
             # One character has no bigram: fall back to titles that start with it, most popular first.
             cand = np.r_[cand, self._prefix_scan(compact)]
-        rows = np.unique(np.r_[exact, cand]).tolist()
-        exact_set = set(exact.tolist())
-        scored = []
-        for row in rows:
-            title, artist = self.titles[row], self.artists[row]
-            s = max(
-                fuzz.WRatio(title_q, title),
-                fuzz.WRatio(full_q, f"{title} {artist}") if artist else 0.0,
-                0.95 * fuzz.WRatio(full_q, artist) if artist else 0.0,
-            )
-            is_exact = row in exact_set
-            scored.append((row, 100.0 if is_exact else min(float(s), 99.9), is_exact))
-        scored.sort(key=lambda t: (not t[2], -t[1], -int(self.popularity[t[0]]), t[0]))
-        return [(row, score) for row, score, _ in scored[:limit] if score > 0]
+        rows = np.unique(np.r_[exact, cand])
+        if not len(rows):
+            return []
+        titles = [self.titles[r] for r in rows.tolist()]
+        artists = [self.artists[r] for r in rows.tolist()]
+        # One C call per comparison kind instead of three Python calls per candidate.
+        by_title = process.cdist([title_q], titles, scorer=fuzz.WRatio, dtype=np.float64, workers=1)[0]
+        combined = [f"{t} {a}" for t, a in zip(titles, artists, strict=True)]
+        by_both = process.cdist([full_q], combined, scorer=fuzz.WRatio, dtype=np.float64, workers=1)[0]
+        by_artist = process.cdist([full_q], artists, scorer=fuzz.WRatio, dtype=np.float64, workers=1)[0]
+        has_artist = np.fromiter((bool(a) for a in artists), dtype=bool, count=len(artists))
+        best = np.maximum(by_title, np.where(has_artist, np.maximum(by_both, 0.95 * by_artist), 0.0))
+        is_exact = np.isin(rows, exact)
+        score = np.where(is_exact, 100.0, np.minimum(best, 99.9))
+        # Exact first, then score, then the more popular song, then the lower row.
+        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), -score, ~is_exact))[:limit]
+        return [(int(rows[i]), float(score[i])) for i in order.tolist() if score[i] > 0]
 
     def _prefix_scan(self, compact: str) -> np.ndarray:
         # Bounded: the first matches in popularity order are the most popular songs.

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faiss-threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary artifacts and server log")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
     every = [x for s in stats for v in s.latencies.values() for x in v]
     errors = [e for s in stats for e in s.errors]

@@ -67,13 +67,17 @@ def candidate_list(
     # Vectorised: this runs three times per request over ~60 rows, where a Python loop costs more than FAISS.
     mask = found >= 0
     banned = np.fromiter((int(r) for r in exclude), dtype=np.int64)
-    if len(banned):
+    if len(banned) <= 8:
+        for b in banned.tolist():  # usually the query song alone: cheaper than np.isin's set machinery
+            mask &= found != b
+    else:
         mask &= ~np.isin(found, banned)
     idx = np.flatnonzero(mask)
     if len(idx) > 1:
         # An index never repeats a row, but a hand-made list might: keep each row's first occurrence.
-        _, first = np.unique(found[idx], return_index=True)
-        if len(first) != len(idx):
+        ordered = np.sort(found[idx])
+        if np.any(ordered[1:] == ordered[:-1]):
+            _, first = np.unique(found[idx], return_index=True)
             idx = idx[np.sort(first)]
     if keep is not None:
         kept: list[int] = []
@@ -97,7 +101,7 @@ def score_total(lists: Mapping[str, Sequence[int]]) -> Ranked:
     songs, inverse = np.unique(rows, return_inverse=True)
     # bincount adds in input order, model after model: the same float sums as adding rank by rank.
     scores = np.bincount(inverse, weights=1.0 / ranks, minlength=len(songs))
-    best = np.full(len(songs), np.iinfo(np.int64).max, dtype=np.int64)
+    best = np.full(len(songs), len(ranks) + 1, dtype=np.int64)  # above any rank
     np.minimum.at(best, inverse, ranks)
     order = np.lexsort((songs, best, -scores))
     return list(zip(songs[order].tolist(), scores[order].tolist(), strict=True))

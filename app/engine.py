@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import mmap
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -174,7 +175,13 @@ class Engine:
         ids = _load_array(idpath)
         # Query vectors are memory-mapped: only the rows that requests touch become resident. A plain
         # ndarray view of the map indexes several times faster than np.memmap's own __getitem__.
-        query = np.asarray(_load_array(qpath, mmap=True))
+        mapped = _load_array(qpath, mmap=True)
+        raw_map = getattr(mapped, "_mmap", None)
+        if raw_map is not None and hasattr(mmap, "MADV_RANDOM"):
+            # Requests read single rows at random: without this, kernel readahead pulls ~128 kB around each
+            # row and resident memory grows towards the whole file (3 x 360 MB at 707,989 songs).
+            raw_map.madvise(mmap.MADV_RANDOM)
+        query = np.asarray(mapped)
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
             raise ArtifactError(f"{idpath}: must be a 1-D integer array, got {ids.dtype} {ids.shape}")
         if query.ndim != 2 or query.dtype != np.float32:

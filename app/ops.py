@@ -94,6 +94,11 @@ def ops_settings(settings: Settings) -> OpsSettings:
     """The operational settings, preferring values that ``settings`` itself carries."""
     ops = OpsSettings()
     overrides = {name: getattr(settings, name) for name in OpsSettings.model_fields if hasattr(settings, name)}
+    audio_max = getattr(settings, "audio_max_bytes", None)
+    if audio_max:
+        # Never cut an upload the audio route itself would accept; leave room for the multipart framing.
+        overrides["max_upload_bytes"] = max(overrides.get("max_upload_bytes", ops.max_upload_bytes),
+                                            int(audio_max) + 1024 * 1024)
     return ops.model_copy(update=overrides) if overrides else ops
 
 

@@ -94,6 +94,23 @@ def run_once(data: Path, out: Path, options: dict) -> dict:
     raise RuntimeError(f"training failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
+def w2v_paths(data: Path, epochs: int, seed: int) -> str:
+    """Music2Vec alone on ``data``'s training playlists: words/s of the in-memory and corpus_file paths."""
+    from training.melon import read_dataset
+    from training.music2vec import Music2VecOptions, train_music2vec
+    from training.preprocess import PrepOptions, prepare
+
+    prepared = prepare(read_dataset(data, splits=("train",), progress=False), PrepOptions())
+    rows = ["| path | workers | tokens | epochs | train s | words/s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for fast in (False, True):
+        opts = Music2VecOptions(epochs=epochs, fast_path=fast)
+        res = train_music2vec(prepared.train_playlists, prepared.w2v_songs, opts, seed)
+        st = res.stats
+        rows.append(f"| {st['path']} | {st['workers']} | {st['tokens']:,} | {epochs} | {st['train_s']:.1f} "
+                    f"| {st['words_per_s']:,.0f} |")
+    return "\n".join(rows)
+
+
 def table(title: str, result: dict) -> str:
     lines = [f"### {title}", "", "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in result["timings"].items()]
@@ -116,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-size", action="store_true", help="the real dataset's size (metadata only)")
     parser.add_argument("--mel-subset", type=int, default=3000, help="songs given mels in --real-size mode")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--w2v-only", type=int, default=0, metavar="EPOCHS",
+                        help="only compare Music2Vec's two training paths for this many epochs")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                         help="TrainOptions field to override, e.g. w2v_epochs=5 (repeatable)")
     args = parser.parse_args(argv)
@@ -138,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         title = "default demo (3,000 songs, 2,000 playlists, mels)"
     if gen_s:
         logger.info("generated datasets in %.1fs", gen_s)
+    if args.w2v_only:
+        print(f"### Music2Vec training paths, {title}\n")
+        print(w2v_paths(data, args.w2v_only, args.seed))
+        return 0
     result = run_once(data, args.work / "artifacts", options)
     print(table(title, result))
     print()

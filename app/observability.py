@@ -73,7 +73,9 @@ def sane_request_id(value: str | None) -> str:
 # -- logs ------------------------------------------------------------------------------------------
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is worth logging.
-_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# uvicorn's ``color_message`` repeats the message with terminal colour codes: noise in a JSON line.
+_RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "color_message"}
 
 
 class RequestIdFilter(logging.Filter):

@@ -220,7 +220,8 @@ def set_current(root: Path, version: str) -> None:
     root = Path(root)
     if not _VERSION_RE.match(version) or not (root / version).is_dir():
         raise ArtifactError(f"{root / version}: no such version")
-    read_manifest(root / version)  # never point at something unreadable
+    # Never point at something unreadable or incomplete: a restart would then refuse to start.
+    check_version_files(root / version, read_manifest(root / version))
     fd, tmp = tempfile.mkstemp(prefix=".current-", dir=root)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

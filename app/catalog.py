@@ -8,6 +8,7 @@ columns (artists, genres) join their values with the unit separator ``\\x1f``.
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,11 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path) -> Catalog:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or partly copied file
+            raise ValueError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
         missing = [k for k in ("song_ids", "popularity", "has_audio", "alias_from", "alias_to") if k not in arrays]
         missing += [f"{c}_blob" for c in TEXT_COLUMNS if f"{c}_blob" not in arrays]
         if missing:

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.artifacts import MANIFEST, ArtifactError, resolve_current
 from app.engine import Engine
+from app.observability import configure_json_logging
 from app.ops import setup_operations
 from app.routes import health, recommend, search, songs
 from app.settings import Settings
@@ -122,5 +123,12 @@ def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: in
 
     overrides = {"artifacts": Path(artifacts)} if artifacts is not None else {}
     settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    if settings.log_json:
+        # Configure before anything logs, and keep uvicorn from installing its own plain-text handlers.
+        configure_json_logging(settings.log_level)
+        log_config = None
+    else:
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        log_config = uvicorn.config.LOGGING_CONFIG
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+                log_config=log_config)

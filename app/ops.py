@@ -45,8 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.routing import Mount
 
 from app.artifacts import CURRENT, ArtifactError, read_current, resolve_current
@@ -64,42 +62,6 @@ from app.observability import (
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class OpsSettings(BaseSettings):
-    """Operational settings, from the same ``MUGLE_*`` environment as :class:`app.settings.Settings`.
-
-    A field that :class:`~app.settings.Settings` also defines is taken from there (see :func:`ops_settings`).
-
-    Attributes
-    ----------
-    log_json : write logs as one JSON object per line on stderr (``MUGLE_LOG_JSON=true``).
-    watch_interval_s : seconds between two looks at ``artifacts/current``; 0 turns the watcher off.
-    request_timeout_s : longest time a request may take before it is answered with 504; 0 turns it off.
-    max_body_bytes : largest request body, except multipart uploads.
-    max_upload_bytes : largest ``multipart/form-data`` body (an audio clip and its form fields).
-    """
-
-    model_config = SettingsConfigDict(env_prefix="MUGLE_", extra="ignore")
-
-    log_json: bool = False
-    watch_interval_s: float = Field(default=5.0, ge=0.0)
-    request_timeout_s: float = Field(default=15.0, ge=0.0)
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
-    # The audio route accepts 20 MiB of file; leave room for the multipart framing and form fields.
-    max_upload_bytes: int = Field(default=21 * 1024 * 1024, ge=1)
-
-
-def ops_settings(settings: Settings) -> OpsSettings:
-    """The operational settings, preferring values that ``settings`` itself carries."""
-    ops = OpsSettings()
-    overrides = {name: getattr(settings, name) for name in OpsSettings.model_fields if hasattr(settings, name)}
-    audio_max = getattr(settings, "audio_max_bytes", None)
-    if audio_max:
-        # Never cut an upload the audio route itself would accept; leave room for the multipart framing.
-        overrides["max_upload_bytes"] = max(overrides.get("max_upload_bytes", ops.max_upload_bytes),
-                                            int(audio_max) + 1024 * 1024)
-    return ops.model_copy(update=overrides) if overrides else ops
 
 
 # -- limits ----------------------------------------------------------------------------------------
@@ -139,7 +101,7 @@ class LimitsMiddleware:
     metrics : to count refusals; optional.
     """
 
-    def __init__(self, app: ASGIApp, ops: OpsSettings, metrics: Metrics | None = None) -> None:
+    def __init__(self, app: ASGIApp, ops: Settings, metrics: Metrics | None = None) -> None:
         self.app = app
         self.ops = ops
         self.metrics = metrics
@@ -473,11 +435,11 @@ def setup_operations(app: FastAPI, settings: Settings) -> None:
     Parameters
     ----------
     app : the FastAPI app (its lifespan, if any, is kept and wrapped).
-    settings : the service settings; operational fields it lacks come from :class:`OpsSettings`.
+    settings : the service settings; including the operational fields.
     """
     if getattr(app.state, "ops_installed", False):
         return
-    ops = ops_settings(settings)
+    ops = settings
     if ops.log_json:
         configure_json_logging(getattr(settings, "log_level", "INFO"))
     metrics = Metrics(lambda: getattr(app.state, "engine", None))

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.artifacts import MANIFEST, index_file, list_versions, read_current, set_current
+from app.artifacts import CURRENT, MANIFEST, ArtifactError, index_file, list_versions, read_current, set_current
 from app.cli import main as cli_main
 from app.main import create_app
 from app.observability import JsonFormatter, RequestIdFilter
@@ -126,7 +126,10 @@ def test_reload_refuses_broken_version_and_keeps_serving(root: Path, monkeypatch
     (root / "v-broken" / index_file("cel")).unlink()
     with TestClient(build_app(root, monkeypatch)) as client:
         before = client.get("/recommend/1003").json()
-        set_current(root, "v-broken")
+        # `mugle artifacts use` refuses an incomplete version; a hand-edited pointer must be refused on reload.
+        with pytest.raises(ArtifactError, match="cel.index"):
+            set_current(root, "v-broken")
+        (root / CURRENT).write_text("v-broken\n", encoding="utf-8")
         r = client.post("/admin/reload", headers=AUTH)
         assert r.status_code == 409
         assert "v-broken" in r.json()["detail"] and "cel.index" in r.json()["detail"]

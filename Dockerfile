@@ -41,7 +41,9 @@ ARG PIP_CERT
 COPY app ./app
 COPY training ./training
 COPY README.md ./
-RUN pip install --no-deps . && rm -rf build ./*.egg-info
+# Editable: the source tree in /opt/mugle is the installed package, subpackages (app.routes) and the
+# page (app/static) included, whatever pyproject.toml's package list names.
+RUN pip install --no-deps -e .
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
@@ -76,7 +78,9 @@ ARG PIP_CERT
 COPY app ./app
 COPY training ./training
 COPY README.md ./
-RUN pip install --no-deps . && rm -rf build ./*.egg-info
+# Editable: the source tree in /opt/mugle is the installed package, subpackages (app.routes) and the
+# page (app/static) included, whatever pyproject.toml's package list names.
+RUN pip install --no-deps -e .
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
@@ -92,7 +96,7 @@ COPY training ./training
 COPY README.md ./
 # Versions are pinned by pyproject.toml (and torch by the stage above).
 # hadolint ignore=DL3013
-RUN pip install ".[train]" && rm -rf build ./*.egg-info
+RUN pip install -e ".[train]"
 COPY deploy/train.sh /usr/local/bin/mugle-train-once
 USER 10001:10001
 # A one-shot job: healthy while it runs, and it exits when done.

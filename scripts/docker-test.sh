@@ -136,6 +136,7 @@ cleanup() {
     log "exit $rc"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM   # run the EXIT cleanup (compose down) when interrupted as well
 
 findlinks="$(pip3 config get global.find-links 2>/dev/null || true)"
 for dir in $findlinks /opt/wheels; do
@@ -169,6 +170,9 @@ podman image inspect localhost/mugle-api:dev --format '{{json .Config.Healthchec
 podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') or u.find_spec('gensim') else 0)" \
     || die "the slim api image must not contain torch or gensim"
+podman run --rm --entrypoint python localhost/mugle-api:dev -c \
+    "import app.main, app.routes.visual; from pathlib import Path; assert (Path(app.main.STATIC_DIR) / 'index.html').is_file()" \
+    || die "the api image cannot import the app (packaging) or lacks the page"
 log "image sizes: $(podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep mugle- | tr '\n' ' ')"
 
 # -- 5. run -------------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""FastAPI dependencies. Always reach the engine through :data:`EngineDep`: it may be swapped at runtime."""
+"""FastAPI dependencies. Always reach the engine through :data:`EngineDep`: it may be swapped at runtime.
+
+They are ``async`` because they do no I/O: a sync dependency would cost a threadpool hop per request.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The engine currently served (read on every request, so a hot swap takes effect at once)."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
@@ -21,7 +24,7 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

@@ -46,6 +46,7 @@ print("RESULT " + json.dumps({
     "wall_s": round(wall, 2),
     "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     "timings": m.timings,
+    "cpu_s": m.counts.get("cpu_s", {}),
     "models": {k: {"count": e.count, "index": e.index_type, "recall_at_10": e.recall_at_10,
                    "index_s": e.timings.get("index_s")} for k, e in m.models.items()},
     "songs": m.songs,
@@ -112,8 +113,10 @@ def w2v_paths(data: Path, epochs: int, seed: int) -> str:
 
 
 def table(title: str, result: dict) -> str:
-    lines = [f"### {title}", "", "| stage | seconds |", "| --- | ---: |"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in result["timings"].items()]
+    cpu = result.get("cpu_s", {})
+    lines = [f"### {title}", "", "| stage | wall s | CPU s (all threads) |", "| --- | ---: | ---: |"]
+    lines += [f"| {k} | {v:.1f} | {cpu[k]:.1f} |" if k in cpu else f"| {k} | {v:.1f} | |"
+              for k, v in result["timings"].items()]
     lines += [
         "",
         f"peak memory (ru_maxrss): {result['peak_rss_mb']:.0f} MB; servable songs {result['songs']:,}; "

@@ -94,6 +94,8 @@ def test_version_is_complete_and_current(trained):
     assert manifest.dataset_fingerprint.startswith("sha256:")
     for stage in ("read", "preprocess", "music2vec", "tcae", "cel", "indexes", "catalog", "total"):
         assert stage in manifest.timings
+        if stage != "total":
+            assert manifest.counts["cpu_s"][stage] >= 0
     assert (version_dir / "models" / "music2vec.model").is_file()
     thumb_ids = np.load(version_dir / "extras" / "mel_thumbs_ids.npy")
     thumbs = np.load(version_dir / "extras" / "mel_thumbs.npy")

@@ -52,6 +52,8 @@ events {{ worker_connections 64; }}
 http {{
     include {MIME_TYPES};
     default_type application/octet-stream;
+    # as in Debian's /etc/nginx/nginx.conf, which the web container's stand-in image uses
+    gzip on;
     access_log {prefix}/access.log;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;

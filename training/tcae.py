@@ -74,7 +74,13 @@ class TCAEOptions:
     max_band_shift : largest pitch shift of the augmentation, in mel bands.
     timbre : amplitude (in standardised units) of the random spectral envelope of the augmentation.
     noise : standard deviation of the additive noise of the augmentation.
+    time_shift : largest offset, in dataset frames, between the time windows of the two views.
+    stretch : largest relative tempo change of a view (0.05 = +-5 %).
     tiles : crops tiled across a whole clip when embedding it.
+    blend_dim : dimensions of the final vector given to the fixed modulation-spectrum feature
+        (0 = the learned embedding alone); the learned part gets ``dim - blend_dim``.
+    blend_weight : share of the squared norm of the final vector given to that feature.
+    blend_sample : training files read to standardise that feature.
     workers : DataLoader worker processes.
     embed_batch : clips per batch when embedding.
     """
@@ -83,7 +89,7 @@ class TCAEOptions:
     batch_size: int = 48
     crop: int = 64
     pool: int = 2
-    hidden: int = 64
+    hidden: int = 48
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
     squeeze: int = 8
     dim: int = 128
@@ -97,7 +103,12 @@ class TCAEOptions:
     max_band_shift: int = 4
     timbre: float = 0.5
     noise: float = 0.1
-    tiles: int = 8
+    time_shift: int = 16
+    stretch: float = 0.05
+    tiles: int = 4
+    blend_dim: int = 64
+    blend_weight: float = 0.7
+    blend_sample: int = 1000
     workers: int = 0
     embed_batch: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
@@ -115,11 +126,22 @@ class TCAEOptions:
             raise ValueError(f"TCAEOptions.dilations must be positive, got {self.dilations}")
         if self.workers < 0:
             raise ValueError(f"TCAEOptions.workers must be >= 0, got {self.workers}")
+        if not 0 <= self.blend_dim < self.dim:
+            raise ValueError(f"TCAEOptions.blend_dim must be in [0, dim), got {self.blend_dim} (dim={self.dim})")
+        if not 0.0 <= self.blend_weight < 1.0:
+            raise ValueError(f"TCAEOptions.blend_weight must be in [0, 1), got {self.blend_weight}")
 
     @property
     def raw_crop(self) -> int:
         """Crop length in dataset frames."""
         return self.crop * self.pool
+
+    @property
+    def window(self) -> int:
+        """Frames read per training item: a crop plus room for the views' shift and stretch."""
+        if self.invariance_weight <= 0:
+            return self.raw_crop
+        return int(math.ceil(self.raw_crop * (1.0 + self.stretch))) + 2 * self.time_shift
 
     def model_config(self) -> dict[str, Any]:
         """What :class:`TCAE` needs to be rebuilt at inference time."""
@@ -130,7 +152,9 @@ class TCAEOptions:
             "length": self.crop,
             "pool": self.pool,
             "squeeze": self.squeeze,
-            "dim": self.dim,
+            "dim": self.dim - self.blend_dim,
+            "blend_dim": self.blend_dim,
+            "blend_weight": self.blend_weight,
         }
 
 
@@ -172,9 +196,12 @@ class TCAE(nn.Module):
         pool: int = 2,
         squeeze: int = 8,
         dim: int = 128,
+        blend_dim: int = 0,
+        blend_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_mels, self.length, self.pool, self.squeeze, self.dim = n_mels, length, pool, squeeze, dim
+        self.blend = ModulationBlend(n_mels, blend_dim, blend_weight) if blend_dim > 0 else None
         self.enc_in = nn.Conv1d(n_mels, hidden, 1)
         self.encoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.enc_out = nn.Conv1d(hidden, squeeze, 1)
@@ -205,6 +232,59 @@ class TCAE(nn.Module):
         return F.mse_loss(pred[:, :, :-1].float(), target[:, :, 1:].float())
 
 
+# -- the fixed, shift-invariant feature -----------------------------------------------------------------
+
+MOD_BINS = 400  # highest modulation rate kept, in cycles per 1876 frames (about 3.4 Hz at hop 256)
+MOD_GROUPS = 40  # log-spaced groups of modulation rates (tempo changes move energy within a group)
+
+
+def modulation_spectrum(clips: torch.Tensor) -> torch.Tensor:
+    """Per-band modulation spectrum of standardised clips (B, 48, T) -> (B, 48 * groups).
+
+    The magnitude of the Fourier transform over time does not change when the tune starts later, and
+    pooling the rates into log-spaced groups makes it tolerant of a few percent of tempo change. The
+    per-clip band means are removed first, so a change of level or spectral tilt does not show.
+    Rates are measured against the dataset's 1876-frame clip, so clips of other lengths line up.
+    """
+    x = clips.float()
+    x = x - x.mean(dim=2, keepdim=True)
+    t = x.shape[2]
+    mag = torch.fft.rfft(x, dim=2).abs()
+    edges = np.unique(np.round(np.geomspace(1, MOD_BINS, MOD_GROUPS + 1)).astype(int)) - 1
+    cols = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        lo = 1 + int(round(a * t / FRAMES))
+        hi = min(mag.shape[2], max(lo + 1, 1 + int(round(b * t / FRAMES))))
+        cols.append(mag[:, :, lo:hi].mean(dim=2) if lo < mag.shape[2] else mag[:, :, :1] * 0.0)
+    return torch.log1p(torch.stack(cols, dim=2)).flatten(1)
+
+
+class ModulationBlend(nn.Module):
+    """Standardise the modulation spectrum and project it to ``dim`` with a fixed random matrix.
+
+    The statistics are fitted on training songs; the projection is drawn once from the run's seed.
+    Both are buffers, so they travel in the state dict and a reloaded model embeds identically.
+    """
+
+    def __init__(self, n_mels: int, dim: int, weight: float) -> None:
+        super().__init__()
+        features = n_mels * (len(np.unique(np.round(np.geomspace(1, MOD_BINS, MOD_GROUPS + 1)))) - 1)
+        self.dim, self.weight = dim, float(weight)
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("std", torch.ones(features))
+        self.register_buffer("proj", torch.zeros(features, dim))
+
+    def fit(self, features: torch.Tensor, seed: int) -> None:
+        self.mean.copy_(features.mean(0))
+        self.std.copy_(features.std(0).clamp_min(1e-6))
+        gen = torch.Generator().manual_seed(seed)
+        self.proj.copy_(torch.randn(self.proj.shape, generator=gen) / math.sqrt(self.dim))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        feats = (modulation_spectrum(clips) - self.mean) / self.std
+        return F.normalize(feats @ self.proj, dim=1)
+
+
 # -- augmentation -------------------------------------------------------------------------------------
 
 
@@ -233,6 +313,26 @@ def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -
     if options.noise > 0:
         out = out + torch.randn(out.shape, generator=generator).to(device) * options.noise
     return out
+
+
+def view(window: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
+    """Cut one view of ``raw_crop`` frames from a longer window at a random offset and tempo.
+
+    Versions of a song start their tune at slightly different times and play it a little faster or
+    slower; two views that differ that way teach the encoder to ignore it.
+    """
+    b, _, t = window.shape
+    crop = options.raw_crop
+    if t <= crop:
+        return window[:, :, :crop]
+    scales = 1.0 + (torch.rand(b, generator=generator) * 2.0 - 1.0) * options.stretch
+    out = []
+    for i in range(b):
+        length = min(t, max(2, int(round(crop * float(scales[i])))))
+        start = int(torch.randint(0, t - length + 1, (1,), generator=generator))
+        seg = window[i : i + 1, :, start : start + length]
+        out.append(seg if length == crop else F.interpolate(seg, size=crop, mode="linear", align_corners=False))
+    return torch.cat(out, dim=0)
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -339,7 +439,7 @@ def train_tcae(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     aug_gen = torch.Generator().manual_seed(seed + 1)
 
-    train_set = MelCropDataset([mel_paths[int(i)] for i in train_ids], stats, options.raw_crop, seed=seed)
+    train_set = MelCropDataset([mel_paths[int(i)] for i in train_ids], stats, options.window, seed=seed)
     bs = min(options.batch_size, max(2, len(train_set)))
     loader = make_loader(train_set, bs, shuffle=True, workers=options.workers, seed=seed, drop_last=len(train_set) > bs)
     val_batches = _validation_batches(mel_paths, val_ids, stats, options, seed)
@@ -365,13 +465,16 @@ def train_tcae(
             continue
         empty_streak = 0
         model.train()
-        x = x.to(dev, non_blocking=True)
+        window = x.to(dev, non_blocking=True)
+        # The autoencoder sees the middle of the window; the two views roam over all of it.
+        mid = (window.shape[2] - options.raw_crop) // 2
+        x = window[:, :, mid : mid + options.raw_crop]
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
             z = model.encode(x)
             loss = model.reconstruction_loss(x, z)
             if options.invariance_weight > 0:
-                za = model.encode(augment(x, options, aug_gen))
-                zb = model.encode(augment(x, options, aug_gen))
+                za = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
+                zb = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
                 loss = loss + options.invariance_weight * info_nce(za, zb, options.temperature)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -393,6 +496,8 @@ def train_tcae(
         bar.close()
     assert best_state is not None  # at least one validation ran (step == options.steps)
     model.load_state_dict(best_state)
+    if model.blend is not None:
+        _fit_blend(model.blend, [mel_paths[int(i)] for i in train_ids], stats, options, seed)
     train_seconds = time.perf_counter() - started
 
     embedder = TCAEEmbedder(model, stats, options, dev)
@@ -417,6 +522,21 @@ def train_tcae(
     LAST_INFO.clear()
     LAST_INFO.update(info)
     return ids, vectors
+
+
+def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:
+    """Standardisation of the modulation feature over a sample of training songs."""
+    rng = np.random.default_rng(seed + 104729)
+    chosen = [paths[int(i)] for i in np.sort(rng.permutation(len(paths))[: options.blend_sample])]
+    feats = []
+    loader = make_loader(MelClipDataset(chosen, stats), options.embed_batch, shuffle=False, workers=options.workers)
+    for batch in loader:
+        x, _ = usable_batch(batch)
+        if len(x):
+            feats.append(modulation_spectrum(x))
+    if not feats:
+        raise ValueError(f"train_tcae: no readable mel among {len(chosen)} files sampled for the blend feature")
+    blend.fit(torch.cat(feats), seed)
 
 
 def _validation_batches(
@@ -465,7 +585,7 @@ class TCAEEmbedder:
 
     @property
     def dim(self) -> int:
-        return self.model.dim
+        return self.model.dim + (self.model.blend.dim if self.model.blend is not None else 0)
 
     def save(self, models_dir: Path, info: dict[str, Any] | None = None) -> Path:
         """Write ``tcae.pt`` (state dict + plain config) and ``mel_stats.npz``."""
@@ -528,7 +648,12 @@ class TCAEEmbedder:
         use_amp = self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
             z = self.model.encode(tiles.reshape(b * k, N_MELS, crop).to(self.device))
-        z = z.float().view(b, k, -1).mean(1)
+        z = F.normalize(z.float().view(b, k, -1).mean(1), dim=1)
+        blend = self.model.blend
+        if blend is not None:
+            # Squared norms split (1 - w) : w between the learned part and the fixed feature.
+            fixed = blend(clips.to(self.device))
+            z = torch.cat([math.sqrt(1.0 - blend.weight) * z, math.sqrt(blend.weight) * fixed], dim=1)
         return F.normalize(z, dim=1).cpu().numpy().astype(np.float32)
 
     def embed(self, mels: list[np.ndarray]) -> np.ndarray:

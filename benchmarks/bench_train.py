@@ -37,7 +37,14 @@ import json, resource, sys, time
 from pathlib import Path
 from training.pipeline import TrainOptions, train
 from app.artifacts import read_manifest
-opts = TrainOptions(**json.loads(sys.argv[3]))
+from training.cel import CELOptions
+from training.preprocess import PrepOptions
+from training.tcae import TCAEOptions
+raw = json.loads(sys.argv[3])
+for key, cls in (("tcae", TCAEOptions), ("cel", CELOptions), ("prep", PrepOptions)):
+    if key in raw:
+        raw[key] = cls(**raw[key])
+opts = TrainOptions(**raw)
 started = time.perf_counter()
 version = train(Path(sys.argv[1]), Path(sys.argv[2]), opts)
 wall = time.perf_counter() - started
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w2v-only", type=int, default=0, metavar="EPOCHS",
                         help="only compare Music2Vec's two training paths for this many epochs")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
-                        help="TrainOptions field to override, e.g. w2v_epochs=5 (repeatable)")
+                        help="TrainOptions field to override, e.g. w2v_epochs=5 or tcae='{\"steps\": 50}' "
+                        "(repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.work.mkdir(parents=True, exist_ok=True)

@@ -187,7 +187,8 @@ timeout 1800 "$COMPOSE" -p "$PROJECT" up -d >"$WORK/up.log" 2>&1 \
 train_rc="$(podman inspect "${PROJECT}_train_1" --format '{{.State.ExitCode}}')"
 podman logs "${PROJECT}_train_1" >"$WORK/train.log" 2>&1 || true
 [ "$train_rc" = 0 ] || { tail -30 "$WORK/train.log"; die "train container exited with $train_rc"; }
-log "train job exited 0: $(grep -E 'trained|nothing to train' "$WORK/train.log" | tail -1)"
+# podman may have restarted the one-shot after it trained (see CONTAINERS.md): the log holds every run
+log "train job exited 0: $(grep -m1 -E '^trained |nothing to train' "$WORK/train.log")"
 
 base="http://127.0.0.1:$port"
 deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))

@@ -51,7 +51,7 @@ def tiny_options(**kw) -> TrainOptions:
         w2v_dim=32,
         w2v_epochs=10,
         tcae=TCAEOptions(steps=6, batch_size=8, eval_every=3, hidden=16, invariance_weight=0.0, stats_sample=64,
-                         dim=32),
+                         dim=32, blend_dim=16),
         cel=CELOptions(epochs=5, dim=32),
     )
     base.update(kw)
@@ -258,7 +258,7 @@ def test_killed_training_leaves_current_untouched(trained, demo, sig):
         "from training.cel import CELOptions\n"
         f"train(Path(sys.argv[1]), Path(sys.argv[2]), TrainOptions(device='cpu', progress=False, version={name!r},"
         " w2v_dim=16, cel=CELOptions(dim=16),"
-        " tcae=TCAEOptions(steps=100000, batch_size=8, hidden=16, eval_every=100000, dim=16)))\n"
+        " tcae=TCAEOptions(steps=100000, batch_size=8, hidden=16, eval_every=100000, dim=16, blend_dim=8)))\n"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(demo), str(out)], cwd=ROOT,

@@ -306,6 +306,8 @@ def test_options_from_args_and_bad_values():
     assert opts.music2vec().deterministic and opts.music2vec().epochs == 3
     with pytest.raises(SystemExit, match="holdout"):
         options_from_args(parser.parse_args(["--holdout", "1.5"]))
+    wide = options_from_args(parser.parse_args(["--w2v-dim", "96"]))
+    assert wide.w2v_dim == wide.tcae.dim == wide.cel.dim == 96
     with pytest.raises(SystemExit, match="tcae-steps"):
         options_from_args(parser.parse_args(["--tcae-steps", "0"]))
     with pytest.raises(ValueError, match="device"):

@@ -552,7 +552,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainOptions()
     g = parser.add_argument_group("Music2Vec")
     g.add_argument("--w2v-epochs", type=int, default=d.w2v_epochs, help=f"default {d.w2v_epochs}")
-    g.add_argument("--w2v-dim", type=int, default=d.w2v_dim, help=f"default {d.w2v_dim}")
+    g.add_argument("--w2v-dim", type=int, default=d.w2v_dim,
+                   help=f"embedding size, shared by TCAE and CEL (CEL compares them; default {d.w2v_dim})")
     g.add_argument("--w2v-window", type=int, default=d.w2v_window, help=f"default {d.w2v_window}")
     g.add_argument("--w2v-negative", type=int, default=d.w2v_negative, help=f"default {d.w2v_negative}")
     g.add_argument("--w2v-ns-exponent", type=float, default=d.w2v_ns_exponent,
@@ -581,16 +582,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def _tcae_options(args: argparse.Namespace) -> TCAEOptions:
     try:
         return TCAEOptions(
-            steps=args.tcae_steps, crop=args.crop, batch_size=args.batch_size, workers=args.loader_workers
+            steps=args.tcae_steps, crop=args.crop, batch_size=args.batch_size, workers=args.loader_workers,
+            dim=args.w2v_dim,
         )
     except ValueError as exc:
-        raise SystemExit(f"TCAE options (--tcae-steps, --crop, --batch-size, --loader-workers): {exc}") from exc
+        raise SystemExit(
+            f"TCAE options (--tcae-steps, --crop, --batch-size, --loader-workers, --w2v-dim): {exc}"
+        ) from exc
 
 
 def _cel_options(args: argparse.Namespace) -> CELOptions:
     if args.cel_epochs < 1:
         raise SystemExit(f"--cel-epochs: must be at least 1, got {args.cel_epochs}")
-    return CELOptions(epochs=args.cel_epochs)
+    return CELOptions(epochs=args.cel_epochs, dim=args.w2v_dim)
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:

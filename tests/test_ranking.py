@@ -46,13 +46,45 @@ def test_score_total_sums_reciprocal_ranks() -> None:
     assert [r for r, _ in ranked] == [10, 20, 30]
 
 
-def _score_total_reference(lists: dict[str, list[int]]) -> list[tuple[int, float]]:
+def test_score_total_weighted_by_hand() -> None:
+    lists = {"music2vec": [10, 20, 30], "tcae": [20, 10, 40], "cel": [30, 50]}
+    weights = {"music2vec": 1.0, "cel": 0.5, "tcae": 0.25}
+    ranked = ranking.score_total(lists, weights)
+    # 10: 1/1 + 0.25/2 = 1.125; 20: 1/2 + 0.25/1 = 0.75; 30: 1/3 + 0.5/1 = 0.8333;
+    # 40: 0.25/3 = 0.0833; 50: 0.5/2 = 0.25.
+    assert ranked == [
+        (10, pytest.approx(1.125)), (30, pytest.approx(1 / 3 + 0.5)), (20, pytest.approx(0.75)),
+        (50, pytest.approx(0.25)), (40, pytest.approx(0.25 / 3)),
+    ]
+    # Unweighted, 20 (1/2 + 1) ties 10 and beats 30 (1/3 + 1/1): the weights are what move 30 above 20.
+    assert [r for r, _ in ranking.score_total(lists)][:3] == [10, 20, 30]
+    # A model missing from the weights counts fully; weight 0 drops a model's songs entirely.
+    assert dict(ranking.score_total(lists, {"tcae": 0.0})) == pytest.approx({10: 1.0, 20: 0.5, 30: 4 / 3, 50: 0.5})
+
+
+def test_served_score_total_uses_the_fusion_weights() -> None:
+    lists = {"music2vec": [1, 2], "tcae": [3], "cel": [4]}
+    sims = {"music2vec": [0.9, 0.8], "tcae": [0.99], "cel": [0.7]}
+    ranked = ranking.rank_method("score_total", lists, sims)
+    w = ranking.FUSION_WEIGHTS
+    assert dict(ranked) == pytest.approx({1: w["music2vec"], 2: w["music2vec"] / 2, 3: w["tcae"], 4: w["cel"]})
+    # Music2Vec's rank 1 outweighs every audio model's rank 1, as the weights were fitted to do.
+    assert ranked[0][0] == 1
+
+
+def _score_total_reference(
+    lists: dict[str, list[int]], weights: dict[str, float] | None = None,
+) -> list[tuple[int, float]]:
     # The definition, written the obvious way, to check the vectorised version against.
+    weights = weights or {}
     scores: dict[int, float] = {}
     best: dict[int, int] = {}
-    for rows in lists.values():
+    for model, rows in lists.items():
+        w = weights.get(model, 1.0)
+        if w == 0.0:
+            continue
         for rank, row in enumerate(rows, start=1):
-            scores[row] = scores.get(row, 0.0) + 1.0 / rank
+            scores[row] = scores.get(row, 0.0) + w / rank
             best[row] = min(best.get(row, rank), rank)
     return [(r, scores[r]) for r in sorted(scores, key=lambda r: (-scores[r], best[r], r))]
 
@@ -66,6 +98,8 @@ def test_score_total_matches_its_definition_exactly(seed: int) -> None:
         for m in ("music2vec", "tcae", "cel")
     }
     assert ranking.score_total(lists) == _score_total_reference(lists)
+    weights = {"music2vec": 1.0, "cel": 0.5, "tcae": 0.25} if seed % 2 else dict(ranking.FUSION_WEIGHTS)
+    assert ranking.score_total(lists, weights) == _score_total_reference(lists, weights)
 
 
 def test_candidate_list_keeps_first_of_repeats_and_order() -> None:
@@ -144,7 +178,8 @@ def test_ranks_explain_score_total(engine: Engine, truth: dict) -> None:
     for it in items:
         ranks = [r for r in it["ranks"].values() if r is not None]
         assert ranks and all(1 <= r <= ranking.DEPTH for r in ranks)
-        assert it["score"] == pytest.approx(sum(1 / r for r in ranks), abs=1e-5)
+        weighted = sum(ranking.FUSION_WEIGHTS.get(m, 1.0) / r for m, r in it["ranks"].items() if r is not None)
+        assert it["score"] == pytest.approx(weighted, abs=1e-5)
 
 
 def test_exclude_artist(engine: Engine, truth: dict) -> None:

@@ -59,6 +59,9 @@ MEAN_PLAYLIST_LEN = 16.0
 # Strong enough that audio neighbours tend to share a theme, weak enough that the melody still
 # decides which recording is another version of a song.
 THEME_TILT_DB = 16.0
+# Share of versions heard in the same situation as the original (a Korean and an English version of one
+# ballad); the rest are covers that moved to another theme, and sound like it.
+VERSION_SAME_THEME = 0.7
 THEME_DRUM_DECADES = 0.5
 
 # ----------------------------------------------------------------------------------------------
@@ -615,7 +618,7 @@ def _write(
             if rng.random() < 0.6:
                 artist_of[sid] = artist_of[lead]
                 album_of[sid] = album_base[artist_of[lead]] + rng.integers(albums_per_artist[artist_of[lead]])
-            if rng.random() < 0.7:
+            if rng.random() < VERSION_SAME_THEME:
                 song_theme[sid] = song_theme[lead]
     for src, dup in dup_pairs:
         recording_of[dup] = recording_of[src]

@@ -584,6 +584,8 @@ def _tcae_options(args: argparse.Namespace) -> TCAEOptions:
         return TCAEOptions(
             steps=args.tcae_steps, crop=args.crop, batch_size=args.batch_size, workers=args.loader_workers,
             dim=args.w2v_dim,
+            # Keep the fixed feature's share of the vector when the embedding size changes.
+            blend_dim=TCAEOptions.blend_dim * args.w2v_dim // TCAEOptions.dim,
         )
     except ValueError as exc:
         raise SystemExit(

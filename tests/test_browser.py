@@ -297,33 +297,34 @@ def test_phone_width_and_screenshot(browser, server: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def audio_server(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The server for the upload test: a trained version from $MUGLE_BROWSER_ARTIFACTS (an artifacts
-    folder with audio models, for the success path) or else the synthetic one (no audio models)."""
+def audio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose version has audio models: $MUGLE_BROWSER_ARTIFACTS when set, else a tiny demo
+    version trained here by the real pipeline (about ten seconds)."""
     folder = os.environ.get("MUGLE_BROWSER_ARTIFACTS")
+    root = tmp_path_factory.mktemp("audio")
     if not folder:
-        yield server
-        return
-    with running_app(Path(folder), tmp_path_factory.mktemp("audio") / "server.log") as base:
+        torch = pytest.importorskip("torch", reason="training the audio models needs torch")
+        from training.cel import CELOptions
+        from training.demo import generate
+        from training.pipeline import TrainOptions, train
+        from training.tcae import TCAEOptions
+
+        torch.set_num_threads(1)
+        generate(root / "data", songs=40, playlists=40, seed=0, progress=False)
+        train(root / "data", root / "artifacts", TrainOptions(
+            seed=0, device="cpu", progress=False, w2v_epochs=2,
+            tcae=TCAEOptions(steps=15, batch_size=16, hidden=32, eval_every=15, stats_sample=64),
+            cel=CELOptions(epochs=3, batch_size=64, hidden=64)))
+        folder = str(root / "artifacts")
+    with running_app(Path(folder), root / "server.log") as base:
         yield base
 
 
-def test_upload_clip(page, audio_server: str) -> None:
-    """Upload a .npy mel: the page shows the answer of POST /recommend/audio, whatever it is."""
-    import io
-
+def _upload(page, server: str, payload: bytes):  # noqa: ANN202 - the direct httpx answer
     import httpx
 
-    server = audio_server
-
-    rng = np.random.default_rng(5)
-    mel = (rng.normal(-40, 10, size=(48, 600))).astype(np.float32)
-    buf = io.BytesIO()
-    np.save(buf, mel)
-    payload = buf.getvalue()
     direct = httpx.post(f"{server}/recommend/audio", params={"method": "cel", "k": 10},
                         files={"file": ("clip.npy", payload, "application/octet-stream")}, timeout=120)
-
     page.goto(server + "/")
     page.wait_for_selector("body[data-ready='1']")
     page.locator("#upload-method").select_option("cel")
@@ -332,17 +333,36 @@ def test_upload_clip(page, audio_server: str) -> None:
     page.locator("#upload-go").click()
     page.wait_for_function("!document.getElementById('upload-message').textContent.includes('분석 중')",
                            timeout=120_000)
+    return direct
+
+
+def _mel_payload() -> bytes:
+    import io
+
+    rng = np.random.default_rng(5)
+    buf = io.BytesIO()
+    np.save(buf, rng.normal(-40, 10, size=(48, 600)).astype(np.float32))
+    return buf.getvalue()
+
+
+def test_upload_clip(page, audio_server: str) -> None:
+    """Upload a .npy mel: the page shows the recommendations POST /recommend/audio gives, and the mel."""
+    direct = _upload(page, audio_server, _mel_payload())
+    assert direct.status_code == 200, direct.text
+    recs = direct.json()["recommendations"]
+    assert recs, "a trained version recommends for an upload"
+    assert page.locator("#upload-results .card").count() == len(recs)
+    shown = page.locator("#upload-results .card").evaluate_all("cs => cs.map(c => Number(c.dataset.songId))")
+    assert shown == [r["song_id"] for r in recs]
+    page.wait_for_selector("#upload-mel-figure:not([hidden])")
+
+
+def test_upload_without_audio_models_says_why(page, server: str) -> None:
+    """The synthetic version has no audio models: the page shows the 503's reason, not a silent failure."""
+    direct = _upload(page, server, _mel_payload())
+    assert direct.status_code == 503
     message = page.locator("#upload-message").inner_text()
-    logger.info("POST /recommend/audio answered %s", direct.status_code)
-    if direct.status_code == 200:
-        recs = direct.json()["recommendations"]
-        assert page.locator("#upload-results .card").count() == len(recs)
-        shown = page.locator("#upload-results .card").evaluate_all("cs => cs.map(c => Number(c.dataset.songId))")
-        assert shown == [r["song_id"] for r in recs]
-        page.wait_for_selector("#upload-mel-figure:not([hidden])")
-    else:
-        # e.g. 503 when the served version has no audio model: the page says so instead of failing silently
-        assert page.locator("#upload-message").get_attribute("data-kind") == "error"
-        assert str(direct.status_code) in message
-        assert direct.json()["detail"][:40] in message
-        assert page.locator("#upload-results .card").count() == 0
+    assert page.locator("#upload-message").get_attribute("data-kind") == "error"
+    assert "503" in message and direct.json()["detail"][:40] in message
+    assert page.locator("#upload-results .card").count() == 0
+

@@ -50,6 +50,7 @@ from app.artifacts import (
     resolve_current,
 )
 from app.catalog import SEP, Catalog
+from app.ranking import FUSION_WEIGHTS
 from training import metrics as M
 
 logger = logging.getLogger(__name__)
@@ -489,7 +490,8 @@ def version_retrieval(
 
 
 FUSION_VARIANTS: dict[str, dict[str, Any]] = {
-    "served (1/r, depth 50)": {"depth": 50, "c": 0.0},
+    "equal weights (1/r, depth 50)": {"depth": 50, "c": 0.0},
+    "served weights (app.ranking.FUSION_WEIGHTS)": {"depth": 50, "c": 0.0, "weights": dict(FUSION_WEIGHTS)},
     "1/r, depth 10": {"depth": 10, "c": 0.0},
     "1/r, depth 20": {"depth": 20, "c": 0.0},
     "RRF c=10, depth 50": {"depth": 50, "c": 10.0},

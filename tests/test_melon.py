@@ -196,3 +196,49 @@ def test_mel_files(tmp_path: Path) -> None:
     tiny = mel_path(root, 1239)
     np.save(tiny, np.zeros((48, 10), dtype=np.float32))
     assert load_mel(tiny) == (None, "too short")
+
+
+def test_hand_broken_copy_of_the_demo_gets_the_documented_outcomes(tmp_path: Path) -> None:
+    """The demo dataset reads cleanly; copies broken by hand get the error or warning the README documents."""
+    import shutil
+
+    from training.demo import generate
+
+    clean = tmp_path / "clean"
+    generate(clean, songs=60, playlists=40, seed=1, mels=False, progress=False)
+    assert read_dataset(clean, progress=False).report.counts.get("unknown song id", 0) == 0
+
+    def broken_copy(name: str) -> Path:
+        path = tmp_path / name
+        shutil.copytree(clean, path)
+        return path
+
+    # Truncated file: an error naming it.
+    d = broken_copy("truncated")
+    text = (d / "train.json").read_text(encoding="utf-8")
+    (d / "train.json").write_text(text[: len(text) // 2], encoding="utf-8")
+    with pytest.raises(MelonFormatError, match=r"train\.json: not valid JSON"):
+        read_dataset(d, progress=False)
+
+    # A song's id mistyped: an error naming file, record and field.
+    d = broken_copy("bad-id")
+    songs = json.loads((d / "song_meta.json").read_text(encoding="utf-8"))
+    songs[7]["id"] = "7"
+    (d / "song_meta.json").write_text(json.dumps(songs, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(MelonFormatError, match=r"song_meta\.json: record 7: field 'id'"):
+        read_dataset(d, progress=False)
+
+    # A playlist naming an unknown song and a song with a null album: counted warnings, data kept.
+    d = broken_copy("warnings")
+    train = json.loads((d / "train.json").read_text(encoding="utf-8"))
+    train[2]["songs"].append(999_999)
+    (d / "train.json").write_text(json.dumps(train, ensure_ascii=False), encoding="utf-8")
+    songs = json.loads((d / "song_meta.json").read_text(encoding="utf-8"))
+    songs[3]["album_name"] = None
+    (d / "song_meta.json").write_text(json.dumps(songs, ensure_ascii=False), encoding="utf-8")
+    before = read_dataset(clean, progress=False).report.counts
+    ds = read_dataset(d, progress=False)
+    assert ds.report.counts["unknown song id"] == 1
+    assert "train.json[2]" in ds.report.examples["unknown song id"][0]
+    assert ds.report.counts["null album_name"] == before.get("null album_name", 0) + 1
+    assert 999_999 not in {s for p in ds.playlists for s in p.songs}

@@ -130,5 +130,6 @@ def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: in
     else:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         log_config = uvicorn.config.LOGGING_CONFIG
+    # access_log off: the observability middleware already writes one access line per request, with its id.
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-                log_config=log_config)
+                log_config=log_config, access_log=False)

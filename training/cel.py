@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.tcae import _plain, resolve_device, warmup_cosine
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.tcae import resolve_device, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -307,42 +308,18 @@ class CELEmbedder:
     def save(self, models_dir: Path, info: dict[str, Any] | None = None) -> Path:
         models_dir = Path(models_dir)
         models_dir.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "config": {
-                "w2v_dim": self.model.w2v_dim,
-                "tcae_dim": self.model.tcae_dim,
-                "hidden": self.options.hidden,
-                "dim": self.model.dim,
-            },
-            "options": asdict(self.options),
-            "info": _plain(info or {}),
+        config = {
+            "w2v_dim": self.model.w2v_dim,
+            "tcae_dim": self.model.tcae_dim,
+            "hidden": self.options.hidden,
+            "dim": self.model.dim,
         }
-        path = models_dir / MODEL_FILE
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return save_checkpoint(models_dir / MODEL_FILE, self.model, config, asdict(self.options), info)
 
     @classmethod
     def load(cls, models_dir: Path, device: str | torch.device = "cpu") -> CELEmbedder:
         """Read ``cel.pt``; errors name the file and what is wrong with it."""
-        path = Path(models_dir) / MODEL_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: CEL checkpoint is missing")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a corrupt file
-            raise ValueError(f"{path}: cannot read CEL checkpoint ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
-            raise ValueError(f"{path}: CEL checkpoint lacks 'state_dict' or 'config'")
-        known = set(CELOptions.__dataclass_fields__)
-        options = CELOptions(**{k: v for k, v in dict(payload.get("options", {})).items() if k in known})
-        model = CEL(**payload["config"])
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: state_dict does not match its config ({exc})") from exc
+        model, options = load_checkpoint(Path(models_dir) / MODEL_FILE, "CEL", CEL, CELOptions)
         return cls(model, options, resolve_device(device))
 
     @torch.no_grad()

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.mels import (
     FRAMES,
     N_MELS,
@@ -597,41 +598,16 @@ class TCAEEmbedder:
         self.stats.save(models_dir / STATS_FILE)
         opts = asdict(self.options)
         opts["dilations"] = list(self.options.dilations)
-        payload = {
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "config": self.options.model_config(),
-            "options": opts,
-            "info": _plain(info or {}),
-        }
-        path = models_dir / MODEL_FILE
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
-        return path
+        return save_checkpoint(models_dir / MODEL_FILE, self.model, self.options.model_config(), opts, info)
 
     @classmethod
     def load(cls, models_dir: Path, device: str | torch.device = "cpu") -> TCAEEmbedder:
         """Read a saved model; errors name the file and what is wrong with it."""
         models_dir = Path(models_dir)
         path = models_dir / MODEL_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: TCAE checkpoint is missing")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a corrupt file
-            raise ValueError(f"{path}: cannot read TCAE checkpoint ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
-            raise ValueError(f"{path}: TCAE checkpoint lacks 'state_dict' or 'config'")
+        model, options = load_checkpoint(path, "TCAE", TCAE, TCAEOptions)
         stats = MelStats.load(models_dir / STATS_FILE)
-        raw_opts = dict(payload.get("options", {}))
-        known = {f for f in TCAEOptions.__dataclass_fields__}
-        options = TCAEOptions(**{k: v for k, v in raw_opts.items() if k in known})
         dev = resolve_device(device)
-        model = TCAE(**payload["config"])
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: state_dict does not match its config ({exc})") from exc
         return cls(model, stats, options, dev)
 
     def _tile_starts(self, frames: int) -> list[int]:
@@ -723,16 +699,3 @@ class TCAEEmbedder:
             raise ValueError(f"no readable mel among {len(paths)} files ({report.summary()})")
         rows = np.concatenate(kept_rows)
         return np.asarray(ids, dtype=np.int64)[rows], np.concatenate(vecs), report
-
-
-def _plain(value: Any) -> Any:
-    """Only plain containers and scalars go into a ``weights_only`` checkpoint."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)

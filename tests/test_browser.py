@@ -11,12 +11,6 @@ import contextlib
 import logging
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,11 +19,11 @@ import pytest
 
 from app.artifacts import EXTRAS_DIR
 from app.routes.visual import mel_thumbnail, write_mel_thumbs
+from tests.servers import REPO, running_server
 from tests.synthetic import read_truth, song_id_of, write_synthetic_version
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("MUGLE_CHROMIUM", "/usr/bin/chromium"))
 # Written under build/ so a test run leaves the tree clean; docs/screenshot.png is refreshed on purpose with
 # MUGLE_SCREENSHOT=docs/screenshot.png.
@@ -38,30 +32,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = START_TIMEOUT_S) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``proc`` died. Bounded by ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as res:
-                if res.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s (last error: {last})")
 
 
 def make_artifacts(root: Path, n_songs: int = 60) -> Path:
@@ -88,27 +58,9 @@ def make_artifacts(root: Path, n_songs: int = 60) -> Path:
 
 @contextlib.contextmanager
 def running_app(artifacts: Path, log_path: Path) -> Iterator[str]:
-    """Run ``uvicorn app.main:create_app`` on a free 127.0.0.1 port; yield its base URL."""
-    port = free_port()
-    env = {**os.environ, "MUGLE_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(base + "/health", proc)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text(errors='replace')[-3000:]}") from exc
+    """The real app over ``artifacts`` on a free 127.0.0.1 port; yield its base URL."""
+    with running_server(artifacts, log_path) as (base, _proc):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.servers import running_server
 from tests.synthetic import read_truth, write_synthetic_version
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(artifacts: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "MUGLE_ARTIFACTS": str(artifacts), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _get(url: str) -> tuple[int, dict]:
@@ -44,29 +25,8 @@ def _get(url: str) -> tuple[int, dict]:
 def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("artifacts")
     version = write_synthetic_version(root, n_songs=40, seed=5)
-    port = _free_port()
-    proc = _start(root, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):  # at most ~20 s
-            if proc.poll() is not None:
-                pytest.fail(f"server exited early:\n{proc.stdout.read()}")
-            try:
-                if _get(base + "/health")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("server did not answer /health in time")
+    with running_server(root, root / "server.log") as (base, _proc):
         yield base, read_truth(version)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_endpoints_over_http(server) -> None:
@@ -90,11 +50,8 @@ def test_endpoints_over_http(server) -> None:
 def test_server_refuses_broken_artifacts(tmp_path: Path) -> None:
     version = write_synthetic_version(tmp_path, n_songs=20, seed=2)
     (version / "cel.ids.npy").unlink()
-    proc = _start(tmp_path, _free_port())
-    try:
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode != 0
-    assert "cel.ids.npy" in out
+    with pytest.raises(RuntimeError) as refused, running_server(tmp_path, tmp_path / "server.log"):
+        pass
+    message = str(refused.value)
+    assert "server exited with code" in message and "exited with code 0 " not in message
+    assert "cel.ids.npy" in message

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.artifacts import set_current
 from app.cli import main as cli_main
+from tests.servers import running_server
 from tests.synthetic import FIXED_TITLES, song_id_of, write_synthetic_version
 
 logger = logging.getLogger(__name__)
@@ -35,51 +33,14 @@ PER_CLIENT = 100  # 600 requests in all
 SWAP_AFTER = 250  # completed requests before the swap is triggered
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(root: Path, log_path: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Run ``uvicorn`` (one worker) over ``root`` in a subprocess; yield its base URL and process."""
-    port = free_port()
-    environ = {
-        **os.environ,
-        "MUGLE_ARTIFACTS": str(root),
-        "MUGLE_RELOAD_TOKEN": TOKEN,
-        "MUGLE_WATCH_INTERVAL_S": "0",
-        "MUGLE_LOG_JSON": "true",
-        "PYTHONPATH": str(REPO),
-        **env,
-    }
-    cmd = [sys.executable, "-m", "uvicorn", "app.ops:create_app_with_operations", "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start in 60 s: {log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
-            yield url, proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+    """Run the app with operations (one worker, JSON logs) over ``root``; yield its base URL and process."""
+    environ = {"MUGLE_RELOAD_TOKEN": TOKEN, "MUGLE_WATCH_INTERVAL_S": "0", "MUGLE_LOG_JSON": "true",
+               "PYTHONPATH": str(REPO), **env}
+    with running_server(root, log_path, factory="app.ops:create_app_with_operations", env=environ,
+                        log_level="info") as served:
+        yield served
 
 
 @dataclass

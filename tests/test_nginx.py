@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests.servers import REPO, free_port, wait_http
 from tests.synthetic import song_id_of
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, free_port, make_artifacts, running_app, wait_http
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, make_artifacts, running_app
 
 NGINX = Path(os.environ.get("MUGLE_NGINX", "/usr/sbin/nginx"))
 CONF = REPO / "deploy" / "default.conf"

@@ -157,10 +157,6 @@ class Catalog:
             return i
         return None
 
-    def group(self, canonical_id: int) -> np.ndarray:
-        """Every original id merged into ``canonical_id`` (itself included)."""
-        return self.alias_from[self.alias_to == canonical_id]
-
     def song(self, row: int) -> dict[str, Any]:
         """The API ``Song`` dict of a row."""
         artists = self.columns["artists"][row]

@@ -100,9 +100,6 @@ class MelonDataset:
     playlists: list[Playlist]
     report: ReadReport
 
-    def song_by_id(self) -> dict[int, Song]:
-        return {s.id: s for s in self.songs}
-
 
 # -- helpers ----------------------------------------------------------------------------------------
 

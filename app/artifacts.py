@@ -10,6 +10,8 @@ A versions folder looks like this::
         music2vec.index        FAISS inner-product index over the model's *key* vectors
         music2vec.ids.npy      int64 row -> song_id of that index (sorted ascending)
         music2vec.query.npy    float32 (rows, dim) L2-normalised *query* vectors, row-aligned with ids
+        music2vec.knn.npy      optional: int32 (rows, K) each query row's nearest index rows, best first
+        music2vec.knn_sims.npy optional: float32 (rows, K) their similarities (see :func:`knn_file`)
         tcae.*  cel.*          same three files per model
         models/                what is needed to embed new audio or retrain (torch state dicts, mel stats)
         metrics.json           offline evaluation, when it was run
@@ -66,6 +68,22 @@ def ids_file(model: str) -> str:
 
 def query_file(model: str) -> str:
     return f"{model}.query.npy"
+
+
+def knn_file(model: str) -> str:
+    """Precomputed neighbour lists: row ``i`` holds the index's answer to query vector ``i``.
+
+    Written by training next to the index (listed in the model's manifest ``files``) so that a request
+    for a catalog song reads one row instead of searching; padded with -1 where the index returned fewer
+    than K rows, and all -1 for a query vector of norm 0. The service falls back to searching the index
+    when the file is absent or a list runs out.
+    """
+    return f"{model}.knn.npy"
+
+
+def knn_sims_file(model: str) -> str:
+    """Similarities row-aligned with :func:`knn_file` (0 where the row is padded)."""
+    return f"{model}.knn_sims.npy"
 
 
 def model_files(model: str) -> list[str]:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import mmap
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,13 @@ from app.artifacts import (
     check_version_files,
     ids_file,
     index_file,
+    knn_file,
+    knn_sims_file,
     query_file,
     read_manifest,
 )
 from app.catalog import SEP, Catalog
+from app.rowfile import NpyRows
 from app.search import SEARCH_INDEX, TitleSearch
 
 logger = logging.getLogger(__name__)
@@ -58,11 +60,53 @@ class ModelIndex:
     name: str
     index: Any
     ids: np.ndarray
-    query: np.ndarray
+    query: NpyRows
     catalog_rows: np.ndarray  # index row -> catalog row
     row_of_catalog: np.ndarray  # catalog row -> query row, -1 when the song has no vector in this model
     hnsw: bool
     threads: int = 1
+    knn: NpyRows | None = None  # query row -> its precomputed nearest index rows (see app.artifacts.knn_file)
+    knn_sims: NpyRows | None = None
+
+    def neighbours(
+        self, qrow: int, exclude: set[int], depth: int, keep: Callable[[int], bool] | None = None
+    ) -> tuple[list[int], list[float]] | None:
+        """The candidate list of query row ``qrow`` read from the precomputed lists, as catalog rows.
+
+        Filters like :func:`app.ranking.candidate_list` and gives the same rows a search would. Returns
+        None when there are no lists, or when they run out before ``depth`` candidates while the index
+        holds more songs (many exclusions, or a strict ``keep``): the caller then searches.
+        """
+        if self.knn is None or self.knn_sims is None:
+            return None
+        found = self.knn[qrow]
+        width = len(found)
+        if width == 0:
+            return None
+        lowest, highest = int(found.min()), int(found.max())
+        if highest >= len(self.catalog_rows):
+            logger.error("%s: row %d lists index row %d of %d; searching instead", self.name, qrow, highest,
+                         len(self.catalog_rows))
+            return None
+        # The index pads a short answer with -1 at the end: what precedes the first pad is all it has.
+        valid = width if lowest >= 0 else int(np.flatnonzero(found < 0)[0])
+        rows = self.catalog_rows[found[:valid]].tolist()
+        sims = self.knn_sims[qrow][:valid].tolist()
+        # List operations rather than a per-entry loop: the usual exclusion is the query song alone.
+        if len(exclude) <= 8:
+            for row in exclude:
+                if row in rows:
+                    at = rows.index(row)
+                    del rows[at], sims[at]
+        else:
+            kept = [i for i, row in enumerate(rows) if row not in exclude]
+            rows, sims = [rows[i] for i in kept], [sims[i] for i in kept]
+        if keep is not None:
+            kept = [i for i, row in enumerate(rows) if keep(row)]
+            rows, sims = [rows[i] for i in kept], [sims[i] for i in kept]
+        if len(rows) >= depth or valid < width or width >= self.index.ntotal:
+            return rows[:depth], sims[:depth]
+        return None  # ran out while the index holds more songs: the caller searches deeper
 
     def search(self, vector: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest keys of one query vector, as (catalog rows, similarities); rows -1 pad a short result."""
@@ -83,9 +127,17 @@ class ModelIndex:
         return mapped, sims[0]
 
 
-def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+def _load_array(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read array ({exc})") from exc
+
+
+def _load_rows(path: Path) -> NpyRows:
+    """Row access to a large per-song array; requests read single rows (see :mod:`app.rowfile`)."""
+    try:
+        return NpyRows(path)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: cannot read array ({exc})") from exc
 
@@ -173,15 +225,7 @@ class Engine:
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise ArtifactError(f"{ipath}: index must use inner product (metric_type {index.metric_type})")
         ids = _load_array(idpath)
-        # Query vectors are memory-mapped: only the rows that requests touch become resident. A plain
-        # ndarray view of the map indexes several times faster than np.memmap's own __getitem__.
-        mapped = _load_array(qpath, mmap=True)
-        raw_map = getattr(mapped, "_mmap", None)
-        if raw_map is not None and hasattr(mmap, "MADV_RANDOM"):
-            # Requests read single rows at random: without this, kernel readahead pulls ~128 kB around each
-            # row and resident memory grows towards the whole file (3 x 360 MB at 707,989 songs).
-            raw_map.madvise(mmap.MADV_RANDOM)
-        query = np.asarray(mapped)
+        query = _load_rows(qpath)
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
             raise ArtifactError(f"{idpath}: must be a 1-D integer array, got {ids.dtype} {ids.shape}")
         if query.ndim != 2 or query.dtype != np.float32:
@@ -212,7 +256,34 @@ class Engine:
         row_of_catalog = np.full(len(catalog), -1, dtype=np.int64)
         row_of_catalog[catalog_rows] = np.arange(len(ids))
         hnsw = "HNSW" in type(index).__name__
-        return ModelIndex(name, index, ids, query, catalog_rows.astype(np.int64), row_of_catalog, hnsw)
+        knn, knn_sims = Engine._load_neighbours(version_dir, entry.files, name, len(ids))
+        return ModelIndex(
+            name, index, ids, query, catalog_rows.astype(np.int64), row_of_catalog, hnsw, knn=knn, knn_sims=knn_sims
+        )
+
+    @staticmethod
+    def _load_neighbours(
+        version_dir: Path, files: Sequence[str], name: str, count: int
+    ) -> tuple[NpyRows | None, NpyRows | None]:
+        """Open a model's precomputed neighbour lists when its manifest lists them."""
+        listed = [f in files for f in (knn_file(name), knn_sims_file(name))]
+        if not any(listed):
+            return None, None
+        if not all(listed):
+            raise ArtifactError(
+                f"{version_dir}/manifest.json: model {name!r} lists only one of {knn_file(name)}, {knn_sims_file(name)}"
+            )
+        rpath, spath = version_dir / knn_file(name), version_dir / knn_sims_file(name)
+        rows, sims = _load_rows(rpath), _load_rows(spath)
+        if rows.dtype != np.int32 or rows.ndim != 2 or rows.shape[0] != count:
+            raise ArtifactError(f"{rpath}: must be int32 of shape ({count}, K), got {rows.dtype} {rows.shape}")
+        if sims.dtype != np.float32 or sims.shape != rows.shape:
+            raise ArtifactError(f"{spath}: must be float32 of shape {rows.shape}, got {sims.dtype} {sims.shape}")
+        # A full scan would read the whole file; check a sample here, and every row as it is read.
+        sample = np.asarray(rows[: min(count, 256)])
+        if sample.size and (sample.min() < -1 or sample.max() >= count):
+            raise ArtifactError(f"{rpath}: rows must lie in [-1, {count}), found {sample.min()}..{sample.max()}")
+        return rows, sims
 
     @staticmethod
     def _merged_groups(catalog: Catalog) -> dict[int, tuple[int, ...]]:
@@ -290,35 +361,59 @@ class Engine:
 
     def _rank(
         self,
-        vectors: dict[str, np.ndarray],
+        queries: Mapping[str, int | np.ndarray],
         method: str,
         k: int,
         novelty: float,
         exclude_rows: set[int],
         banned_artists: frozenset[str],
     ) -> list[dict[str, Any]]:
+        """Rank for per-model queries: a catalog row (its own vector) or a normalised query vector."""
         self._check(method, k, novelty)
         depth = max(ranking.DEPTH, k)
         keep = None
         if banned_artists:
             def keep(row: int) -> bool:
                 return not (self.artists(row) & banned_artists)
-        # Exclusions and the artist filter remove rows from the raw result: fetch deeper to keep `depth`.
-        fetch = depth + len(exclude_rows) + _SLACK + (depth if keep else 0)
         lists: dict[str, list[int]] = {}
         sims: dict[str, list[float]] = {}
         for name, mi in self.models.items():
-            vec = vectors.get(name)
-            if vec is None:
+            query = queries.get(name)
+            if query is None:
                 continue
-            found, found_sims = mi.search(vec, fetch)
-            lists[name], sims[name] = ranking.candidate_list(found, found_sims, exclude_rows, depth, keep)
+            found = self._candidates(mi, query, exclude_rows, depth, keep)
+            if found is not None:
+                lists[name], sims[name] = found
         ranked = ranking.rank_method(method, lists, sims)
         ranked = ranking.novelty_rerank(
             ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES
         )[:k]
         ranks = ranking.ranks_of((r for r, _ in ranked), lists, MODEL_NAMES)
         return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]
+
+    def _candidates(
+        self,
+        mi: ModelIndex,
+        query: int | np.ndarray,
+        exclude_rows: set[int],
+        depth: int,
+        keep: Callable[[int], bool] | None,
+    ) -> tuple[list[int], list[float]] | None:
+        """One model's candidate list; None when the query has no vector in that model."""
+        if isinstance(query, int):
+            qrow = int(mi.row_of_catalog[query])
+            if qrow < 0:
+                return None
+            listed = mi.neighbours(qrow, exclude_rows, depth, keep)
+            if listed is not None:
+                return listed
+            query = mi.query[qrow]
+            if not query.any():
+                return None  # a zero vector: the song has no usable vector in this model
+        # Exclusions and the artist filter remove rows from the raw result: fetch deeper to keep `depth`.
+        fetch = depth + len(exclude_rows) + _SLACK + (depth if keep else 0)
+        found, found_sims = mi.search(query, fetch)
+        return ranking.candidate_list(found, found_sims, exclude_rows, depth, keep)
 
     def recommend(
         self,
@@ -344,9 +439,8 @@ class Engine:
         row = self.resolve(song_id)
         if row is None:
             raise UnknownSongError([song_id])
-        vectors = self._vectors_of([row])
         banned = self.artists(row) if exclude_artist else frozenset()
-        items = self._rank(vectors, method, k, novelty, {row}, banned)
+        items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned)
         return self.song(row), items
 
     def recommend_seeds(
@@ -379,7 +473,8 @@ class Engine:
         banned: frozenset[str] = frozenset()
         if exclude_artist:
             banned = frozenset().union(*(self.artists(r) for r in rows))
-        items = self._rank(self._vectors_of(rows), method, k, novelty, set(rows), banned)
+        queries = dict.fromkeys(self.models, rows[0]) if len(rows) == 1 else self._vectors_of(rows)
+        items = self._rank(queries, method, k, novelty, set(rows), banned)
         return [self.song(r) for r in rows], items
 
     def recommend_from_vectors(
@@ -424,17 +519,6 @@ class Engine:
     def _vectors_of(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
         """Per model, the normalised mean query vector of the rows that have one."""
         out: dict[str, np.ndarray] = {}
-        if len(rows) == 1:
-            # One song: the mean of one row is that row, so skip the fancy-indexed copy and the mean.
-            for name, mi in self.models.items():
-                qrow = int(mi.row_of_catalog[rows[0]])
-                if qrow < 0:
-                    continue
-                vec = mi.query[qrow]
-                norm = float(np.linalg.norm(vec))
-                if norm > 0.0:
-                    out[name] = vec / norm
-            return out
         for name, mi in self.models.items():
             qrows = [int(mi.row_of_catalog[r]) for r in rows]
             qrows = [q for q in qrows if q >= 0]

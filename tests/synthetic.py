@@ -26,6 +26,8 @@ from app.artifacts import (
     ModelEntry,
     ids_file,
     index_file,
+    knn_file,
+    knn_sims_file,
     model_files,
     now_iso,
     query_file,
@@ -65,6 +67,22 @@ def _build_index(keys: np.ndarray, index_type: str) -> Any:
     return index
 
 
+def _write_neighbours(vdir: Path, name: str, index: Any, query: np.ndarray, width: int) -> None:
+    """Neighbour lists from one search per query, exactly as the service would search them.
+
+    Training batches these searches, which for an exact index can round similarities differently in
+    the last bit; one search per row keeps a test's answers with and without the lists identical.
+    """
+    width = min(width, index.ntotal)
+    rows = np.full((len(query), width), -1, dtype=np.int32)
+    sims = np.zeros((len(query), width), dtype=np.float32)
+    for r in range(len(query)):
+        found_sims, found = index.search(query[r : r + 1], width)
+        rows[r], sims[r] = found[0], np.where(found[0] >= 0, found_sims[0], 0.0)
+    np.save(vdir / knn_file(name), rows)
+    np.save(vdir / knn_sims_file(name), sims)
+
+
 def write_synthetic_version(
     root: Path,
     n_songs: int = 60,
@@ -74,6 +92,7 @@ def write_synthetic_version(
     version: str | None = None,
     index_type: str = "flat",
     set_as_current: bool = True,
+    neighbours: int = 64,
 ) -> Path:
     """Write one complete artifacts version under ``root`` and (by default) point ``current`` at it.
 
@@ -87,6 +106,7 @@ def write_synthetic_version(
     version : folder name; defaults to ``synthetic-<seed>-<n_songs>``.
     index_type : ``flat`` (exact) or ``hnsw``.
     set_as_current : switch ``current`` to the new version.
+    neighbours : width of the precomputed neighbour lists (0: none, so the engine searches the indexes).
 
     Returns
     -------
@@ -152,10 +172,14 @@ def write_synthetic_version(
             keys = _unit(centers[clusters[rows]] + 0.2 * rng.normal(size=(len(rows), dim)))
         else:
             keys = query
-        faiss.write_index(_build_index(keys, index_type), str(vdir / index_file(name)))
+        index = _build_index(keys, index_type)
+        faiss.write_index(index, str(vdir / index_file(name)))
         np.save(vdir / ids_file(name), ids[rows])
         np.save(vdir / query_file(name), query)
         entries[name] = ModelEntry(count=len(rows), dim=dim, files=model_files(name), index_type=index_type)
+        if neighbours:
+            _write_neighbours(vdir, name, index, query, neighbours)
+            entries[name].files += [knn_file(name), knn_sims_file(name)]
     manifest = Manifest(
         version=version,
         created_at=now_iso(),

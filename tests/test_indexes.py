@@ -6,8 +6,8 @@ import faiss
 import numpy as np
 import pytest
 
-from app.artifacts import ids_file, index_file, query_file
-from training.indexes import build_index, recall_at_k, write_model
+from app.artifacts import ids_file, index_file, knn_file, knn_sims_file, query_file
+from training.indexes import build_index, neighbour_lists, recall_at_k, write_model
 from training.music2vec import l2_normalise
 
 faiss.omp_set_num_threads(1)
@@ -66,7 +66,10 @@ def test_write_model_sorts_ids_and_aligns_rows(tmp_path):
     key = rng.normal(size=(4, 8)).astype(np.float32)
     entry = write_model(tmp_path, "music2vec", ids, query, key)
     assert entry.count == 4 and entry.dim == 8 and entry.index_type == "flat"
-    assert sorted(entry.files) == sorted([index_file("music2vec"), ids_file("music2vec"), query_file("music2vec")])
+    assert sorted(entry.files) == sorted(
+        f("music2vec") for f in (index_file, ids_file, query_file, knn_file, knn_sims_file)
+    )
+    assert entry.params["knn"] == 4  # capped at the 4 indexed songs
     saved_ids = np.load(tmp_path / ids_file("music2vec"), allow_pickle=False)
     saved_query = np.load(tmp_path / query_file("music2vec"), allow_pickle=False)
     assert saved_ids.tolist() == [10, 20, 30, 40] and saved_ids.dtype == np.int64
@@ -114,3 +117,47 @@ def test_hnsw_efsearch_survives_write_and_read(tmp_path):
 def test_write_model_rejects_bad_input_by_name(tmp_path, ids, query, key, match):
     with pytest.raises(ValueError, match=match):
         write_model(tmp_path, "cel", ids, query, key)
+
+
+def test_neighbour_lists_are_what_the_index_answers_per_query(tmp_path):
+    vecs = clustered(400, dim=16)
+    ids = np.arange(5000, 5400)
+    entry = write_model(tmp_path, "tcae", ids, vecs, neighbours=20)
+    assert entry.params["knn"] == 20 and "knn_s" in entry.timings
+    index = faiss.read_index(str(tmp_path / index_file("tcae")))
+    query = np.load(tmp_path / query_file("tcae"))
+    rows = np.load(tmp_path / knn_file("tcae"))
+    sims = np.load(tmp_path / knn_sims_file("tcae"))
+    assert rows.dtype == np.int32 and sims.dtype == np.float32 and rows.shape == sims.shape == (400, 20)
+    for r in (0, 17, 399):
+        found_sims, found = index.search(query[r : r + 1], 20)
+        assert rows[r].tolist() == found[0].tolist()
+        np.testing.assert_allclose(sims[r], found_sims[0], rtol=1e-5, atol=1e-6)
+    assert (rows[:, 0] == np.arange(400)).all()  # each song is its own nearest neighbour
+
+
+def test_neighbour_lists_of_an_hnsw_graph_search_at_least_k_deep():
+    vecs = clustered(3000)
+    index, info = build_index(vecs, flat_threshold=1000)
+    assert info.index_type == "hnsw" and info.params["efSearch"] < 64
+    rows, _ = neighbour_lists(index, vecs[:50], k=64)
+    _, exact = faiss.knn(vecs[:50], vecs, 64, metric=faiss.METRIC_INNER_PRODUCT)
+    # Searched at efSearch >= 64, the lists are nearly exact all the way down, not only at the top 10.
+    assert recall_at_k(rows, exact, k=64) >= 0.95
+
+
+def test_neighbour_lists_pad_short_answers_and_skip_zero_queries():
+    vecs = clustered(5, dim=8)
+    index = faiss.IndexFlatIP(8)
+    index.add(vecs)
+    queries = np.vstack([vecs[:2], np.zeros((1, 8), dtype=np.float32)])
+    rows, sims = neighbour_lists(index, queries, k=10)
+    assert rows.shape == (3, 5)  # no wider than the index
+    assert (rows[2] == -1).all() and (sims[2] == 0).all()
+    assert sorted(rows[0].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_write_model_without_neighbour_lists(tmp_path):
+    entry = write_model(tmp_path, "cel", np.arange(30), clustered(30, dim=8), neighbours=0)
+    assert knn_file("cel") not in entry.files and "knn" not in entry.params
+    assert not (tmp_path / knn_file("cel")).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from app import ranking
-from app.artifacts import ArtifactError, ids_file, query_file
+from app.artifacts import MANIFEST, ArtifactError, ids_file, knn_file, knn_sims_file, query_file
 from app.engine import Engine, UnknownSongError
 from tests.synthetic import read_truth, write_synthetic_version
 
@@ -23,8 +24,16 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine(version: Path) -> Engine:
-    return Engine.load(version)
+def searching_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same version without precomputed neighbour lists: every request searches the indexes."""
+    return write_synthetic_version(tmp_path_factory.mktemp("art"), n_songs=120, seed=3, n_clusters=6, neighbours=0)
+
+
+# Every engine test runs on both paths: neighbour lists read from disk, and live index searches.
+@pytest.fixture(scope="module", params=["lists", "search"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    fixture = "version" if request.param == "lists" else "searching_version"
+    return Engine.load(request.getfixturevalue(fixture))
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +250,42 @@ def test_recommend_from_vectors_and_k_beyond_depth(engine: Engine, truth: dict) 
         engine.recommend_from_vectors({"tcae": np.ones(3)}, "tcae", k=5)
 
 
+@pytest.mark.parametrize("method", ranking.METHODS)
+def test_neighbour_lists_answer_exactly_like_searching(version: Path, searching_version: Path, method: str) -> None:
+    lists, search = Engine.load(version), Engine.load(searching_version)
+    assert all(mi.knn is not None for mi in lists.models.values())
+    assert all(mi.knn is None for mi in search.models.values())
+    truth = read_truth(version)
+    # k=60 still reads the lists (64 wide); k=70 needs more than they hold, so it searches.
+    options = [{}, {"k": 60}, {"k": 70}, {"exclude_artist": True}, {"novelty": 0.5}, {"k": 3, "exclude_artist": True}]
+    for sid in truth["ids"] + [int(d) for d in truth["duplicates"]]:
+        for opts in options:
+            assert lists.recommend(sid, method, **opts) == search.recommend(sid, method, **opts), (sid, opts)
+    seeds = truth["ids"][5:6]
+    assert lists.recommend_seeds(seeds, method) == search.recommend_seeds(seeds, method)
+
+
+def test_a_corrupt_neighbour_row_falls_back_to_searching(version: Path, tmp_path: Path) -> None:
+    broken = _broken_copy(version, tmp_path)
+    engine = Engine.load(broken)
+    # The loader checks a sample of rows; a row can still go bad on disk after that.
+    knn = np.load(broken / knn_file("cel"))
+    knn[40] = 10**6
+    np.save(broken / knn_file("cel"), knn)
+    mi = engine.models["cel"]
+    row = int(mi.catalog_rows[40])
+    sid = int(engine.catalog.song_ids[row])
+    assert mi.neighbours(40, {row}, ranking.DEPTH) is None
+    assert engine.recommend(sid, "cel") == Engine.load(version).recommend(sid, "cel")
+
+
 # -- validation ---------------------------------------------------------------------------------------
+
+
+def _drop_from_manifest(version: Path, model: str, name: str) -> None:
+    data = json.loads((version / MANIFEST).read_text())
+    data["models"][model]["files"].remove(name)
+    (version / MANIFEST).write_text(json.dumps(data))
 
 
 def _broken_copy(version: Path, tmp_path: Path) -> Path:
@@ -260,6 +304,13 @@ def _broken_copy(version: Path, tmp_path: Path) -> Path:
         (lambda d: (d / "music2vec.index").unlink(), "music2vec.index"),
         (lambda d: (d / "music2vec.index").write_bytes(b"junk"), "FAISS"),
         (lambda d: (d / "catalog.npz").write_bytes(b"junk"), "catalog"),
+        (lambda d: np.save(d / knn_file("cel"), np.load(d / knn_file("cel"))[:-1]), r"cel.knn.npy: must be int32"),
+        (lambda d: np.save(d / knn_file("cel"), np.load(d / knn_file("cel")).astype(np.int64)), "must be int32"),
+        (lambda d: np.save(d / knn_sims_file("tcae"), np.load(d / knn_sims_file("tcae"))[:, :3].copy()), "float32"),
+        (lambda d: np.save(d / knn_file("tcae"), np.load(d / knn_file("tcae")) + 1000), r"must lie in \[-1"),
+        (lambda d: (d / knn_file("tcae")).write_bytes(b"\x93NUMPY junk"), "cannot read array"),
+        (lambda d: (d / knn_sims_file("music2vec")).unlink(), "listed in manifest"),
+        (lambda d: _drop_from_manifest(d, "tcae", knn_sims_file("tcae")), "lists only one of"),
     ],
 )
 def test_load_refuses_inconsistent_artifacts(version: Path, tmp_path: Path, breakage, message: str) -> None:

@@ -4,6 +4,9 @@ Below :data:`FLAT_THRESHOLD` rows the exact ``IndexFlatIP`` is used: a scan of t
 stays in cache and takes well under a millisecond. Above it an HNSW graph is built and its recall@10
 against exact search is measured on a sample of queries; ``efSearch`` (then ``M``) is raised until the
 target recall is met, and the value reached is stored in the index file and the manifest.
+
+Each model's neighbour lists (:func:`app.artifacts.knn_file`) are then precomputed with that same index,
+so the service answers a catalog song by reading one row instead of searching three indexes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app.artifacts import ModelEntry, ids_file, index_file, query_file
+from app.artifacts import ModelEntry, ids_file, index_file, knn_file, knn_sims_file, query_file
 from training.music2vec import l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,10 @@ RECALL_K = 10
 RECALL_SAMPLE = 1000
 EF_SEARCH_STEPS: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
 HNSW_M_STEPS: tuple[int, ...] = (32, 64)
+# Width of the precomputed neighbour lists: the served depth (50) plus the query song, a few merged or
+# excluded songs and slack; 64 int32 rows are 256 bytes, so a row never straddles a memory page.
+NEIGHBOURS = 64
+_KNN_BATCH = 8192
 
 
 @dataclass
@@ -150,6 +157,58 @@ def build_index(
     return index, IndexInfo("flat", 1.0, params, round(time.perf_counter() - started, 3))
 
 
+def neighbour_lists(
+    index: faiss.Index, queries: np.ndarray, k: int = NEIGHBOURS, batch: int = _KNN_BATCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every query row's top ``k`` index rows and similarities, searched with ``index`` as built.
+
+    Parameters
+    ----------
+    index : an inner-product index; an HNSW graph searches at ``max(efSearch, k)`` as the service does
+        when it asks for more neighbours than ``efSearch``.
+    queries : float32 (n, d) L2-normalised query vectors, row-aligned with the index's ids.
+    k : list width.
+    batch : queries per FAISS call (bounds the temporary memory).
+
+    Returns
+    -------
+    rows, sims : int32 and float32 arrays of shape (n, min(k, ntotal)); -1 and 0 pad a short answer, and
+        a query of norm 0 (no usable vector) gets a list of -1 only.
+    """
+    queries = _check_matrix("queries", queries, index.d)
+    width = max(0, min(k, index.ntotal))
+    rows = np.full((len(queries), width), -1, dtype=np.int32)
+    sims = np.zeros((len(queries), width), dtype=np.float32)
+    if width == 0 or len(queries) == 0:
+        return rows, sims
+    params = None
+    if "HNSW" in type(index).__name__:
+        params = faiss.SearchParametersHNSW(efSearch=max(index.hnsw.efSearch, width))
+    usable = np.linalg.norm(queries, axis=1) > 0
+    for start in range(0, len(queries), batch):
+        stop = min(start + batch, len(queries))
+        found_sims, found = index.search(queries[start:stop], width, params=params)
+        found_sims[found < 0] = 0.0
+        rows[start:stop] = found
+        sims[start:stop] = found_sims
+    rows[~usable] = -1
+    sims[~usable] = 0.0
+    return rows, sims
+
+
+def write_neighbours(
+    version_dir: Path, name: str, index: faiss.Index, queries: np.ndarray, k: int = NEIGHBOURS
+) -> float:
+    """Write ``<name>.knn.npy`` and ``<name>.knn_sims.npy``; returns the seconds it took."""
+    started = time.perf_counter()
+    rows, sims = neighbour_lists(index, queries, k)
+    np.save(Path(version_dir) / knn_file(name), rows, allow_pickle=False)
+    np.save(Path(version_dir) / knn_sims_file(name), sims, allow_pickle=False)
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info("index: %s neighbour lists, %d x %d in %.1f s", name, rows.shape[0], rows.shape[1], seconds)
+    return seconds
+
+
 def write_model(
     version_dir: Path,
     name: str,
@@ -160,11 +219,13 @@ def write_model(
     flat_threshold: int = FLAT_THRESHOLD,
     min_recall: float = MIN_RECALL,
     seed: int = 0,
+    neighbours: int = NEIGHBOURS,
 ) -> ModelEntry:
-    """Write ``<name>.index``, ``<name>.ids.npy`` and ``<name>.query.npy`` into ``version_dir``.
+    """Write ``<name>.index``, ``<name>.ids.npy``, ``<name>.query.npy`` and the neighbour lists.
 
     Rows are sorted by ascending song id and vectors are L2-normalised here, so callers may pass them
     in any order. ``key_vecs`` defaults to ``query_vecs`` (TCAE and CEL have one vector per song).
+    ``neighbours`` is the width of the precomputed lists (0 writes none).
 
     Returns
     -------
@@ -196,7 +257,7 @@ def write_model(
     faiss.write_index(index, str(version_dir / index_file(name)))
     np.save(version_dir / ids_file(name), ids, allow_pickle=False)
     np.save(version_dir / query_file(name), query, allow_pickle=False)
-    return ModelEntry(
+    entry = ModelEntry(
         count=int(len(ids)),
         dim=int(query.shape[1]),
         files=[index_file(name), ids_file(name), query_file(name)],
@@ -205,3 +266,8 @@ def write_model(
         timings={"index_s": info.build_s},
         params=dict(info.params),
     )
+    if neighbours > 0:
+        entry.timings["knn_s"] = write_neighbours(version_dir, name, index, query, neighbours)
+        entry.files += [knn_file(name), knn_sims_file(name)]
+        entry.params["knn"] = min(neighbours, int(index.ntotal))
+    return entry

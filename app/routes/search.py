@@ -1,8 +1,9 @@
 """``GET /search``.
 
-``async def`` with a prebuilt :class:`JSONResponse`, like the recommend routes: a search takes a few
-milliseconds of CPU that a threadpool hop would not parallelise (one worker), and the engine's dicts
-already have the documented shape, so re-validating them through pydantic would only add cost.
+``async def`` with a prebuilt :class:`~app.responses.FastJSONResponse`, like the recommend routes: a
+search takes a few milliseconds of CPU that a threadpool hop would not parallelise (one worker), and the
+engine's dicts already have the documented shape, so re-validating them through pydantic would only add
+cost.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import JSONResponse
 
 from app.deps import EngineDep
+from app.responses import FastJSONResponse
 from app.schemas import SearchResponse
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ async def search(
     engine: EngineDep,
     q: Annotated[str, Query(min_length=1, max_length=200, examples=["밤편지"], description="search text")],
     limit: Annotated[int, Query(ge=1, le=50)] = 10,
-) -> JSONResponse:
+) -> FastJSONResponse:
     if not q.strip():
         raise HTTPException(status_code=422, detail="q: must contain something other than spaces")
-    return JSONResponse({"query": q, "results": engine.search(q, limit)})
+    return FastJSONResponse({"query": q, "results": engine.search(q, limit)})

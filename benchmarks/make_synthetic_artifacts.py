@@ -9,7 +9,8 @@ layout and sizes are those of a real 707,989-song version.
 Approximate indexes are tuned like training tunes its own: the smallest ``nprobe`` (IVF) or ``efSearch``
 (HNSW) whose recall@10 against exact search reaches 0.95 on 200 sampled queries is stored in the index
 and recorded in the manifest (``recall_at_10``, ``params``), so the service is timed at a setting that
-keeps its answers right.
+keeps its answers right. Each model's neighbour lists are then precomputed with that tuned index, as
+training does (``--no-knn`` leaves them out, to time the service searching the indexes instead).
 
 Usage::
 
@@ -34,6 +35,8 @@ from app.artifacts import (
     ModelEntry,
     ids_file,
     index_file,
+    knn_file,
+    knn_sims_file,
     model_files,
     now_iso,
     query_file,
@@ -42,6 +45,7 @@ from app.artifacts import (
 )
 from app.catalog import Catalog
 from app.search import write_search_index
+from training.indexes import NEIGHBOURS, write_neighbours
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +131,9 @@ def tune_index(index: faiss.Index, keys: np.ndarray, queries: np.ndarray, seed: 
     return recall, {("efSearch" if hnsw else "nprobe"): value, "recall_queries": len(probe)}
 
 
-def make_version(root: Path, n_songs: int, dim: int = 128, seed: int = 0, index: str = "auto") -> Path:
+def make_version(
+    root: Path, n_songs: int, dim: int = 128, seed: int = 0, index: str = "auto", knn: int = NEIGHBOURS
+) -> Path:
     """Write one version under ``root`` and point ``current`` at it; returns the version folder."""
     rng = np.random.default_rng(seed)
     kind = index if index != "auto" else ("ivf" if n_songs > 50_000 else "flat")
@@ -181,6 +187,10 @@ def make_version(root: Path, n_songs: int, dim: int = 128, seed: int = 0, index:
                 params=params,
                 timings={"index_s": round(time.perf_counter() - t0, 2)},
             )
+            if knn:
+                entries[name].timings["knn_s"] = write_neighbours(tmp, name, built, query, knn)
+                entries[name].files += [knn_file(name), knn_sims_file(name)]
+                entries[name].params["knn"] = min(knn, len(rows))
             logger.info("%s: %d vectors, %s index in %.1f s", name, len(rows), kind, time.perf_counter() - t0)
         manifest = Manifest(
             version=tmp.name.removeprefix(".tmp-"),
@@ -205,11 +215,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index", choices=["auto", "flat", "ivf", "hnsw"], default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-knn", action="store_true", help="write no precomputed neighbour lists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     faiss.omp_set_num_threads(args.threads)
     start = time.perf_counter()
-    path = make_version(args.out, args.songs, args.dim, args.seed, args.index)
+    path = make_version(args.out, args.songs, args.dim, args.seed, args.index, 0 if args.no_knn else NEIGHBOURS)
     logger.info("wrote %s in %.1f s", path, time.perf_counter() - start)
 
 

@@ -69,6 +69,14 @@ class Catalog:
     alias_to: np.ndarray
     columns: dict[str, StringColumn]
 
+    def __post_init__(self) -> None:
+        # Decoding a song reads all text columns: one (n+1, columns) offsets matrix gives every bound in a
+        # single numpy call instead of ten scalar reads (a third of the cost of a song not yet cached).
+        self._bounds = np.column_stack([self.columns[c]._offsets for c in TEXT_COLUMNS])
+        self._blobs = [self.columns[c]._bytes for c in TEXT_COLUMNS]
+        for i, c in enumerate(TEXT_COLUMNS):
+            self.columns[c]._offsets = self._bounds[:, i]  # a view: the separate arrays can be freed
+
     def __len__(self) -> int:
         return len(self.song_ids)
 
@@ -159,14 +167,16 @@ class Catalog:
 
     def song(self, row: int) -> dict[str, Any]:
         """The API ``Song`` dict of a row."""
-        artists = self.columns["artists"][row]
-        genres = self.columns["genres"][row]
+        (s0, s1, s2, s3, s4), (e0, e1, e2, e3, e4) = self._bounds[row : row + 2].tolist()
+        title, artists, album, genres, issue_date = self._blobs  # the order of TEXT_COLUMNS
+        artists_text = artists[s1:e1].decode("utf-8")
+        genres_text = genres[s3:e3].decode("utf-8")
         return {
             "song_id": int(self.song_ids[row]),
-            "title": self.columns["title"][row],
-            "artists": artists.split(SEP) if artists else [],
-            "album": self.columns["album"][row],
-            "genres": genres.split(SEP) if genres else [],
-            "issue_date": self.columns["issue_date"][row] or None,
+            "title": title[s0:e0].decode("utf-8"),
+            "artists": artists_text.split(SEP) if artists_text else [],
+            "album": album[s2:e2].decode("utf-8"),
+            "genres": genres_text.split(SEP) if genres_text else [],
+            "issue_date": issue_date[s4:e4].decode("utf-8") or None,
             "popularity": int(self.popularity[row]),
         }

@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     _, exact = faiss.knn(vectors[sample], vectors, NEIGHBOURS, metric=faiss.METRIC_INNER_PRODUCT)
     recall = recall_at_k(rows[sample], exact, k=NEIGHBOURS)
     per_query_us = 1e6 * knn_s / args.rows
-    print("| vectors | index | build s | neighbour lists s | µs per song | recall@64 vs exact | "
-          "projected for 3 models x 707,989 songs |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {args.rows:,} | {info.index_type} {info.params.get('M', '')}/{info.params.get('efSearch', '')} | "
-          f"{build_s:.1f} | {knn_s:.1f} | {per_query_us:.0f} | {recall:.3f} | "
+    index_mb = faiss.serialize_index(index).nbytes / 2**20
+    scale = 707_989 / args.rows
+    print("| vectors | index (M/efSearch) | recall@10 | index MB | build s | neighbour lists s | µs per song | "
+          "lists' recall@64 vs exact | projected at 707,989 songs x 3 models |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.rows:,} | {info.index_type} {info.params.get('codes', '')} {info.params.get('M', '')}/"
+          f"{info.params.get('efSearch', '')} | {info.recall_at_10:.3f} | {index_mb:.0f} | {build_s:.1f} | "
+          f"{knn_s:.1f} | {per_query_us:.0f} | {recall:.3f} | indexes {3 * index_mb * scale:,.0f} MB, lists "
           f"{3 * 707_989 * per_query_us / 1e6 / 60:.1f} min |")
 
 

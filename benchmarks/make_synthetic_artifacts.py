@@ -7,7 +7,8 @@ merged duplicate id and 10% have no Music2Vec vector (cold start). The point is 
 layout and sizes are those of a real 707,989-song version.
 
 Approximate indexes are tuned like training tunes its own: the smallest ``nprobe`` (IVF) or ``efSearch``
-(HNSW) whose recall@10 against exact search reaches 0.95 on 200 sampled queries is stored in the index
+(HNSW) whose recall@10 against exact search reaches 0.95 on 200 sampled queries (``--index training``
+builds and tunes each index with training's own code instead) is stored in the index
 and recorded in the manifest (``recall_at_10``, ``params``), so the service is timed at a setting that
 keeps its answers right. Each model's neighbour lists are then precomputed with that tuned index, as
 training does (``--no-knn`` leaves them out, to time the service searching the indexes instead).
@@ -46,6 +47,7 @@ from app.artifacts import (
 from app.catalog import Catalog
 from app.search import write_search_index
 from training.indexes import NEIGHBOURS, write_neighbours
+from training.indexes import build_index as training_index
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +175,14 @@ def make_version(
             keys = query
             if name == "music2vec":
                 keys = _unit(centers[cluster[rows]] + scale * rng.normal(size=(len(rows), dim)).astype(np.float32))
-            built = build_index(keys, kind)
-            recall, params = tune_index(built, keys, query, seed)
+            if kind == "training":
+                # Exactly what `mugle train` builds: exact below its threshold, HNSW over SQ8 codes above.
+                built, info = training_index(keys, query, seed=seed)
+                recall, params, index_type = info.recall_at_10, info.params, info.index_type
+            else:
+                built = build_index(keys, kind)
+                recall, params = tune_index(built, keys, query, seed)
+                index_type = kind
             faiss.write_index(built, str(tmp / index_file(name)))
             np.save(tmp / ids_file(name), rows)
             np.save(tmp / query_file(name), query)
@@ -182,7 +190,7 @@ def make_version(
                 count=len(rows),
                 dim=dim,
                 files=model_files(name),
-                index_type=kind,
+                index_type=index_type,
                 recall_at_10=round(recall, 4),
                 params=params,
                 timings={"index_s": round(time.perf_counter() - t0, 2)},
@@ -213,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="artifacts folder (a new version is added)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--index", choices=["auto", "flat", "ivf", "hnsw"], default="auto")
+    parser.add_argument("--index", choices=["auto", "flat", "ivf", "hnsw", "training"], default="auto",
+                        help="training: the index `mugle train` builds (HNSW over SQ8 above 50,000 songs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-knn", action="store_true", help="write no precomputed neighbour lists")
     args = parser.parse_args(argv)

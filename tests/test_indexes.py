@@ -32,7 +32,7 @@ def test_hnsw_above_threshold_meets_recall_and_own_vector_first():
     vecs = clustered(4000)
     index, info = build_index(vecs, flat_threshold=1000, sample=300, m=16)
     assert info.index_type == "hnsw"
-    assert isinstance(index, faiss.IndexHNSWFlat)
+    assert isinstance(index, faiss.IndexHNSWSQ) and info.params["codes"] == "SQ8"
     assert info.recall_at_10 >= 0.95
     # recall measured independently of the builder, on queries it did not sample
     exact = faiss.IndexFlatIP(32)

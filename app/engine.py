@@ -283,6 +283,9 @@ class Engine:
         sample = np.asarray(rows[: min(count, 256)])
         if sample.size and (sample.min() < -1 or sample.max() >= count):
             raise ArtifactError(f"{rpath}: rows must lie in [-1, {count}), found {sample.min()}..{sample.max()}")
+        # Every request reads a row of each: have them in the page cache before the first requests come.
+        rows.prefetch()
+        sims.prefetch()
         return rows, sims
 
     @staticmethod

@@ -19,6 +19,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# Read-ahead requests are issued in pieces: one advice over a whole file is capped by the kernel at a few
+# MB, while 2 MB pieces bring a 1 GB set of files into the page cache in under a second.
+_PREFETCH_CHUNK = 2 << 20
+
 
 class NpyRows:
     """Read-only rows of a C-ordered 2-D ``.npy`` array.
@@ -53,6 +57,23 @@ class NpyRows:
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def prefetch(self) -> None:
+        """Ask the kernel to read the whole array into the page cache, in the background.
+
+        Without it, right after a deployment or a restart on a busy machine each row is a random read
+        from disk, milliseconds apiece. The cached pages are the kernel's (shared, reclaimable), not this
+        process's. A no-op where ``posix_fadvise`` does not exist.
+        """
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is None:
+            return
+        end = self._offset + self.shape[0] * self._row_bytes
+        try:
+            for start in range(0, end, _PREFETCH_CHUNK):
+                advise(self._fd, start, min(_PREFETCH_CHUNK, end - start), os.POSIX_FADV_WILLNEED)
+        except OSError as exc:  # advice only: serving works without it
+            logger.warning("%s: read-ahead failed (%s)", self.path, exc)
 
     def _read(self, start: int, count: int) -> np.ndarray:
         data = os.pread(self._fd, count * self._row_bytes, self._offset + start * self._row_bytes)

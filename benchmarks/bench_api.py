@@ -4,8 +4,10 @@ One uvicorn worker serves each artifacts folder; the client drives it over keep-
 from threads in this process, the same way for every endpoint, so the ratio to ``/health`` (the floor
 set by the HTTP stack and the client) is the figure to read. On a shared, loaded machine wall-clock
 figures are noisy, so the server process's own CPU time per request (from ``/proc/<pid>/stat``) is
-reported too: it does not depend on what else runs. Requests go to 5,000 distinct random songs (and
-5,000 queries made from their titles), so caches cannot stand in for the work.
+reported too: it does not depend on what else runs. Requests go to 20,000 distinct random songs (and
+20,000 queries made from their titles; fewer in a smaller catalog): most requests ask for a song not
+asked before, so caches cannot stand in for the work. The endpoints take turns in ten short slices
+(``--rounds``) so that all of them see the same machine.
 
 Usage::
 
@@ -27,6 +29,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +80,7 @@ def _start(artifacts: Path, port: int) -> tuple[subprocess.Popen, float]:
     raise RuntimeError("server did not start in 120 s")
 
 
-def _drive(port: int, paths: list[str], seconds: float, threads: int) -> dict[str, float]:
+def _drive(port: int, paths: list[str], seconds: float, threads: int) -> dict[str, Any]:
     latencies: list[list[float]] = [[] for _ in range(threads)]
     errors = [0] * threads
     stop = time.perf_counter() + seconds
@@ -103,12 +106,18 @@ def _drive(port: int, paths: list[str], seconds: float, threads: int) -> dict[st
     for t in pool:
         t.join()
     elapsed = time.perf_counter() - start
-    lat = np.array([x for part in latencies for x in part]) * 1000
+    return {"elapsed": elapsed, "lat": [x for part in latencies for x in part], "errors": sum(errors)}
+
+
+def _summary(parts: list[dict[str, Any]], cpu_s: float) -> dict[str, float]:
+    lat = np.array([x for part in parts for x in part["lat"]]) * 1000
+    elapsed = sum(part["elapsed"] for part in parts)
     return {"rps": len(lat) / elapsed, "p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-            "p99": float(np.percentile(lat, 99)), "n": len(lat), "errors": sum(errors)}
+            "p99": float(np.percentile(lat, 99)), "n": len(lat), "errors": sum(p["errors"] for p in parts),
+            "cpu_ms": 1000 * cpu_s / max(1, len(lat))}
 
 
-def bench(artifacts: Path, seconds: float, threads: int, distinct: int = 5000) -> list[str]:
+def bench(artifacts: Path, seconds: float, threads: int, rounds: int = 10, distinct: int = 20_000) -> list[str]:
     version = resolve_current(artifacts)
     catalog = Catalog.load(version / CATALOG)
     rng = np.random.default_rng(0)
@@ -120,13 +129,19 @@ def bench(artifacts: Path, seconds: float, threads: int, distinct: int = 5000) -
     search = ["/search?" + urllib.parse.urlencode({"q": q, "limit": 10}) for q in queries]
     port = _free_port()
     proc, startup = _start(artifacts, port)
+    endpoints = {"health": ["/health"], "recommend": recommend, "search": search}
     try:
         _drive(port, recommend[:50] + search[:50], 1.0, 1)  # warm-up
-        results = {}
-        for name, paths in (("health", ["/health"]), ("recommend", recommend), ("search", search)):
-            cpu0 = _cpu_s(proc.pid)
-            results[name] = _drive(port, paths, seconds, threads)
-            results[name]["cpu_ms"] = 1000 * (_cpu_s(proc.pid) - cpu0) / max(1, results[name]["n"])
+        parts: dict[str, list[dict[str, Any]]] = {name: [] for name in endpoints}
+        cpu = dict.fromkeys(endpoints, 0.0)
+        # Endpoints take turns in short slices, so a change in what else runs on the machine falls on all
+        # of them alike instead of on whichever was measured at that moment.
+        for _ in range(rounds):
+            for name, paths in endpoints.items():
+                cpu0 = _cpu_s(proc.pid)
+                parts[name].append(_drive(port, paths, seconds / rounds, threads))
+                cpu[name] += _cpu_s(proc.pid) - cpu0
+        results = {name: _summary(parts[name], cpu[name]) for name in endpoints}
         rss = _rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -145,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("artifacts", nargs="+", type=Path, help="artifacts folders (with a current version)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per endpoint")
     parser.add_argument("--threads", type=int, default=2, help="client connections")
+    parser.add_argument("--rounds", type=int, default=10, help="turns the endpoints take within --seconds")
+    parser.add_argument("--distinct", type=int, default=20_000, help="distinct songs (and title queries) asked for")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -152,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
           "CPU vs /health | errors | startup s | RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in args.artifacts:
-        for line in bench(path, args.seconds, args.threads):
+        for line in bench(path, args.seconds, args.threads, args.rounds, args.distinct):
             print(line, flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

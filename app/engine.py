@@ -201,6 +201,12 @@ class Engine:
         for mi in models.values():
             mi.threads = max(1, faiss_threads)
         search = TitleSearch.for_catalog(catalog, version_dir / EXTRAS_DIR / SEARCH_INDEX)
+        # Every request reads a row of each list: have them read ahead into the page cache. Asked last, so
+        # that from a cold cache this background reading does not delay the files loaded above.
+        for mi in models.values():
+            for rows in (mi.knn, mi.knn_sims):
+                if rows is not None:
+                    rows.prefetch()
         seconds = time.perf_counter() - start
         logger.info(
             "loaded version %s: %d songs, models %s in %.2f s",
@@ -283,9 +289,6 @@ class Engine:
         sample = np.asarray(rows[: min(count, 256)])
         if sample.size and (sample.min() < -1 or sample.max() >= count):
             raise ArtifactError(f"{rpath}: rows must lie in [-1, {count}), found {sample.min()}..{sample.max()}")
-        # Every request reads a row of each: have them in the page cache before the first requests come.
-        rows.prefetch()
-        sims.prefetch()
         return rows, sims
 
     @staticmethod

@@ -23,12 +23,14 @@ from app.artifacts import (
     check_version_files,
     ids_file,
     index_file,
+    knn_file,
     list_versions,
     query_file,
     read_current,
     read_manifest,
 )
 from app.catalog import Catalog
+from app.engine import Engine
 from training import pipeline
 from training.cel import CELOptions
 from training.demo import generate
@@ -205,12 +207,26 @@ def test_music2vec_neighbours_share_demo_themes(trained, demo):
 
 def test_same_seed_gives_same_embeddings(trained, demo):
     out, first = trained
-    second = train(demo, out, tiny_options(holdout=0.2, version="v2"))
+    # The second run also leaves out the neighbour lists: the service must then answer by searching.
+    second = train(demo, out, tiny_options(holdout=0.2, version="v2", neighbours=0))
     assert read_current(out) == "v2"
     for name in ("music2vec", "tcae", "cel"):
         np.testing.assert_array_equal(np.load(first / ids_file(name)), np.load(second / ids_file(name)))
         np.testing.assert_array_equal(np.load(first / query_file(name)), np.load(second / query_file(name)))
+        assert knn_file(name) in read_manifest(first).models[name].files
+        assert knn_file(name) not in read_manifest(second).models[name].files
+        assert not (second / knn_file(name)).exists()
     assert read_manifest(first).dataset_fingerprint == read_manifest(second).dataset_fingerprint
+    lists, searching = Engine.load(first), Engine.load(second)
+    assert all(mi.knn is not None for mi in lists.models.values())
+    # Training batches its searches, which can round a similarity differently in the last bit than one
+    # query does, so near-ties may swap; the answers must still be the same songs.
+    overlap = []
+    for sid in lists.catalog.song_ids[:80].tolist():
+        a = {it["song_id"] for it in lists.recommend(sid, "score_total")[1]}
+        b = {it["song_id"] for it in searching.recommend(sid, "score_total")[1]}
+        overlap.append(len(a & b) / max(1, len(a | b)))
+    assert np.mean(overlap) >= 0.95, np.mean(overlap)
 
 
 def test_broken_dataset_leaves_current_untouched(trained, demo, tmp_path):
@@ -298,9 +314,10 @@ def test_options_from_args_and_bad_values():
     add_train_arguments(parser)
     args = parser.parse_args(
         ["--data", "d", "--seed", "9", "--holdout", "0.1", "--w2v-epochs", "3", "--tcae-steps", "40",
-         "--crop", "32", "--min-playlists", "2", "--deterministic", "--device", "cpu"]
+         "--crop", "32", "--min-playlists", "2", "--deterministic", "--device", "cpu", "--neighbours", "0"]
     )
     opts = options_from_args(args)
+    assert opts.neighbours == 0 and TrainOptions().neighbours == 64
     assert (opts.seed, opts.holdout, opts.w2v_epochs, opts.deterministic, opts.device) == (9, 0.1, 3, True, "cpu")
     assert (opts.tcae.steps, opts.tcae.crop, opts.prep.min_playlists) == (40, 32, 2)
     assert opts.music2vec().deterministic and opts.music2vec().epochs == 3
@@ -314,6 +331,8 @@ def test_options_from_args_and_bad_values():
         TrainOptions(device="tpu").validate()
     with pytest.raises(ValueError, match="w2v_dim=64"):
         TrainOptions(w2v_dim=64).validate()
+    with pytest.raises(ValueError, match="neighbours=-1"):
+        TrainOptions(neighbours=-1).validate()
 
 
 def test_holdout_choice_is_seeded_and_order_free():

@@ -45,7 +45,7 @@ from app.artifacts import (
 )
 from app.catalog import Catalog
 from training.cel import CELOptions
-from training.indexes import FLAT_THRESHOLD, write_model
+from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import MEL_DIR, SPLIT_FILES, read_dataset
 from training.music2vec import Music2VecOptions, train_music2vec
 from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
@@ -71,6 +71,8 @@ class TrainOptions:
     tcae : TCAE options (:class:`training.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
     cel : CEL options (:class:`training.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
     flat_threshold : below this many vectors an index is exact, above it HNSW.
+    neighbours : width of the precomputed neighbour lists the service answers catalog songs from (about
+        0.5 KB per song and model on disk); 0 writes none, and the service then searches the indexes.
     thumbs_limit : mel thumbnails for the web page are precomputed only up to this many songs with
         audio (reading every mel again costs hours at real size); 0 disables them.
     version : folder name of the new version (default: timestamp plus random suffix).
@@ -92,6 +94,7 @@ class TrainOptions:
     tcae: TCAEOptions = field(default_factory=TCAEOptions)
     cel: CELOptions = field(default_factory=CELOptions)
     flat_threshold: int = FLAT_THRESHOLD
+    neighbours: int = NEIGHBOURS
     thumbs_limit: int = 50_000
     version: str | None = None
     progress: bool = True
@@ -105,7 +108,7 @@ class TrainOptions:
         for name in ("w2v_epochs", "w2v_dim", "w2v_window", "w2v_negative"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
-        for name in ("w2v_workers", "flat_threshold", "thumbs_limit"):
+        for name in ("w2v_workers", "flat_threshold", "neighbours", "thumbs_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
         # CEL pulls its output towards both inputs by cosine, so the three spaces must share one width.
@@ -339,13 +342,15 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
         with clock.stage("indexes"):
             entries["music2vec"] = write_model(
                 stage_dir, "music2vec", w2v.ids, w2v.query, w2v.key,
-                flat_threshold=options.flat_threshold, seed=options.seed,
+                flat_threshold=options.flat_threshold, seed=options.seed, neighbours=options.neighbours,
             )
             entries["tcae"] = write_model(
                 stage_dir, "tcae", tcae_ids, tcae_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
+                neighbours=options.neighbours,
             )
             entries["cel"] = write_model(
                 stage_dir, "cel", cel_ids, cel_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
+                neighbours=options.neighbours,
             )
         entries["music2vec"].params.update(
             {k: v for k, v in w2v.stats.items() if k not in ("params",)}, **w2v.stats["params"]
@@ -574,6 +579,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("indexes")
     g.add_argument("--flat-threshold", type=int, default=d.flat_threshold,
                    help=f"exact search below this many vectors, HNSW above (default {d.flat_threshold})")
+    g.add_argument("--neighbours", type=int, default=d.neighbours,
+                   help=f"precomputed neighbours per song and model, read by the service instead of searching; "
+                        f"0 writes none (default {d.neighbours})")
     g.add_argument("--thumbs-limit", type=int, default=d.thumbs_limit,
                    help=f"precompute mel thumbnails up to this many songs with audio (default {d.thumbs_limit:,})")
     add_prep_arguments(parser)
@@ -617,6 +625,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         tcae=_tcae_options(args),
         cel=_cel_options(args),
         flat_threshold=args.flat_threshold,
+        neighbours=args.neighbours,
         thumbs_limit=args.thumbs_limit,
         version=args.version,
         progress=not args.no_progress,

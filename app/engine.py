@@ -73,40 +73,28 @@ class ModelIndex:
     ) -> tuple[list[int], list[float]] | None:
         """The candidate list of query row ``qrow`` read from the precomputed lists, as catalog rows.
 
-        Filters like :func:`app.ranking.candidate_list` and gives the same rows a search would. Returns
-        None when there are no lists, or when they run out before ``depth`` candidates while the index
-        holds more songs (many exclusions, or a strict ``keep``): the caller then searches.
+        Cleaned by :func:`app.ranking.candidate_list` like a search result, so it gives the same rows a
+        search would. Returns None when there are no lists, or when they run out before ``depth``
+        candidates while the index holds more songs (many exclusions, or a strict ``keep``): the caller
+        then searches.
         """
         if self.knn is None or self.knn_sims is None:
             return None
         found = self.knn[qrow]
-        width = len(found)
-        if width == 0:
+        if len(found) == 0:
             return None
         lowest, highest = int(found.min()), int(found.max())
         if highest >= len(self.catalog_rows):
             logger.error("%s: row %d lists index row %d of %d; searching instead", self.name, qrow, highest,
                          len(self.catalog_rows))
             return None
-        # The index pads a short answer with -1 at the end: what precedes the first pad is all it has.
-        valid = width if lowest >= 0 else int(np.flatnonzero(found < 0)[0])
-        rows = self.catalog_rows[found[:valid]].tolist()
-        sims = self.knn_sims[qrow][:valid].tolist()
-        # List operations rather than a per-entry loop: the usual exclusion is the query song alone.
-        if len(exclude) <= 8:
-            for row in exclude:
-                if row in rows:
-                    at = rows.index(row)
-                    del rows[at], sims[at]
-        else:
-            kept = [i for i, row in enumerate(rows) if row not in exclude]
-            rows, sims = [rows[i] for i in kept], [sims[i] for i in kept]
-        if keep is not None:
-            kept = [i for i, row in enumerate(rows) if keep(row)]
-            rows, sims = [rows[i] for i in kept], [sims[i] for i in kept]
-        if len(rows) >= depth or valid < width or width >= self.index.ntotal:
-            return rows[:depth], sims[:depth]
-        return None  # ran out while the index holds more songs: the caller searches deeper
+        mapped = self.catalog_rows[found]
+        if lowest < 0:
+            mapped = np.where(found >= 0, mapped, -1)  # keep the pads as pads, not as the last row
+        rows, sims = ranking.candidate_list(mapped, self.knn_sims[qrow], exclude, depth, keep)
+        # A pad means the index had nothing more for this query; a full list may have stopped short.
+        complete = lowest < 0 or len(found) >= self.index.ntotal
+        return (rows, sims) if len(rows) >= depth or complete else None
 
     def search(self, vector: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest keys of one query vector, as (catalog rows, similarities); rows -1 pad a short result."""

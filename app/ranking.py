@@ -53,6 +53,10 @@ Ranked = list[tuple[int, float]]
 """(catalog row, score) pairs, best first."""
 
 
+def _pick(rows: list[int], sims: list[float], keep: list[int]) -> tuple[list[int], list[float]]:
+    return [rows[i] for i in keep], [sims[i] for i in keep]
+
+
 def candidate_list(
     found_rows: np.ndarray,
     sims: np.ndarray,
@@ -68,7 +72,7 @@ def candidate_list(
     sims : the matching similarities.
     exclude : rows that must never be recommended (the query song, seeds, their duplicates).
     depth : how many candidates to keep.
-    keep : optional extra filter (e.g. "not by the query's artist").
+    keep : optional extra filter (e.g. "not by the query's artist"), asked in order until ``depth`` pass.
 
     Returns
     -------
@@ -76,32 +80,35 @@ def candidate_list(
     """
     found = np.asarray(found_rows, dtype=np.int64).reshape(-1)
     values = np.asarray(sims).reshape(-1)[: len(found)]
-    found = found[: len(values)]
-    # Vectorised: this runs three times per request over ~60 rows, where a Python loop costs more than FAISS.
-    mask = found >= 0
-    banned = np.fromiter((int(r) for r in exclude), dtype=np.int64)
-    if len(banned) <= 8:
-        for b in banned.tolist():  # usually the query song alone: cheaper than np.isin's set machinery
-            mask &= found != b
-    else:
-        mask &= ~np.isin(found, banned)
-    idx = np.flatnonzero(mask)
-    if len(idx) > 1:
+    # Plain lists: this runs three times per request over ~60 rows, where list operations beat a chain of
+    # small numpy calls.
+    rows = found[: len(values)].tolist()
+    out = values.tolist()
+    if rows and min(rows) < 0:
+        rows, out = _pick(rows, out, [i for i, r in enumerate(rows) if r >= 0])
+    if len(set(rows)) != len(rows):
         # An index never repeats a row, but a hand-made list might: keep each row's first occurrence.
-        ordered = np.sort(found[idx])
-        if np.any(ordered[1:] == ordered[:-1]):
-            _, first = np.unique(found[idx], return_index=True)
-            idx = idx[np.sort(first)]
+        first: dict[int, int] = {}
+        for i, r in enumerate(rows):
+            first.setdefault(r, i)
+        rows, out = _pick(rows, out, sorted(first.values()))
+    banned = {int(r) for r in exclude}
+    if len(banned) <= 8:  # usually the query song alone: find and drop it rather than test every row
+        for row in banned:
+            if row in rows:
+                at = rows.index(row)
+                del rows[at], out[at]
+    else:
+        rows, out = _pick(rows, out, [i for i, r in enumerate(rows) if r not in banned])
     if keep is not None:
         kept: list[int] = []
-        for i in idx.tolist():
-            if keep(int(found[i])):
+        for i, row in enumerate(rows):
+            if keep(row):
                 kept.append(i)
                 if len(kept) >= depth:
                     break
-        idx = np.array(kept, dtype=np.int64)
-    idx = idx[:depth]
-    return found[idx].tolist(), [float(v) for v in values[idx].tolist()]
+        rows, out = _pick(rows, out, kept)
+    return rows[:depth], out[:depth]
 
 
 def score_total(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None) -> Ranked:

@@ -36,8 +36,6 @@ from app.artifacts import (
     ModelEntry,
     ids_file,
     index_file,
-    knn_file,
-    knn_sims_file,
     model_files,
     now_iso,
     query_file,
@@ -196,9 +194,7 @@ def make_version(
                 timings={"index_s": round(time.perf_counter() - t0, 2)},
             )
             if knn:
-                entries[name].timings["knn_s"] = write_neighbours(tmp, name, built, query, knn)
-                entries[name].files += [knn_file(name), knn_sims_file(name)]
-                entries[name].params["knn"] = min(knn, len(rows))
+                write_neighbours(entries[name], tmp, name, built, query, knn)
             logger.info("%s: %d vectors, %s index in %.1f s", name, len(rows), kind, time.perf_counter() - t0)
         manifest = Manifest(
             version=tmp.name.removeprefix(".tmp-"),

@@ -200,16 +200,17 @@ def neighbour_lists(
 
 
 def write_neighbours(
-    version_dir: Path, name: str, index: faiss.Index, queries: np.ndarray, k: int = NEIGHBOURS
-) -> float:
-    """Write ``<name>.knn.npy`` and ``<name>.knn_sims.npy``; returns the seconds it took."""
+    entry: ModelEntry, version_dir: Path, name: str, index: faiss.Index, queries: np.ndarray, k: int = NEIGHBOURS
+) -> None:
+    """Write ``<name>.knn.npy`` and ``<name>.knn_sims.npy`` and record them in the model's ``entry``."""
     started = time.perf_counter()
     rows, sims = neighbour_lists(index, queries, k)
     np.save(Path(version_dir) / knn_file(name), rows, allow_pickle=False)
     np.save(Path(version_dir) / knn_sims_file(name), sims, allow_pickle=False)
-    seconds = round(time.perf_counter() - started, 3)
-    logger.info("index: %s neighbour lists, %d x %d in %.1f s", name, rows.shape[0], rows.shape[1], seconds)
-    return seconds
+    entry.files += [knn_file(name), knn_sims_file(name)]
+    entry.params["knn"] = int(rows.shape[1])
+    entry.timings["knn_s"] = round(time.perf_counter() - started, 3)
+    logger.info("index: %s neighbour lists, %d x %d in %.1f s", name, *rows.shape, entry.timings["knn_s"])
 
 
 def write_model(
@@ -270,7 +271,5 @@ def write_model(
         params=dict(info.params),
     )
     if neighbours > 0:
-        entry.timings["knn_s"] = write_neighbours(version_dir, name, index, query, neighbours)
-        entry.files += [knn_file(name), knn_sims_file(name)]
-        entry.params["knn"] = min(neighbours, int(index.ntotal))
+        write_neighbours(entry, version_dir, name, index, query, neighbours)
     return entry

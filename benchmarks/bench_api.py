@@ -22,7 +22,6 @@ import http.client
 import logging
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -33,17 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from app.artifacts import CATALOG, resolve_current
-from app.catalog import Catalog
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts and waits for a server
+
+from app.artifacts import CATALOG, resolve_current  # noqa: E402
+from app.catalog import Catalog  # noqa: E402
+from tests.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -65,19 +61,12 @@ def _start(artifacts: Path, port: int) -> tuple[subprocess.Popen, float]:
            "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env)
-    for _ in range(1200):  # at most 120 s
-        if proc.poll() is not None:
-            raise RuntimeError(f"server for {artifacts} exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return proc, time.perf_counter() - t0
-        except OSError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start in 120 s")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=120, poll=0.05)
+    except (RuntimeError, TimeoutError):
+        proc.kill()
+        raise
+    return proc, time.perf_counter() - t0
 
 
 def _drive(port: int, paths: list[str], seconds: float, threads: int) -> dict[str, Any]:
@@ -127,7 +116,7 @@ def bench(artifacts: Path, seconds: float, threads: int, rounds: int = 10, disti
     # Realistic queries: a whole title, or its first few characters as typed so far.
     queries = [t if i % 2 else t[: max(2, len(t) // 2)] for i, t in enumerate(titles)]
     search = ["/search?" + urllib.parse.urlencode({"q": q, "limit": 10}) for q in queries]
-    port = _free_port()
+    port = free_port()
     proc, startup = _start(artifacts, port)
     endpoints = {"health": ["/health"], "recommend": recommend, "search": search}
     try:

@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts and waits for a server
+
+from tests.servers import free_port, wait_http  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 
 def make_clip(seconds: float = 30.0, sr: int = 44100, seed: int = 0) -> bytes:
@@ -83,19 +86,6 @@ def post(base: str, content: bytes, filename: str, method: str) -> tuple[float, 
     return time.perf_counter() - started, answer
 
 
-def wait_up(base: str, proc: subprocess.Popen, limit_s: float = 120.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    raise TimeoutError(f"server did not answer /health within {limit_s:.0f} s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifacts", type=Path, help="artifacts folder (default: train a demo version)")
@@ -107,9 +97,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mugle-bench-audio-") as tmp:
         artifacts = args.artifacts or train_demo(Path(tmp))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "MUGLE_ARTIFACTS": str(artifacts), "OMP_NUM_THREADS": str(args.threads),
                "MKL_NUM_THREADS": str(args.threads), "MUGLE_LOG_LEVEL": "WARNING"}
         cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
@@ -117,7 +105,7 @@ def main() -> None:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env)
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_up(base, proc)
+            wait_http(base + "/health", proc, timeout=120)
             wav = make_clip()
             cold, first = post(base, wav, "clip.wav", args.method)
             warm, splits = [], []

@@ -30,7 +30,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from app.artifacts import CATALOG, resolve_current, set_current  # noqa: E402
 from app.catalog import Catalog  # noqa: E402
+from tests.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger("bench_load")
 TOKEN = "bench-load-token"
@@ -59,12 +59,6 @@ class ClientStats:
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"search": [], "recommend": [], "seeds": []})
     errors: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(root: Path, port: int, log_path: Path, faiss_threads: int) -> subprocess.Popen:
@@ -83,20 +77,12 @@ def start_server(root: Path, port: int, log_path: Path, faiss_threads: int) -> s
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child for its whole life
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server did not answer /health within 120 s; see {log_path}")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=120)
+    except (RuntimeError, TimeoutError) as exc:
+        proc.kill()
+        raise RuntimeError(f"{exc}; see {log_path}") from exc
+    return proc
 
 
 def workload(root: Path, seed: int) -> tuple[list[str], np.ndarray]:

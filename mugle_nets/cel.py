@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.tcae import resolve_device, warmup_cosine
+from mugle_nets.checkpoint import load_checkpoint, save_checkpoint
+from mugle_nets.tcae import resolve_device, warmup_cosine
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.mels import (
+from mugle_nets.checkpoint import load_checkpoint, save_checkpoint
+from mugle_nets.mels import (
     FRAMES,
     N_MELS,
     STATS_FILE,

@@ -13,14 +13,15 @@ embed close together and apart from the other crops of the batch (InfoNCE). The 
 time window, so the model cannot solve the task by recognising the recording's texture alone.
 
 Whole clips are embedded by tiling crops across the clip and averaging their embeddings.
+
+This module holds the network, its options and the embedder (what the service runs on an upload);
+:mod:`training.tcae` trains it.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mugle_nets.checkpoint import load_checkpoint, save_checkpoint
+from mugle_nets.device import resolve_device
 from mugle_nets.mels import (
     FRAMES,
     N_MELS,
     STATS_FILE,
     LoadReport,
     MelClipDataset,
-    MelCropDataset,
     MelStats,
-    compute_mel_stats,
     fit_length,
     make_loader,
     usable_batch,
@@ -48,8 +48,6 @@ from mugle_nets.mels import (
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "tcae.pt"
-# Details of the latest :func:`train_tcae` run (timings, validation history, load counts) for the manifest.
-LAST_INFO: dict[str, Any] = {}
 
 
 @dataclass
@@ -287,289 +285,6 @@ class ModulationBlend(nn.Module):
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         feats = (modulation_spectrum(clips) - self.mean) / self.std
         return F.normalize(feats @ self.proj, dim=1)
-
-
-# -- augmentation -------------------------------------------------------------------------------------
-
-
-def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
-    """A new "version" of standardised crops: band shift, spectral envelope, level and noise.
-
-    Shifting by whole mel bands stands in for a change of key; a smooth random curve over the bands
-    (sum of low-order cosines) stands in for another instrument or mix. Bands shifted in from outside
-    repeat the edge band rather than inventing content.
-    """
-    b, n, t = x.shape
-    device = x.device
-    out = x
-    s = options.max_band_shift
-    if s > 0:
-        shift = torch.randint(-s, s + 1, (b, 1), generator=generator).to(device)
-        idx = (torch.arange(n, device=device)[None, :] - shift).clamp(0, n - 1)
-        out = torch.gather(out, 1, idx[:, :, None].expand(b, n, t))
-    if options.timbre > 0:
-        bands = torch.linspace(0, math.pi, n, device=device)
-        orders = torch.arange(1, 4, device=device, dtype=x.dtype)
-        coef = torch.randn(b, 3, generator=generator).to(device) * options.timbre
-        envelope = (coef[:, :, None] * torch.cos(orders[None, :, None] * bands[None, None, :])).sum(1)
-        level = torch.randn(b, 1, generator=generator).to(device) * options.timbre
-        out = out + (envelope + level)[:, :, None]
-    if options.noise > 0:
-        out = out + torch.randn(out.shape, generator=generator).to(device) * options.noise
-    return out
-
-
-def view(window: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
-    """Cut one view of ``raw_crop`` frames from a longer window at a random offset and tempo.
-
-    Versions of a song start their tune at slightly different times and play it a little faster or
-    slower; two views that differ that way teach the encoder to ignore it.
-    """
-    b, _, t = window.shape
-    crop = options.raw_crop
-    if t <= crop:
-        return window[:, :, :crop]
-    scales = 1.0 + (torch.rand(b, generator=generator) * 2.0 - 1.0) * options.stretch
-    out = []
-    for i in range(b):
-        length = min(t, max(2, int(round(crop * float(scales[i])))))
-        start = int(torch.randint(0, t - length + 1, (1,), generator=generator))
-        seg = window[i : i + 1, :, start : start + length]
-        out.append(seg if length == crop else F.interpolate(seg, size=crop, mode="linear", align_corners=False))
-    return torch.cat(out, dim=0)
-
-
-def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE: row i of ``a`` must match row i of ``b`` against all other rows."""
-    a = F.normalize(a.float(), dim=1)
-    b = F.normalize(b.float(), dim=1)
-    logits = a @ b.T / temperature
-    labels = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
-
-
-# -- training -----------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``auto``/None picks CUDA when present; ``cuda`` without a GPU is an error naming the parameter."""
-    name = str(device or "auto")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r}: CUDA is not available on this machine (use 'cpu' or 'auto')")
-    return dev
-
-
-def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1) -> Any:
-    """Linear warm-up over the first ``warmup`` share of steps, then cosine decay to 5 %; any length works."""
-    warm = max(1, int(total_steps * warmup))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, total_steps - warm))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def split_songs(ids: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split song ids into (train, validation) by a seeded permutation; validation may be empty."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(ids))
-    n_val = int(round(len(ids) * fraction)) if len(ids) >= 10 else 0
-    return np.sort(ids[order[n_val:]]), np.sort(ids[order[:n_val]])
-
-
-def _cycle(loader: Any, dataset: MelCropDataset) -> Any:
-    epoch = 0
-    while True:
-        dataset.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
-def train_tcae(
-    mel_paths: dict[int, Path],
-    options: TCAEOptions | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = "auto",
-    models_dir: Path | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train the TCAE on the given mels and embed every song whose mel can be read.
-
-    Parameters
-    ----------
-    mel_paths : song id -> mel file.
-    options : see :class:`TCAEOptions`; defaults when None.
-    seed : makes the run deterministic on the CPU.
-    device : ``auto``, ``cpu`` or ``cuda``.
-    models_dir : where ``mel_stats.npz`` and ``tcae.pt`` are written (nothing saved when None).
-    progress : show a tqdm bar.
-
-    Returns
-    -------
-    ids : int64 (n,), ascending song ids that got a vector.
-    vectors : float32 (n, dim), L2-normalised.
-
-    Raises
-    ------
-    ValueError
-        When ``mel_paths`` is empty or no mel is readable.
-    """
-    options = options or TCAEOptions()
-    if not mel_paths:
-        raise ValueError("train_tcae: mel_paths is empty (no song has a mel file)")
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    started = time.perf_counter()
-
-    all_ids = np.array(sorted(int(k) for k in mel_paths), dtype=np.int64)
-    train_ids, val_ids = split_songs(all_ids, options.val_fraction, seed)
-    stats_report = LoadReport()
-    stats = compute_mel_stats(
-        [mel_paths[int(i)] for i in train_ids], sample=options.stats_sample, seed=seed, report=stats_report
-    )
-    if models_dir is not None:
-        stats.save(Path(models_dir) / STATS_FILE)
-
-    model = TCAE(**options.model_config()).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    sched = warmup_cosine(opt, options.steps)
-    use_amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    aug_gen = torch.Generator().manual_seed(seed + 1)
-
-    train_set = MelCropDataset([mel_paths[int(i)] for i in train_ids], stats, options.window, seed=seed)
-    bs = min(options.batch_size, max(2, len(train_set)))
-    loader = make_loader(train_set, bs, shuffle=True, workers=options.workers, seed=seed, drop_last=len(train_set) > bs)
-    val_batches = _validation_batches(mel_paths, val_ids, stats, options, seed)
-
-    report = LoadReport()
-    best_state: dict[str, torch.Tensor] | None = None
-    best_val = math.inf
-    history: list[dict[str, float]] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=options.steps, desc="tcae", unit="step")
-    batches = _cycle(loader, train_set)
-    step = 0
-    empty_streak = 0
-    while step < options.steps:
-        x, _ = usable_batch(next(batches), report)
-        if x.shape[0] < 2:
-            empty_streak += 1
-            if empty_streak > 1000:
-                raise ValueError(f"train_tcae: no readable mel in the training stream ({report.summary()})")
-            continue
-        empty_streak = 0
-        model.train()
-        window = x.to(dev, non_blocking=True)
-        # The autoencoder sees the middle of the window; the two views roam over all of it.
-        mid = (window.shape[2] - options.raw_crop) // 2
-        x = window[:, :, mid : mid + options.raw_crop]
-        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            z = model.encode(x)
-            loss = model.reconstruction_loss(x, z)
-            if options.invariance_weight > 0:
-                za = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
-                zb = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
-                loss = loss + options.invariance_weight * info_nce(za, zb, options.temperature)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        step += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % options.eval_every == 0 or step == options.steps:
-            val = _validation_mse(model, val_batches, dev, use_amp) if val_batches else float(loss.item())
-            history.append({"step": step, "loss": float(loss.item()), "val_mse": val})
-            logger.debug("tcae step %d loss %.4f val %.4f", step, loss.item(), val)
-            if val < best_val:
-                best_val = val
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    if bar is not None:
-        bar.close()
-    assert best_state is not None  # at least one validation ran (step == options.steps)
-    model.load_state_dict(best_state)
-    if model.blend is not None:
-        _fit_blend(model.blend, [mel_paths[int(i)] for i in train_ids], stats, options, seed)
-    train_seconds = time.perf_counter() - started
-
-    embedder = TCAEEmbedder(model, stats, options, dev)
-    ids, vectors, embed_report = embedder.embed_paths(all_ids, [mel_paths[int(i)] for i in all_ids])
-    info = {
-        "train_seconds": round(train_seconds, 3),
-        "total_seconds": round(time.perf_counter() - started, 3),
-        "best_val_mse": best_val,
-        "history": history,
-        "songs": {"train": len(train_ids), "val": len(val_ids), "embedded": len(ids)},
-        "stats_files": stats.files,
-        "load_report": {"stats": dict(stats_report), "train": dict(report), "embed": dict(embed_report)},
-        "device": str(dev),
-        "seed": seed,
-    }
-    logger.info(
-        "tcae: %d songs embedded in %.1fs (best val MSE %.4f; skipped: %s)",
-        len(ids), info["total_seconds"], best_val, embed_report.summary(),
-    )
-    if models_dir is not None:
-        embedder.save(Path(models_dir), info)
-    LAST_INFO.clear()
-    LAST_INFO.update(info)
-    return ids, vectors
-
-
-def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:
-    """Standardisation of the modulation feature over a sample of training songs."""
-    rng = np.random.default_rng(seed + 104729)
-    chosen = [paths[int(i)] for i in np.sort(rng.permutation(len(paths))[: options.blend_sample])]
-    feats = []
-    loader = make_loader(MelClipDataset(chosen, stats), options.embed_batch, shuffle=False, workers=options.workers)
-    for batch in loader:
-        x, _ = usable_batch(batch)
-        if len(x):
-            feats.append(modulation_spectrum(x))
-    if not feats:
-        raise ValueError(f"train_tcae: no readable mel among {len(chosen)} files sampled for the blend feature")
-    blend.fit(torch.cat(feats), seed)
-
-
-def _validation_batches(
-    mel_paths: dict[int, Path], val_ids: np.ndarray, stats: MelStats, options: TCAEOptions, seed: int
-) -> list[torch.Tensor]:
-    """Fixed crops of the held-out songs (at most 512), read once so every validation is comparable."""
-    if len(val_ids) == 0:
-        return []
-    chosen = val_ids[:512]
-    ds = MelCropDataset([mel_paths[int(i)] for i in chosen], stats, options.raw_crop, seed=seed + 7919)
-    out = []
-    for batch in make_loader(ds, options.embed_batch, shuffle=False, workers=0):
-        x, _ = usable_batch(batch)
-        if len(x):
-            out.append(x)
-    return out
-
-
-@torch.no_grad()
-def _validation_mse(model: TCAE, batches: list[torch.Tensor], dev: torch.device, use_amp: bool) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    for x in batches:
-        x = x.to(dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            loss = model.reconstruction_loss(x, model.encode(x))
-        total += float(loss) * len(x)
-        count += len(x)
-    return total / max(count, 1)
 
 
 # -- inference ----------------------------------------------------------------------------------------

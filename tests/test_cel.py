@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import mugle_nets.cel as cel_module
-from mugle_nets.cel import MODEL_FILE, CELEmbedder, CELOptions, train_cel
+import training.cel as cel_module
+from mugle_nets.cel import MODEL_FILE, CELEmbedder, CELOptions
+from training.cel import train_cel
 
 torch.set_num_threads(1)
 

@@ -22,8 +22,9 @@ from mugle_nets.mels import (
     read_mel,
     usable_batch,
 )
-from mugle_nets.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions, train_tcae
+from mugle_nets.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions
 from training.demo import generate
+from training.tcae import train_tcae
 
 torch.set_num_threads(1)
 

@@ -493,7 +493,7 @@ def run_tcae(
     With no mel at all (a metadata-only dataset) the model is empty rather than an error: songs stay
     servable through Music2Vec.
     """
-    from mugle_nets import tcae
+    from training import tcae
 
     if not mel_paths:
         logger.warning("tcae: no song has a mel file; the tcae model will be empty")
@@ -519,7 +519,7 @@ def run_cel(
     models_dir: Path,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Train the fusion network and embed every song with either input; returns (ids, vectors, info)."""
-    from mugle_nets import cel
+    from training import cel
 
     ids, vectors = cel.train_cel(
         w2v_ids, w2v_vecs, tcae_ids, tcae_vecs, options.cel, seed=options.seed, device=device,

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 # Routers other parts of the project contribute; each is optional until its module exists.
 OPTIONAL_ROUTERS: tuple[str, ...] = ("app.routes.audio", "app.routes.visual")
+# Packages whose log level MUGLE_LOG_LEVEL sets: the service and the shared code it runs.
+SERVICE_LOGGERS: tuple[str, ...] = ("app", "mugle_core", "mugle_nets")
 
 
 def version_dir_of(artifacts: Path) -> Path:
@@ -89,7 +91,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         startup when omitted.
     """
     settings = settings or Settings()
-    logging.getLogger("app").setLevel(settings.log_level)
+    for name in SERVICE_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
     app = FastAPI(
         title="Mugle",
         version="0.1.0",

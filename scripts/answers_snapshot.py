@@ -4,12 +4,14 @@ The app is built in-process (``TestClient``) over a given artifacts folder (a ve
 with ``current``), a fixed list of requests is sent, and every answer (status and JSON body) is written
 to one JSON file with sorted keys. Fields that measure time (``timings_ms``) are dropped, since they
 differ from run to run. Two runs over the SAME artifacts, one on the old code and one on the new, must
-give byte-identical files::
+give byte-identical files. For the package move of issue 15 (old code: commit 2f31555)::
 
-    git stash -u; git checkout 2f31555
-    PYTHONPATH=$PWD python scripts/answers_snapshot.py --artifacts /work/cache/house/artifacts --out before.json
-    git checkout house
-    PYTHONPATH=$PWD python scripts/answers_snapshot.py --artifacts /work/cache/house/artifacts --out after.json
+    mkdir /tmp/mugle-old && git archive 2f31555 | tar -x -C /tmp/mugle-old
+    mugle demo-data --out /tmp/demo --songs 400 --playlists 300 --seed 0 --quiet
+    mugle train --data /tmp/demo --out /tmp/arts --seed 0 --deterministic --version v1 --no-progress \
+        --tcae-steps 30 --cel-epochs 2 --w2v-epochs 5 --holdout 0.1
+    PYTHONPATH=/tmp/mugle-old python scripts/answers_snapshot.py --artifacts /tmp/arts --out before.json
+    PYTHONPATH=$PWD python scripts/answers_snapshot.py --artifacts /tmp/arts --out after.json
     cmp before.json after.json
 
 The requests cover title search, ``GET /recommend/{id}`` with every method and a few options, ``POST

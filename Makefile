@@ -44,8 +44,11 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -ra
 
+# Static checks: style, types (config in pyproject.toml), and the direction of imports between packages.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
+	$(BIN)/python scripts/check_imports.py
 
 bench: $(STAMP)
 	@bash scripts/bench.sh

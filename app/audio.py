@@ -130,7 +130,9 @@ def load_npy_mel(data: bytes, limits: AudioLimits = AudioLimits(), params: MelPa
 # -- audio decoding (runs in the child process) -------------------------------------------------------
 
 
-def decode_to_mel(data: bytes, max_seconds: float, params: MelParams = DEFAULT_PARAMS) -> tuple[np.ndarray, dict]:
+def decode_to_mel(
+    data: bytes, max_seconds: float, params: MelParams = DEFAULT_PARAMS
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode an audio file and compute its dataset-style mel, reading only the excerpt it needs.
 
     Returns
@@ -193,7 +195,9 @@ def decode_to_mel(data: bytes, max_seconds: float, params: MelParams = DEFAULT_P
     return mel, info
 
 
-def decode_whole(data: bytes, max_seconds: float, params: MelParams = DEFAULT_PARAMS) -> tuple[np.ndarray, dict]:
+def decode_whole(
+    data: bytes, max_seconds: float, params: MelParams = DEFAULT_PARAMS
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Fallback for files whose header misstates their length: decode everything, then take the excerpt."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as handle:
@@ -243,7 +247,7 @@ def _context() -> Any:
 
 def decode_isolated(
     data: bytes, limits: AudioLimits = AudioLimits(), params: MelParams = DEFAULT_PARAMS
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Run :func:`decode_to_mel` in a child process bounded by ``limits.decode_timeout_s``.
 
     Raises
@@ -282,7 +286,7 @@ def decode_isolated(
 
 def read_upload(
     data: bytes, limits: AudioLimits = AudioLimits(), params: MelParams = DEFAULT_PARAMS
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Turn an upload's bytes into a mel.
 
     Returns

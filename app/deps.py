@@ -21,11 +21,14 @@ async def get_engine(request: Request) -> Engine:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise HTTPException(status_code=503, detail="no artifacts loaded yet")
+    assert isinstance(engine, Engine)
     return engine
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    return settings
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

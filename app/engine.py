@@ -106,19 +106,21 @@ class ModelIndex:
         if self.hnsw:
             # The build tuned efSearch for recall; only raise it when more neighbours than that are asked
             # for (HNSW returns at most efSearch). Per-call parameters: the shared index is never mutated.
-            params = faiss.SearchParametersHNSW(efSearch=max(self.index.hnsw.efSearch, fetch))
+            params = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]  # absent from faiss's stubs
+                efSearch=max(self.index.hnsw.efSearch, fetch)
+            )
             sims, rows = self.index.search(x, fetch, params=params)
         else:
             # IVF and flat indexes carry their own nprobe (tuned when they were built).
             sims, rows = self.index.search(x, fetch)
         rows = rows[0]
         mapped = np.where(rows >= 0, self.catalog_rows[np.maximum(rows, 0)], -1)
-        return mapped, sims[0]
+        return mapped, np.asarray(sims[0])
 
 
 def _load_array(path: Path) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.asarray(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"{path}: cannot read array ({exc})") from exc
 

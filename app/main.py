@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -47,7 +47,7 @@ def load_engine(settings: Settings) -> Engine:
     return Engine.load(version_dir_of(settings.artifacts), faiss_threads=settings.faiss_threads)
 
 
-def _optional_router(module_name: str):  # noqa: ANN202 - an APIRouter or None
+def _optional_router(module_name: str) -> APIRouter | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -55,7 +55,8 @@ def _optional_router(module_name: str):  # noqa: ANN202 - an APIRouter or None
             raise  # the module exists but one of its own imports is missing: a real error
         logger.debug("optional router %s not present", module_name)
         return None
-    return module.router
+    router: APIRouter = module.router
+    return router
 
 
 @asynccontextmanager
@@ -117,9 +118,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in (health.router, search.router, recommend.router, songs.router):
         app.include_router(router)
     for name in OPTIONAL_ROUTERS:
-        router = _optional_router(name)
-        if router is not None:
-            app.include_router(router)
+        optional = _optional_router(name)
+        if optional is not None:
+            app.include_router(optional)
     setup_operations(app, settings)  # metrics, limits, admin routes, the reloader the lifespan runs
     if (STATIC_DIR / "index.html").is_file():
         # Mounted last: a mount at "/" only sees paths no API route matched.
@@ -131,8 +132,7 @@ def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: in
     """Run the service with one uvicorn worker (``mugle serve``)."""
     import uvicorn
 
-    overrides = {"artifacts": Path(artifacts)} if artifacts is not None else {}
-    settings = Settings(**overrides)
+    settings = Settings(artifacts=Path(artifacts)) if artifacts is not None else Settings()
     if settings.log_json:
         # Configure before anything logs, and keep uvicorn from installing its own plain-text handlers.
         configure_json_logging(settings.log_level)

@@ -201,7 +201,9 @@ def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, simil
     return [(int(rows[i]), float(adjusted[i])) for i in order]
 
 
-def ranks_of(rows: Iterable[int], lists: Mapping[str, Sequence[int]], models: Sequence[str]) -> dict[int, dict]:
+def ranks_of(
+    rows: Iterable[int], lists: Mapping[str, Sequence[int]], models: Sequence[str]
+) -> dict[int, dict[str, int | None]]:
     """Per row, its 1-based rank in each model's candidate list, or None when absent."""
     positions = {m: {row: i for i, row in enumerate(lists.get(m, ()), start=1)} for m in models}
     return {row: {m: positions[m].get(row) for m in models} for row in rows}

@@ -85,7 +85,7 @@ class NpyRows:
             row = int(key)
             if not -n <= row < n:
                 raise IndexError(f"{self.path}: row {row} out of range for {n} rows")
-            return self._read(row % n, 1)[0]
+            return np.asarray(self._read(row % n, 1)[0])
         if isinstance(key, slice):
             start, stop, step = key.indices(n)
             if step == 1:

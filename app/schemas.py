@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 SongId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 Method = Literal["score_total", "each_top3", "music2vec", "tcae", "cel"]
 
-_SONG_EXAMPLE = {
+_SONG_EXAMPLE: dict[str, Any] = {
     "song_id": 144663,
     "title": "밤편지",
     "artists": ["아이유"],
@@ -21,7 +21,7 @@ _SONG_EXAMPLE = {
     "issue_date": "2017-03-24",
     "popularity": 2175,
 }
-_RANKS_EXAMPLE = {"music2vec": 1, "tcae": 7, "cel": 2}
+_RANKS_EXAMPLE: dict[str, Any] = {"music2vec": 1, "tcae": 7, "cel": 2}
 
 
 class Song(BaseModel):

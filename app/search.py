@@ -90,7 +90,7 @@ class TitleSearch:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     arrays = {k: data[k] for k in data.files}
-                if np.array_equal(arrays.get("fingerprint"), fingerprint(catalog)):
+                if "fingerprint" in arrays and np.array_equal(arrays["fingerprint"], fingerprint(catalog)):
                     return cls(arrays, catalog.popularity)
                 logger.warning("%s: built for another catalog; rebuilding the search index in memory", path)
             except (OSError, ValueError, KeyError) as exc:

@@ -23,6 +23,7 @@ Results go to ``<version>/metrics.json`` and a Markdown report with plots (:mod:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -86,7 +87,7 @@ class EvalContext:
 
     version_dir: Path
     catalog: Catalog
-    popularity: dict[int, int]
+    popularity: Mapping[int, int]
     genres: dict[int, frozenset[str]]
     train_playlists: list[list[int]]
     holdout_playlists: list[tuple[int, list[int]]]
@@ -583,15 +584,16 @@ def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                      "met": met, "rule": note}
 
     hr = {m: _mean(warm.get(m), "hit_rate@10") for m in warm}
-    singles = {m: hr[m] for m in MODEL_NAMES if hr.get(m) is not None}
-    if hr.get("score_total") is not None and singles:
+    singles = {m: v for m in MODEL_NAMES if (v := hr.get(m)) is not None}
+    total = hr.get("score_total")
+    if total is not None and singles:
         best = max(singles.values())
-        put("score_total_vs_best_single", hr["score_total"], best, hr["score_total"] >= best,
+        put("score_total_vs_best_single", total, best, total >= best,
             "score_total HitRate@10 >= best single model's")
     pop = hr.get("most_popular")
-    for m in MODEL_NAMES:
-        if hr.get(m) is not None and pop is not None:
-            put(f"{m}_beats_most_popular", hr[m], pop, hr[m] > pop, f"{m} HitRate@10 > most_popular's")
+    for m, single in singles.items():
+        if pop is not None:
+            put(f"{m}_beats_most_popular", single, pop, single > pop, f"{m} HitRate@10 > most_popular's")
     ver = results.get("version_retrieval") or {}
     if isinstance(ver.get("tcae"), Mapping):
         p1 = ver["tcae"]["p@1"]["mean"]
@@ -629,6 +631,11 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _served_rank(served: Served, method: str, seed_song: int, k: int) -> list[int]:
+    """A ranker ``(seed, k) -> ids`` once ``served`` and ``method`` are bound."""
+    return served.recommend(seed_song, method, k)
 
 
 def evaluate(
@@ -683,7 +690,7 @@ def evaluate(
     logger.info("evaluating %s: %d warm and %d cold-start queries", version_dir.name, len(warm), len(cold))
 
     rankers: dict[str, Callable[[int, int], list[int]]] = {
-        m: (lambda s, k, m=m: served.recommend(s, m, k)) for m in SERVED_METHODS
+        m: functools.partial(_served_rank, served, m) for m in SERVED_METHODS
     }
     rankers.update({b: baselines.ranker(b) for b in BASELINES})
     results: dict[str, Any] = {

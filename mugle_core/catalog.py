@@ -118,7 +118,7 @@ class Catalog:
             arrays[f"{name}_blob"] = blob
             arrays[f"{name}_offsets"] = offsets
         with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
     # -- reading (app) ------------------------------------------------------------------------------
 

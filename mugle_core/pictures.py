@@ -36,7 +36,8 @@ def mel_thumbnail(mel: np.ndarray, frames: int = THUMB_FRAMES) -> np.ndarray:
     lo, hi = np.percentile(small, [2.0, 99.5])
     if not hi > lo:
         return np.zeros(small.shape, dtype=np.uint8)
-    return np.clip((small - lo) / (hi - lo) * 255.0, 0, 255).round().astype(np.uint8)
+    picture: np.ndarray = np.clip((small - lo) / (hi - lo) * 255.0, 0, 255).round().astype(np.uint8)
+    return picture
 
 
 def write_mel_thumbs(extras_dir: Path, ids: np.ndarray, thumbs: np.ndarray) -> None:

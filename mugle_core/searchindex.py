@@ -138,5 +138,5 @@ def write_search_index(version_dir: Path, catalog: Catalog | None = None) -> Pat
     out = version_dir / EXTRAS_DIR / SEARCH_INDEX
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     return out

@@ -6,15 +6,17 @@ A checkpoint is a plain dict ``{"state_dict", "config", "options", "info"}`` tha
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 def plain(value: Any) -> Any:
@@ -46,7 +48,7 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: Path, what: str, model_cls: type[nn.Module], options_cls: type) -> tuple[nn.Module, Any]:
+def load_checkpoint(path: Path, what: str, model_cls: type[ModelT], options_cls: type) -> tuple[ModelT, Any]:
     """Read a checkpoint into a fresh ``model_cls(**config)`` and ``options_cls``.
 
     Errors name the file and what is wrong: missing (``FileNotFoundError``), unreadable, incomplete, or
@@ -61,7 +63,7 @@ def load_checkpoint(path: Path, what: str, model_cls: type[nn.Module], options_c
         raise ValueError(f"{path}: cannot read {what} checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
         raise ValueError(f"{path}: {what} checkpoint lacks 'state_dict' or 'config'")
-    known = set(options_cls.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(options_cls)}
     options = options_cls(**{k: v for k, v in dict(payload.get("options", {})).items() if k in known})
     model = model_cls(**payload["config"])
     try:

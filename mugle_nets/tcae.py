@@ -268,6 +268,11 @@ class ModulationBlend(nn.Module):
     Both are buffers, so they travel in the state dict and a reloaded model embeds identically.
     """
 
+    # Buffers, declared so type checkers know them as tensors (register_buffer sets them).
+    mean: torch.Tensor
+    std: torch.Tensor
+    proj: torch.Tensor
+
     def __init__(self, n_mels: int, dim: int, weight: float) -> None:
         super().__init__()
         features = n_mels * (len(np.unique(np.round(np.geomspace(1, MOD_BINS, MOD_GROUPS + 1)))) - 1)

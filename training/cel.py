@@ -167,7 +167,7 @@ def train_cel(
     model.load_state_dict(best_state)
     embedder = CELEmbedder(model, options, dev)
     vectors = embedder.embed_rows(w, t, hw, ht)
-    info = {
+    info: dict[str, Any] = {
         "seconds": round(time.perf_counter() - started, 3),
         "best_val_loss": best_val,
         "history": history,

@@ -592,7 +592,7 @@ def _write(
     dup_ids = np.sort(order[:n_dup])
     dup_src = order[n_dup:2 * n_dup]  # the original recording each duplicate re-issues
     pool = order[2 * n_dup:]
-    sizes = []
+    sizes: list[int] = []
     while sum(sizes) < n_ver_target:
         sizes.append(2 if rng.random() < 0.7 else 3)
     if sum(sizes) > len(pool):
@@ -758,8 +758,8 @@ def _write(
             u = draws_u[du:du + 3 * n_theme]
             du += 3 * n_theme
             m = members[t]
-            w = weight[m] * np.where(song_genre[m] == focus_genre[p], FOCUS_BOOST, 1.0)
-            drawn = m[np.searchsorted(_cdf(w), u)]
+            boosted = weight[m] * np.where(song_genre[m] == focus_genre[p], FOCUS_BOOST, 1.0)
+            drawn = m[np.searchsorted(_cdf(boosted), u)]
             # The curator groups songs of a kind: a stable sort by genre, in this playlist's genre order.
             uniq = np.array(list(dict.fromkeys(drawn.tolist()))[:n_theme], dtype=np.int64)
             uniq = uniq[np.argsort(genre_order[p, song_genre[uniq]], kind="stable")]
@@ -783,15 +783,15 @@ def _write(
     title_form = rng.integers(0, len(_PL_TITLES), playlists)
     title_tag = rng.integers(0, 4, playlists)
     empty_title = rng.random(playlists) < 0.02
-    records = []
+    records: list[dict[str, Any]] = []
     for p in range(playlists):
         th = themes[int(pl_theme[p])]
         perm = np.argsort(tag_pick[p])
         tags = [th.tags[int(j)] for j in perm[: int(n_tags[p])]]
         if gen_tag[p]:
-            g = _GENERAL_TAGS[int(tag_pick[p, 0] * len(_GENERAL_TAGS))]
-            if g not in tags:
-                tags.append(g)
+            general = _GENERAL_TAGS[int(tag_pick[p, 0] * len(_GENERAL_TAGS))]
+            if general not in tags:
+                tags.append(general)
         word = th.name if title_tag[p] == 0 else th.tags[int(title_tag[p])]
         title = "" if empty_title[p] else _PL_TITLES[int(title_form[p])].format(t=word, n=1 + p % 9)
         records.append({"tags": tags, "id": int(pl_ids[p]), "plylst_title": title,
@@ -845,11 +845,11 @@ def _write(
             bar.update()
             if missing[i]:
                 continue
-            rec = int(recording_of[i])
-            if rec != i:  # a re-issue: the source recording, sometimes with a tiny re-mastering noise
-                mel = cache.get(rec)
+            source = int(recording_of[i])
+            if source != i:  # a re-issue: the source recording, sometimes with a tiny re-mastering noise
+                mel = cache.get(source)
                 if mel is None:
-                    mel = _render_song(seed, rec, melody_of, song_genre, song_theme, lead_tempo, tempo_mult,
+                    mel = _render_song(seed, source, melody_of, song_genre, song_theme, lead_tempo, tempo_mult,
                                        gain, themes, timbres)
                 if not exact_copy[i]:
                     mel = mel + np.random.default_rng([seed, i, 29]).normal(0, 0.2, mel.shape).astype(np.float32)

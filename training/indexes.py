@@ -72,7 +72,7 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int = RECALL_K) -> flo
     """Mean fraction of each row's exact top ``k`` found in the approximate top ``k``."""
     if len(exact) == 0:
         return 1.0
-    hits = 0
+    hits = 0.0
     for a, e in zip(approx[:, :k], exact[:, :k], strict=True):
         truth = set(int(x) for x in e if x >= 0)
         hits += len(truth.intersection(int(x) for x in a if x >= 0)) / max(1, len(truth))
@@ -116,9 +116,9 @@ def build_index(
     vectors = _check_matrix("vectors", vectors)
     n, dim = vectors.shape
     if n < flat_threshold:
-        index = faiss.IndexFlatIP(dim)
-        index.add(vectors)
-        return index, IndexInfo("flat", 1.0, {"rows": n}, round(time.perf_counter() - started, 3))
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(vectors)
+        return flat, IndexInfo("flat", 1.0, {"rows": n}, round(time.perf_counter() - started, 3))
 
     queries = vectors if queries is None else _check_matrix("queries", queries, dim)
     rng = np.random.default_rng(seed)
@@ -132,7 +132,9 @@ def build_index(
     m_steps = [m] + [s for s in HNSW_M_STEPS if s > m]
     recall = 0.0
     for m_now in m_steps:
-        index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m_now, faiss.METRIC_INNER_PRODUCT)
+        # faiss's stubs type the quantiser argument as a ScalarQuantizer; the C++ API takes the enum value.
+        qt = faiss.ScalarQuantizer.QT_8bit
+        index = faiss.IndexHNSWSQ(dim, qt, m_now, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
         index.hnsw.efConstruction = ef_construction
         index.train(vectors)  # the quantiser's per-dimension ranges: one pass, no iterations
         index.add(vectors)
@@ -154,10 +156,10 @@ def build_index(
         "index: hnsw reached recall@10 %.4f < %.2f at M=%d efSearch=%d; falling back to exact search",
         recall, min_recall, m_steps[-1], EF_SEARCH_STEPS[-1],
     )
-    index = faiss.IndexFlatIP(dim)
-    index.add(vectors)
+    exact_flat = faiss.IndexFlatIP(dim)
+    exact_flat.add(vectors)
     params = {"rows": n, "hnsw_recall_at_10": round(recall, 4)}
-    return index, IndexInfo("flat", 1.0, params, round(time.perf_counter() - started, 3))
+    return exact_flat, IndexInfo("flat", 1.0, params, round(time.perf_counter() - started, 3))
 
 
 def neighbour_lists(
@@ -186,7 +188,8 @@ def neighbour_lists(
         return rows, sims
     params = None
     if "HNSW" in type(index).__name__:
-        params = faiss.SearchParametersHNSW(efSearch=max(index.hnsw.efSearch, width))
+        # Absent from faiss's stubs; only HNSW indexes (checked above) carry `hnsw`.
+        params = faiss.SearchParametersHNSW(efSearch=max(index.hnsw.efSearch, width))  # type: ignore[attr-defined]
     usable = np.linalg.norm(queries, axis=1) > 0
     for start in range(0, len(queries), batch):
         stop = min(start + batch, len(queries))

@@ -93,7 +93,8 @@ def status(
     x_reload_token: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     _require_token(request, authorization, x_reload_token)
-    return request.app.state.reloader.status()
+    status: dict[str, Any] = request.app.state.reloader.status()
+    return status
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -128,7 +128,7 @@ def recommend_audio(
     novelty: Annotated[
         float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description="0 = as ranked, 1 = prefer lesser-known songs")
     ] = 0.0,
-) -> dict:
+) -> dict[str, Any]:
     # A plain (non-async) handler: FastAPI runs it in its thread pool, so waiting for the decoder
     # process and running torch never block the event loop.
     limits = _limits(settings)

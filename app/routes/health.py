@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter
 
 from app.deps import EngineDep
-from app.schemas import Health
+from app.schemas import Health, ModelCounts
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -15,4 +15,5 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=Health, summary="Service status and the served version")
 def health(engine: EngineDep) -> Health:
-    return Health(status="ok", version=engine.version, songs=len(engine.catalog), models=engine.model_counts())
+    counts = ModelCounts(**engine.model_counts())
+    return Health(status="ok", version=engine.version, songs=len(engine.catalog), models=counts)

@@ -10,7 +10,7 @@ the documented shape) would cost more than the recommendation itself.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -22,7 +22,9 @@ from app.schemas import ErrorDetail, Method, RecommendResponse, SeedsRequest, Se
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["recommend"])
 
-_ERRORS = {404: {"model": ErrorDetail, "description": "unknown song id(s), named in the detail"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "unknown song id(s), named in the detail"}
+}
 
 
 @router.get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
@@ -26,7 +26,7 @@ SongIdPath = Annotated[
     summary="One song",
     responses={404: {"model": ErrorDetail, "description": "unknown song id"}},
 )
-def get_song(song_id: SongIdPath, engine: EngineDep) -> dict:
+def get_song(song_id: SongIdPath, engine: EngineDep) -> dict[str, Any]:
     try:
         return engine.get_song(song_id)
     except UnknownSongError as exc:

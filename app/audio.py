@@ -36,13 +36,14 @@ import numpy as np
 import soundfile as sf  # at module level so the forkserver preloads it and each decoder child starts warm
 
 from mugle_core.artifacts import MODELS_DIR
+from mugle_core.melfile import MIN_MEL_FRAMES
 from mugle_core.melspec import CONTEXT_S, MelParams, audio_to_mel, clip_window, segment_to_mel
 
 logger = logging.getLogger(__name__)
 
 NPY_MAGIC = b"\x93NUMPY"
-# Same floor as training's reader (mugle_nets.mels.MIN_FRAMES): fewer frames carry too little of a song.
-MIN_FRAMES = 32
+# Same floor as training's reader: fewer frames carry too little of a song (see mugle_core.melfile).
+MIN_FRAMES = MIN_MEL_FRAMES
 # Versions whose audio models stay loaded; older ones are dropped so a hot swap frees memory.
 CACHED_VERSIONS = 2
 DEFAULT_PARAMS = MelParams()

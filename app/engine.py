@@ -19,6 +19,7 @@ import faiss
 import numpy as np
 
 from app import ranking
+from app.errors import ClientError
 from app.rowfile import NpyRows
 from app.search import TitleSearch
 from mugle_core.artifacts import (
@@ -350,11 +351,11 @@ class Engine:
 
     def _check(self, method: str, k: int, novelty: float) -> None:
         if method not in ranking.METHODS:
-            raise ValueError(f"method: unknown method {method!r} (expected one of {', '.join(ranking.METHODS)})")
+            raise ClientError(f"method: unknown method {method!r} (expected one of {', '.join(ranking.METHODS)})")
         if k < 1:
-            raise ValueError(f"k: must be at least 1, got {k}")
+            raise ClientError(f"k: must be at least 1, got {k}")
         if not 0.0 <= novelty <= 1.0:
-            raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
+            raise ClientError(f"novelty: must be in [0, 1], got {novelty}")
 
     def _rank(
         self,
@@ -456,7 +457,7 @@ class Engine:
             listing every unknown seed id.
         """
         if not song_ids:
-            raise ValueError("song_ids: at least one seed is required")
+            raise ClientError("song_ids: at least one seed is required")
         rows: list[int] = []
         unknown: list[int] = []
         for sid in song_ids:

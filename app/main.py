@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.engine import Engine
+from app.errors import ClientError
 from app.observability import configure_json_logging, route_uvicorn_logs
 from app.ops import setup_operations
 from app.routes import health, recommend, search, songs
@@ -110,9 +111,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             allow_headers=["*"],
         )
 
-    @app.exception_handler(ValueError)
-    async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
-        # Engine checks raise ValueError naming the parameter; that is the client's mistake, not ours.
+    @app.exception_handler(ClientError)
+    async def _client_error(request: Request, exc: ClientError) -> JSONResponse:
+        # Only the explicit client-error type: any other exception is a bug and stays a logged 500.
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     for router in (health.router, search.router, recommend.router, songs.router):

@@ -28,6 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.routing import Match
 
+from mugle_core.names import METHODS
+
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("app.access")
 
@@ -43,7 +45,6 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 UNMATCHED = "unmatched"
 RELOAD_OUTCOMES = ("swapped", "unchanged", "failed")
 REJECT_REASONS = ("body_too_large", "bad_content_length", "timeout")
-RECOMMEND_METHODS = ("score_total", "each_top3", "music2vec", "tcae", "cel")
 
 #: The id of the request being handled in this context ("-" outside a request).
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("mugle_request_id", default="-")
@@ -315,7 +316,7 @@ def recommend_method(scope: Scope) -> str:
                 method = data.get("method")
     if method is None:
         method = "score_total"
-    return method if method in RECOMMEND_METHODS else "other"
+    return method if method in METHODS else "other"
 
 
 class ObservabilityMiddleware:

@@ -30,6 +30,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from app.errors import ClientError
+from mugle_core.names import METHODS as METHODS  # re-exported: the engine checks methods against it
+
 logger = logging.getLogger(__name__)
 
 DEPTH = 50
@@ -39,7 +42,6 @@ TOP_EACH = 3
 # the equal-weight pool did: strength 4 at 0.5 equals strength 2 at 1, which measured a ratio of 0.48 at
 # 7.7% HitRate@10 cost (default demo, holdout seed 1).
 NOVELTY_STRENGTH = 4.0
-METHODS: tuple[str, ...] = ("score_total", "each_top3", "music2vec", "tcae", "cel")
 # Per-model weights of the 1/rank sum in ``score_total``. With equal weights the audio lists, which find
 # songs that sound alike but are less often listed together, dilute Music2Vec's co-listening list and
 # the fusion fell below Music2Vec alone (HitRate@10 0.710 vs 0.755 on the default demo). Chosen by a grid
@@ -174,7 +176,7 @@ def rank_method(
         return single_model(lists[method], sims[method])
     if method in METHODS:
         return []  # the model exists but has no vector for this query: an empty answer, not an error
-    raise ValueError(f"method: unknown method {method!r} (expected one of {', '.join(METHODS)})")
+    raise ClientError(f"method: unknown method {method!r} (expected one of {', '.join(METHODS)})")
 
 
 def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, similarity: bool = False) -> Ranked:
@@ -188,7 +190,7 @@ def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, simil
     similarity : the scores are cosine similarities in [-1, 1] (single-model methods).
     """
     if not 0.0 <= novelty <= 1.0:
-        raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
+        raise ClientError(f"novelty: must be in [0, 1], got {novelty}")
     if novelty == 0.0 or not ranked:
         return ranked
     rows = np.fromiter((r for r, _ in ranked), dtype=np.int64, count=len(ranked))

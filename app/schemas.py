@@ -7,10 +7,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mugle_core.names import METHODS, Method
+
 logger = logging.getLogger(__name__)
 
+# Request limits of the HTTP API (DESIGN.md); the routes and models declare them from here, so the
+# OpenAPI schema states them too.
+MAX_QUERY_CHARS = 200
+MAX_LIMIT = 50
+MAX_K = 100
+MAX_SEEDS = 100
+
 SongId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-Method = Literal["score_total", "each_top3", "music2vec", "tcae", "cel"]
 
 _SONG_EXAMPLE: dict[str, Any] = {
     "song_id": 144663,
@@ -102,8 +110,10 @@ class SeedsRequest(BaseModel):
         json_schema_extra={"examples": [{"song_ids": [144663, 366786], "k": 10, "method": "score_total"}]},
     )
 
-    song_ids: list[SongId] = Field(min_length=1, max_length=100, description="1 to 100 seed ids (any id of a song)")
-    k: int = Field(10, ge=1, le=100)
+    song_ids: list[SongId] = Field(
+        min_length=1, max_length=MAX_SEEDS, description=f"1 to {MAX_SEEDS} seed ids (any id of a song)"
+    )
+    k: int = Field(10, ge=1, le=MAX_K)
     method: Method = "score_total"
     novelty: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     exclude_artist: bool = False
@@ -142,6 +152,7 @@ class Health(BaseModel):
                     "version": "20261125-172800-3f9a1c",
                     "songs": 707989,
                     "models": {"music2vec": 615142, "tcae": 707989, "cel": 707989},
+                    "methods": list(METHODS),
                 }
             ]
         }
@@ -151,6 +162,10 @@ class Health(BaseModel):
     version: str
     songs: int
     models: ModelCounts
+    # The page builds its method picker from this list (mugle_core.names is the one place it is spelled).
+    methods: list[Method] = Field(
+        default_factory=lambda: list(METHODS), description="the ranking methods of /recommend, fusions first"
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -24,7 +24,6 @@ class Settings(BaseSettings):
     log_level : level of the ``app`` loggers.
     reload_token : shared secret that authorises a hot reload of the artifacts; None disables reloads.
     preload_audio : load the audio embedding models at startup instead of on the first audio query.
-    max_query_chars, max_limit, max_k, max_seeds : request limits of the HTTP API (see DESIGN.md).
     faiss_threads : OpenMP threads FAISS may use per search; one query at a time gains nothing from more.
     log_json : write logs as one JSON object per line on stderr (``MUGLE_LOG_JSON=true``).
     watch_interval_s : seconds between two looks at ``artifacts/current``; 0 turns the watcher off.
@@ -33,6 +32,9 @@ class Settings(BaseSettings):
     max_upload_bytes : largest ``multipart/form-data`` body (an audio clip and its form fields).
     audio_max_bytes, audio_max_seconds : largest audio upload accepted, in bytes and in seconds of audio.
     audio_decode_timeout_s : a decode taking longer is killed and answered with 422.
+
+    The request limits (query length, ``limit``, ``k``, seed count) are part of the API contract, not
+    settings: they are constants in :mod:`app.schemas` and appear in the OpenAPI schema.
     """
 
     model_config = SettingsConfigDict(env_prefix="MUGLE_", extra="ignore")
@@ -42,10 +44,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     reload_token: str | None = None
     preload_audio: bool = False
-    max_query_chars: int = 200
-    max_limit: int = 50
-    max_k: int = 100
-    max_seeds: int = 100
     faiss_threads: int = 1
     log_json: bool = False
     watch_interval_s: float = Field(default=5.0, ge=0.0)

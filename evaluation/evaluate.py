@@ -53,6 +53,7 @@ from mugle_core.artifacts import (
     resolve_current,
 )
 from mugle_core.catalog import SEP, Catalog
+from mugle_core.names import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ RECALL_K = 50
 DEPTH = 50
 ORIGINAL_ABSENT = 0.02
 NOVELTY_LEVELS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-SERVED_METHODS: tuple[str, ...] = ("score_total", "each_top3", "music2vec", "tcae", "cel")
+SERVED_METHODS: tuple[str, ...] = METHODS
 BASELINES: tuple[str, ...] = ("random", "most_popular", "cooccurrence", "original_score_total")
 DEMO_TRUTH = "demo_truth.json"
 RETRIEVAL_METHODS: tuple[str, ...] = ("tcae", "cel", "score_total")

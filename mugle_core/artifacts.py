@@ -40,10 +40,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mugle_core.names import MODEL_NAMES as MODEL_NAMES  # re-exported: the manifest lists these models
+
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-MODEL_NAMES: tuple[str, ...] = ("music2vec", "tcae", "cel")
 CURRENT = "current"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.npz"

@@ -12,8 +12,13 @@ from pathlib import Path
 import numpy as np
 
 MEL_DIR = "arena_mel"
-MEL_BANDS = 48
-MEL_FRAMES = 1876
+# The mel geometry, stated once: training's reader, the networks, the demo generator and the service's
+# audio front end all take these values from here.
+MEL_BANDS = 48  # Slaney mel bands (the scale itself is in mugle_core.melspec.hz_to_mel)
+MEL_FRAMES = 1876  # frames of a dataset mel: 30 s at 16 kHz with hop 256, centred (1 + 480000 // 256)
+# Fewest frames a mel may have (32 frames are about half a second): a shorter clip carries too little of
+# a song to embed. Training rejects such files as too short; the audio endpoint answers 422.
+MIN_MEL_FRAMES = 32
 
 
 def mel_path(root: Path, song_id: int) -> Path:
@@ -21,7 +26,9 @@ def mel_path(root: Path, song_id: int) -> Path:
     return Path(root) / MEL_DIR / str(song_id // 1000) / f"{song_id}.npy"
 
 
-def load_mel(path: Path, frames: int = MEL_FRAMES, min_frames: int = 64) -> tuple[np.ndarray | None, str]:
+def load_mel(
+    path: Path, frames: int = MEL_FRAMES, min_frames: int = MIN_MEL_FRAMES
+) -> tuple[np.ndarray | None, str]:
     """Load one mel safely.
 
     Returns ``(mel, status)`` with status ``ok``, ``padded`` (shorter than ``frames``: edge-padded),

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from mugle_core.melfile import MEL_BANDS
+
 logger = logging.getLogger(__name__)
 
 # Extra seconds read on each side of the excerpt so the resampler's edges and the first and last
@@ -73,7 +75,7 @@ class MelParams:
     n_fft: int = 512
     hop: int = 256
     window: str = "hann"
-    n_mels: int = 48
+    n_mels: int = MEL_BANDS
     fmin: float = 0.0
     fmax: float = 8000.0
     mel_scale: str = "slaney"

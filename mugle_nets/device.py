@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+#: The values a ``device`` option may take.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``auto``/None picks CUDA when present; ``cuda`` without a GPU is an error naming the parameter."""

@@ -23,10 +23,10 @@ from mugle_core import melfile as _melfile
 
 logger = logging.getLogger(__name__)
 
-N_MELS = 48
-FRAMES = 1876
-# Below this many frames a clip carries too little of the song to be worth embedding.
-MIN_FRAMES = 32
+# The mel geometry under the names the networks use (the values live in mugle_core.melfile).
+N_MELS = _melfile.MEL_BANDS
+FRAMES = _melfile.MEL_FRAMES
+MIN_FRAMES = _melfile.MIN_MEL_FRAMES
 STATS_FILE = "mel_stats.npz"
 
 # Status codes travel through DataLoader batches as integers.

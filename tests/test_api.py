@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.deps import get_engine
 from app.engine import Engine
+from app.errors import ClientError
 from app.main import create_app
 from app.settings import Settings
 from mugle_core.artifacts import ArtifactError
+from mugle_core.names import METHODS
 from tests.synthetic import read_truth, write_synthetic_version
 
 
@@ -39,7 +43,8 @@ def client(root: Path):
 def test_health(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body == {"status": "ok", "version": "synthetic-1-60", "songs": 60,
-                    "models": {"music2vec": body["models"]["music2vec"], "tcae": 59, "cel": 59}}
+                    "models": {"music2vec": body["models"]["music2vec"], "tcae": 59, "cel": 59},
+                    "methods": list(METHODS)}
     assert 0 < body["models"]["music2vec"] < 59
 
 
@@ -171,3 +176,31 @@ def test_answers_match_the_declared_models_exactly(client: TestClient, truth: di
     body = client.get("/search", params={"q": title, "limit": 5}).json()
     assert body["results"] and SearchResponse.model_validate(body).model_dump(mode="json") == body
     assert all(set(hit) == set(SearchHit.model_fields) for hit in body["results"])
+
+
+def test_client_errors_are_422_and_internal_errors_a_logged_500(
+    root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(artifacts=root))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        engine = app.state.engine
+        song = int(engine.catalog.song_ids[0])
+
+        def client_mistake(*args: Any, **kwargs: Any) -> NoReturn:
+            raise ClientError("k: must be at least 1, got 0")
+
+        monkeypatch.setattr(engine, "recommend", client_mistake)
+        r = c.get(f"/recommend/{song}")
+        assert r.status_code == 422 and r.json() == {"detail": "k: must be at least 1, got 0"}
+
+        # A plain ValueError from inside the engine is a bug, not bad input: 500, and its trace in the log.
+        def bug(*args: Any, **kwargs: Any) -> NoReturn:
+            raise ValueError("operands could not be broadcast together")
+
+        monkeypatch.setattr(engine, "recommend", bug)
+        with caplog.at_level(logging.ERROR):
+            r = c.get(f"/recommend/{song}")
+        assert r.status_code == 500
+        assert "broadcast" not in r.text
+        traced = [rec for rec in caplog.records if rec.exc_info and isinstance(rec.exc_info[1], ValueError)]
+        assert traced and f"/recommend/{song}" in traced[0].getMessage()

@@ -32,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from mugle_core.melfile import MEL_BANDS, MEL_FRAMES
+from mugle_core.melspec import hz_to_mel, mel_to_hz
 from mugle_core.textnorm import normalize_artists, normalize_title
 
 logger = logging.getLogger(__name__)
 
-N_MELS = 48
-N_FRAMES = 1876
+N_MELS = MEL_BANDS
+N_FRAMES = MEL_FRAMES
 SAMPLE_RATE = 16000
 HOP = 256
 FPS = SAMPLE_RATE / HOP  # frames per second of the mel
@@ -181,21 +183,9 @@ _KO_BAND_SUFFIX = ["밴드", "프로젝트", "트리오", "", ""]
 # ----------------------------------------------------------------------------------------------
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
-    f = np.asarray(f, dtype=np.float64)
-    logstep = np.log(6.4) / 27.0
-    return np.where(f < 1000.0, f / (200.0 / 3.0), 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / logstep)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    logstep = np.log(6.4) / 27.0
-    return np.where(m < 15.0, m * (200.0 / 3.0), 1000.0 * np.exp(logstep * (m - 15.0)))
-
-
 def _band_edges() -> np.ndarray:
-    return _mel_to_hz(np.linspace(0.0, float(_hz_to_mel(np.array(SAMPLE_RATE / 2))), N_MELS + 2))
+    # The same Slaney scale as the audio front end, so demo mels and uploaded clips share their bands.
+    return mel_to_hz(np.linspace(0.0, float(hz_to_mel(SAMPLE_RATE / 2)), N_MELS + 2))
 
 
 def _tri_weights(freqs: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ from mugle_core.artifacts import (
 from mugle_core.catalog import Catalog
 from mugle_core.melfile import MEL_DIR
 from mugle_nets.cel import CELOptions
-from mugle_nets.device import resolve_device
+from mugle_nets.device import DEVICES, resolve_device
 from mugle_nets.tcae import TCAEOptions
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import SPLIT_FILES, read_dataset
@@ -55,7 +55,6 @@ from training.preprocess import PrepOptions, add_prep_arguments, prep_options_fr
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

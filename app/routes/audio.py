@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.audio import AudioInputError, AudioLimits, AudioModelsUnavailable, embedders_for, mel_picture, read_upload
 from app.deps import EngineDep, SettingsDep
-from app.schemas import ErrorDetail, Recommendation
+from app.schemas import MAX_K, ErrorDetail, Recommendation
+from mugle_core.names import AudioMethod
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["recommend"])
 
-AudioMethod = Literal["score_total", "tcae", "cel"]
 _CHUNK = 1 << 20
 
 
@@ -124,7 +124,7 @@ def recommend_audio(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="audio clip (WAV/FLAC/OGG/MP3) or a .npy mel of shape (48, T)")],
     method: Annotated[AudioMethod, Query(description="tcae, cel, or score_total (both fused)")] = "score_total",
-    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     novelty: Annotated[
         float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description="0 = as ranked, 1 = prefer lesser-known songs")
     ] = 0.0,

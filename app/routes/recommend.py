@@ -17,7 +17,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from app.deps import EngineDep
 from app.engine import UnknownSongError
 from app.responses import FastJSONResponse
-from app.schemas import ErrorDetail, Method, RecommendResponse, SeedsRequest, SeedsResponse
+from app.schemas import MAX_K, ErrorDetail, RecommendResponse, SeedsRequest, SeedsResponse
+from mugle_core.names import Method
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["recommend"])
@@ -37,7 +38,7 @@ async def recommend(
     engine: EngineDep,
     song_id: Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="any id of the song")],
     method: Annotated[Method, Query(description="ranking method")] = "score_total",
-    k: Annotated[int, Query(ge=1, le=100)] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     novelty: Annotated[
         float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description="0 = as ranked, 1 = prefer lesser-known songs")
     ] = 0.0,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from app.deps import EngineDep
 from app.responses import FastJSONResponse
-from app.schemas import SearchResponse
+from app.schemas import MAX_LIMIT, MAX_QUERY_CHARS, SearchResponse
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["search"])
@@ -33,8 +33,8 @@ router = APIRouter(tags=["search"])
 )
 async def search(
     engine: EngineDep,
-    q: Annotated[str, Query(min_length=1, max_length=200, examples=["밤편지"], description="search text")],
-    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, examples=["밤편지"], description="search text")],
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
 ) -> FastJSONResponse:
     if not q.strip():
         raise HTTPException(status_code=422, detail="q: must contain something other than spaces")

@@ -11,9 +11,11 @@
 "use strict";
 
 (() => {
-  const METHODS = ["score_total", "each_top3", "music2vec", "tcae", "cel"];
-  const VIEWS = [...METHODS, "compare"];
-  const COMPARE = ["each_top3", "music2vec", "tcae", "cel"];
+  // The ranking methods come from the API (GET health, field "methods", default first): the page only
+  // knows how to label them. "compare" is the page's own view: every method but the default side by side.
+  let METHODS = [];
+  let VIEWS = ["compare"];
+  let COMPARE = [];
   const MODEL_LABEL = { music2vec: "Music2Vec", tcae: "TCAE", cel: "CEL" };
   const METHOD_LABEL = {
     score_total: "종합 · score total",
@@ -21,7 +23,10 @@
     music2vec: "플레이리스트 · Music2Vec",
     tcae: "소리 · TCAE",
     cel: "둘 다 · CEL",
+    compare: "비교 · compare",
   };
+  const methodLabel = (m) => METHOD_LABEL[m] || m;
+  const defaultMethod = () => METHODS[0] || "score_total";
   const K = 10;
   const SUGGEST_DELAY_MS = 180;
   const PROBE_TIMEOUT_MS = 4000;
@@ -37,6 +42,7 @@
     uploadForm: $("upload-form"), uploadFile: $("upload-file"), uploadMethod: $("upload-method"),
     drop: $("drop"), uploadMsg: $("upload-message"), uploadResults: $("upload-results"),
     uploadMelFig: $("upload-mel-figure"), uploadMel: $("upload-mel"), apiInfo: $("api-info"),
+    methods: $("methods"),
   };
 
   let apiBase = null;          // absolute URL ending in "/", or null until found
@@ -125,7 +131,7 @@
     const p = new URLSearchParams(location.search);
     const raw = p.get("song");
     const song = raw !== null && /^\d{1,18}$/.test(raw) ? raw : null;
-    const method = VIEWS.includes(p.get("method")) ? p.get("method") : "score_total";
+    const method = VIEWS.includes(p.get("method")) ? p.get("method") : defaultMethod();
     let novelty = Number.parseFloat(p.get("novelty") || "0");
     if (!Number.isFinite(novelty)) novelty = 0;
     novelty = Math.min(1, Math.max(0, novelty));
@@ -135,7 +141,7 @@
   function stateUrl(s) {
     const p = new URLSearchParams();
     if (s.song !== null) p.set("song", s.song);
-    if (s.method !== "score_total") p.set("method", s.method);
+    if (s.method !== defaultMethod()) p.set("method", s.method);
     if (s.novelty > 0) p.set("novelty", String(s.novelty));
     if (s.xa) p.set("xa", "1");
     const qs = p.toString();
@@ -146,7 +152,7 @@
     const checked = document.querySelector('input[name="method"]:checked');
     return {
       song: readState().song,
-      method: checked ? checked.value : "score_total",
+      method: checked ? checked.value : defaultMethod(),
       novelty: Number.parseFloat(el.novelty.value) || 0,
       xa: el.xa.checked,
     };
@@ -286,8 +292,14 @@
 
   // -- controls -----------------------------------------------------------------------------------
 
-  document.querySelectorAll('input[name="method"]').forEach((r) =>
-    r.addEventListener("change", () => navigate(controlsState())));
+  function setMethods(list) {
+    METHODS = list;
+    VIEWS = [...list, "compare"];
+    COMPARE = list.slice(1);
+    el.methods.replaceChildren(...VIEWS.map((m) => h("label", {},
+      h("input", { type: "radio", name: "method", value: m, onchange: () => navigate(controlsState()) }),
+      " " + methodLabel(m))));
+  }
   el.novelty.addEventListener("input", () => { el.noveltyOut.textContent = Number(el.novelty.value).toFixed(1); });
   el.novelty.addEventListener("change", () => navigate(controlsState()));
   el.xa.addEventListener("change", () => navigate(controlsState()));
@@ -417,10 +429,10 @@
         h("h2", { text: "방식 비교 · methods side by side" }),
         h("div", { class: "compare" }, answers.map((a, i) =>
           h("section", { class: "col", "data-method": methods[i] },
-            h("h3", { text: METHOD_LABEL[methods[i]] }), recList(a.recommendations, true)))));
+            h("h3", { text: methodLabel(methods[i]) }), recList(a.recommendations, true)))));
     } else {
       el.results.replaceChildren(
-        h("h2", { text: `추천 · recommendations (${METHOD_LABEL[s.method]})` }),
+        h("h2", { text: `추천 · recommendations (${methodLabel(s.method)})` }),
         recList(answers[0].recommendations, false));
     }
     if (!el.mapModel.dataset.touched) {
@@ -637,6 +649,7 @@
     }
     apiBase = found.base;
     const hl = found.health;
+    setMethods(Array.isArray(hl.methods) ? hl.methods : []);
     el.apiInfo.textContent = `버전 · version ${hl.version} · ${hl.songs}곡 · songs`;
     try {
       const stats = await api("visual/stats");

@@ -60,10 +60,11 @@ def train_demo(root: Path) -> Path:
     from mugle_nets.cel import CELOptions
     from mugle_nets.tcae import TCAEOptions
     from training.demo import generate
+    from training.music2vec import Music2VecOptions
     from training.pipeline import TrainOptions, train
 
     generate(root / "data", songs=300, playlists=200, seed=0, progress=False)
-    options = TrainOptions(seed=0, device="cpu", progress=False, w2v_epochs=2,
+    options = TrainOptions(seed=0, device="cpu", progress=False, music2vec=Music2VecOptions(epochs=2),
                            tcae=TCAEOptions(steps=10, eval_every=10, stats_sample=128), cel=CELOptions(epochs=2))
     train(root / "data", root / "artifacts", options)
     return root / "artifacts"

@@ -40,8 +40,9 @@ from mugle_core.artifacts import read_manifest
 from mugle_nets.cel import CELOptions
 from training.preprocess import PrepOptions
 from mugle_nets.tcae import TCAEOptions
+from training.music2vec import Music2VecOptions
 raw = json.loads(sys.argv[3])
-for key, cls in (("tcae", TCAEOptions), ("cel", CELOptions), ("prep", PrepOptions)):
+for key, cls in (("music2vec", Music2VecOptions), ("tcae", TCAEOptions), ("cel", CELOptions), ("prep", PrepOptions)):
     if key in raw:
         raw[key] = cls(**raw[key])
 opts = TrainOptions(**raw)
@@ -146,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w2v-only", type=int, default=0, metavar="EPOCHS",
                         help="only compare Music2Vec's two training paths for this many epochs")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
-                        help="TrainOptions field to override, e.g. w2v_epochs=5 or tcae='{\"steps\": 50}' "
-                        "(repeatable)")
+                        help="TrainOptions field to override, e.g. music2vec='{\"epochs\": 5}' "
+                        "or tcae='{\"steps\": 50}' (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.work.mkdir(parents=True, exist_ok=True)

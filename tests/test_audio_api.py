@@ -44,6 +44,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         from mugle_nets.cel import CELOptions
         from mugle_nets.tcae import TCAEOptions
         from training.demo import generate
+        from training.music2vec import Music2VecOptions
         from training.pipeline import TrainOptions, train
     except ImportError as exc:
         pytest.skip(f"the training pipeline is not importable yet: {exc}")
@@ -54,7 +55,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         seed=0,
         device="cpu",
         progress=False,
-        w2v_epochs=2,
+        music2vec=Music2VecOptions(epochs=2),
         tcae=TCAEOptions(steps=15, batch_size=16, hidden=32, eval_every=15, stats_sample=64),
         cel=CELOptions(epochs=3, batch_size=64, hidden=64),
     )

@@ -259,12 +259,13 @@ def audio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         from mugle_nets.cel import CELOptions
         from mugle_nets.tcae import TCAEOptions
         from training.demo import generate
+        from training.music2vec import Music2VecOptions
         from training.pipeline import TrainOptions, train
 
         torch.set_num_threads(1)
         generate(root / "data", songs=40, playlists=40, seed=0, progress=False)
         train(root / "data", root / "artifacts", TrainOptions(
-            seed=0, device="cpu", progress=False, w2v_epochs=2,
+            seed=0, device="cpu", progress=False, music2vec=Music2VecOptions(epochs=2),
             tcae=TCAEOptions(steps=15, batch_size=16, hidden=32, eval_every=15, stats_sample=64),
             cel=CELOptions(epochs=3, batch_size=64, hidden=64)))
         folder = str(root / "artifacts")

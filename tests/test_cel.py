@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import training.cel as cel_module
 from mugle_nets.cel import MODEL_FILE, CELEmbedder, CELOptions
 from training.cel import train_cel
 
@@ -41,9 +40,9 @@ def inputs() -> dict[str, np.ndarray]:
 def trained(inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     models = tmp_path_factory.mktemp("models")
     wr, tr = inputs["w_rows"], inputs["t_rows"]
-    ids, vecs = train_cel(inputs["ids"][wr], inputs["w"][wr], inputs["ids"][tr], inputs["t"][tr],
-                          FAST, seed=0, device="cpu", models_dir=models)
-    return ids, vecs, models, dict(cel_module.LAST_INFO)
+    ids, vecs, info = train_cel(inputs["ids"][wr], inputs["w"][wr], inputs["ids"][tr], inputs["t"][tr],
+                                FAST, seed=0, device="cpu", models_dir=models)
+    return ids, vecs, models, info
 
 
 def neighbours(x: np.ndarray, k: int = 10) -> np.ndarray:
@@ -137,8 +136,8 @@ def test_deterministic_for_a_seed(inputs: dict) -> None:
     opts = CELOptions(epochs=2, batch_size=64)
     rows = np.arange(300)
     args = (inputs["ids"][rows], inputs["w"][rows], inputs["ids"][rows], inputs["t"][rows], opts)
-    _, a = train_cel(*args, seed=5, device="cpu")
-    _, b = train_cel(*args, seed=5, device="cpu")
-    _, c = train_cel(*args, seed=6, device="cpu")
+    _, a, _ = train_cel(*args, seed=5, device="cpu")
+    _, b, _ = train_cel(*args, seed=5, device="cpu")
+    _, c, _ = train_cel(*args, seed=6, device="cpu")
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)

@@ -21,6 +21,7 @@ from mugle_nets.cel import CELOptions  # noqa: E402
 from mugle_nets.tcae import TCAEOptions  # noqa: E402
 from training.demo import generate  # noqa: E402
 from training.melon import read_dataset  # noqa: E402
+from training.music2vec import Music2VecOptions  # noqa: E402
 from training.pipeline import TrainOptions, train  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     data, arts = root / "data", root / "artifacts"
     generate(data, songs=300, playlists=240, seed=3, progress=False)
     options = TrainOptions(
-        seed=0, holdout=0.15, progress=False, w2v_workers=1, w2v_epochs=3,
+        seed=0, holdout=0.15, progress=False, music2vec=Music2VecOptions(workers=1, epochs=3),
         tcae=TCAEOptions(steps=15, batch_size=16), cel=CELOptions(epochs=3),
     )
     version_dir = train(data, arts, options)

@@ -36,6 +36,7 @@ from mugle_nets.tcae import TCAEOptions
 from training import pipeline
 from training.demo import generate
 from training.melon import MelonFormatError
+from training.music2vec import Music2VecOptions
 from training.pipeline import TrainOptions, add_train_arguments, choose_holdout, options_from_args, train
 
 torch.set_num_threads(1)
@@ -50,8 +51,7 @@ def tiny_options(**kw) -> TrainOptions:
         device="cpu",
         deterministic=True,
         progress=False,
-        w2v_dim=32,
-        w2v_epochs=10,
+        music2vec=Music2VecOptions(dim=32, epochs=10),
         tcae=TCAEOptions(steps=6, batch_size=8, eval_every=3, hidden=16, invariance_weight=0.0, stats_sample=64,
                          dim=32, blend_dim=16),
         cel=CELOptions(epochs=5, dim=32),
@@ -272,8 +272,9 @@ def test_killed_training_leaves_current_untouched(trained, demo, sig):
         "from training.pipeline import TrainOptions, train\n"
         "from mugle_nets.tcae import TCAEOptions\n"
         "from mugle_nets.cel import CELOptions\n"
+        "from training.music2vec import Music2VecOptions\n"
         f"train(Path(sys.argv[1]), Path(sys.argv[2]), TrainOptions(device='cpu', progress=False, version={name!r},"
-        " w2v_dim=16, cel=CELOptions(dim=16),"
+        " music2vec=Music2VecOptions(dim=16), cel=CELOptions(dim=16),"
         " tcae=TCAEOptions(steps=100000, batch_size=8, hidden=16, eval_every=100000, dim=16, blend_dim=8)))\n"
     )
     proc = subprocess.Popen(
@@ -318,19 +319,18 @@ def test_options_from_args_and_bad_values():
     )
     opts = options_from_args(args)
     assert opts.neighbours == 0 and TrainOptions().neighbours == 64
-    assert (opts.seed, opts.holdout, opts.w2v_epochs, opts.deterministic, opts.device) == (9, 0.1, 3, True, "cpu")
+    assert (opts.seed, opts.holdout, opts.music2vec.epochs, opts.deterministic, opts.device) == (9, 0.1, 3, True, "cpu")
     assert (opts.tcae.steps, opts.tcae.crop, opts.prep.min_playlists) == (40, 32, 2)
-    assert opts.music2vec().deterministic and opts.music2vec().epochs == 3
     with pytest.raises(SystemExit, match="holdout"):
         options_from_args(parser.parse_args(["--holdout", "1.5"]))
     wide = options_from_args(parser.parse_args(["--w2v-dim", "96"]))
-    assert wide.w2v_dim == wide.tcae.dim == wide.cel.dim == 96
+    assert wide.music2vec.dim == wide.tcae.dim == wide.cel.dim == 96
     with pytest.raises(SystemExit, match="tcae-steps"):
         options_from_args(parser.parse_args(["--tcae-steps", "0"]))
     with pytest.raises(ValueError, match="device"):
         TrainOptions(device="tpu").validate()
     with pytest.raises(ValueError, match="w2v_dim=64"):
-        TrainOptions(w2v_dim=64).validate()
+        TrainOptions(music2vec=Music2VecOptions(dim=64)).validate()
     with pytest.raises(ValueError, match="neighbours=-1"):
         TrainOptions(neighbours=-1).validate()
 

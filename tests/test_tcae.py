@@ -53,7 +53,7 @@ def paths(demo: Path, truth: dict) -> dict[int, Path]:
 @pytest.fixture(scope="module")
 def trained(paths: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple:
     models = tmp_path_factory.mktemp("models")
-    ids, vecs = train_tcae(paths, FAST, seed=0, device="cpu", models_dir=models)
+    ids, vecs, _ = train_tcae(paths, FAST, seed=0, device="cpu", models_dir=models)
     return ids, vecs, models
 
 
@@ -166,7 +166,7 @@ def test_short_missing_and_broken_files(tmp_path: Path, trained: tuple) -> None:
     # Training over a folder where most files are bad still trains on the rest and reports them.
     many = {i: p for i, p in enumerate([good, short, tiny, wrong, broken, nan, gone] * 3)}
     opts = TCAEOptions(steps=4, batch_size=4, hidden=16, eval_every=2, tiles=2, val_fraction=0.0)
-    ids, vecs = train_tcae(many, opts, seed=0, device="cpu")
+    ids, vecs, _ = train_tcae(many, opts, seed=0, device="cpu")
     assert sorted(ids.tolist()) == [0, 1, 7, 8, 14, 15]
     assert vecs.shape == (6, 128)
 
@@ -185,9 +185,9 @@ def test_empty_or_unreadable_inputs_raise_clear_errors(tmp_path: Path) -> None:
 def test_deterministic_for_a_seed(paths: dict[int, Path]) -> None:
     subset = dict(list(paths.items())[:60])
     opts = TCAEOptions(steps=6, batch_size=8, hidden=16, eval_every=3, tiles=2, stats_sample=30)
-    a_ids, a = train_tcae(subset, opts, seed=3, device="cpu")
-    b_ids, b = train_tcae(subset, opts, seed=3, device="cpu")
-    _, c = train_tcae(subset, opts, seed=4, device="cpu")
+    a_ids, a, _ = train_tcae(subset, opts, seed=3, device="cpu")
+    b_ids, b, _ = train_tcae(subset, opts, seed=3, device="cpu")
+    _, c, _ = train_tcae(subset, opts, seed=4, device="cpu")
     np.testing.assert_array_equal(a_ids, b_ids)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)

@@ -23,8 +23,6 @@ from training.tcae import warmup_cosine
 
 logger = logging.getLogger(__name__)
 
-# Details of the latest :func:`train_cel` run, for the manifest.
-LAST_INFO: dict[str, Any] = {}
 
 
 def _check_pair(name: str, ids: np.ndarray, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +99,7 @@ def train_cel(
     seed: int = 0,
     device: str | torch.device | None = "auto",
     models_dir: Path | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Train the fusion network and give a joint vector to every song with at least one input.
 
     Parameters
@@ -117,6 +115,7 @@ def train_cel(
     -------
     ids : int64, ascending union of both id sets.
     vectors : float32 (n, dim), L2-normalised.
+    info : the run's details for the manifest (losses per epoch, song counts, device, seed).
     """
     options = options or CELOptions()
     w2v_ids, w2v_vecs = _check_pair("w2v", w2v_ids, w2v_vecs)
@@ -182,8 +181,6 @@ def train_cel(
         "device": str(dev),
         "seed": seed,
     }
-    LAST_INFO.clear()
-    LAST_INFO.update(info)
     logger.info(
         "cel: %d songs (%d both, %d music2vec only, %d tcae only) in %.1fs, mean pairwise cosine %.3f",
         len(ids), info["songs"]["both"], info["songs"]["music2vec_only"], info["songs"]["tcae_only"],
@@ -191,7 +188,7 @@ def train_cel(
     )
     if models_dir is not None:
         embedder.save(Path(models_dir), info)
-    return ids, vectors
+    return ids, vectors, info
 
 
 @torch.no_grad()

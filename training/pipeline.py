@@ -1,6 +1,7 @@
 """``mugle train``: one dataset folder in, one complete artifacts version out.
 
-Stages: read -> preprocess -> Music2Vec -> TCAE -> CEL -> indexes -> catalog -> manifest. Everything is
+Stages: read -> preprocess -> each model of :func:`training.models.build_models` (Music2Vec, TCAE, CEL,
+through one contract, :class:`training.models.EmbeddingModel`) -> indexes -> catalog -> manifest. Everything is
 written into a staging folder (:func:`mugle_core.artifacts.staging_version`) that is renamed into place only
 when complete, and ``current`` is switched last. Bad data raises before anything is staged; a crash,
 Ctrl-C or a full disk midway removes the staging folder; a SIGKILL can leave a ``.tmp-*`` folder behind,
@@ -50,7 +51,8 @@ from mugle_nets.device import DEVICES, resolve_device
 from mugle_nets.tcae import TCAEOptions
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import SPLIT_FILES, read_dataset
-from training.music2vec import Music2VecOptions, train_music2vec
+from training.models import TrainingData, build_models
+from training.music2vec import Music2VecOptions
 from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
 
 logger = logging.getLogger(__name__)
@@ -66,9 +68,10 @@ class TrainOptions:
     seed : seeds every random choice (holdout, Word2Vec, torch).
     device : ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     holdout : fraction of training playlists withheld for evaluation (0 = none).
-    deterministic : identical embeddings for a seed on the CPU, at the cost of one Word2Vec worker.
+    deterministic : identical embeddings for a seed on the CPU, at the cost of one Word2Vec worker
+        (turns it on for every model, whatever their own options say).
     prep : preprocessing options (filters, duplicate merging, Music2Vec playlist threshold).
-    w2v_epochs, w2v_dim, w2v_window, w2v_negative, w2v_ns_exponent, w2v_sample, w2v_workers : Music2Vec.
+    music2vec : Music2Vec options (:class:`training.music2vec.Music2VecOptions`: dim, window, epochs, ...).
     tcae : TCAE options (:class:`mugle_nets.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
     cel : CEL options (:class:`mugle_nets.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
     flat_threshold : below this many vectors an index is exact, above it HNSW.
@@ -85,13 +88,7 @@ class TrainOptions:
     holdout: float = 0.0
     deterministic: bool = False
     prep: PrepOptions = field(default_factory=PrepOptions)
-    w2v_epochs: int = 10
-    w2v_dim: int = 128
-    w2v_window: int = 10
-    w2v_negative: int = 5
-    w2v_ns_exponent: float = 0.75
-    w2v_sample: float = 0.0
-    w2v_workers: int = 0
+    music2vec: Music2VecOptions = field(default_factory=Music2VecOptions)
     tcae: TCAEOptions = field(default_factory=TCAEOptions)
     cel: CELOptions = field(default_factory=CELOptions)
     flat_threshold: int = FLAT_THRESHOLD
@@ -106,30 +103,23 @@ class TrainOptions:
             raise ValueError(f"device={self.device!r}: choose among {DEVICES}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout={self.holdout!r}: must be in [0, 1)")
-        for name in ("w2v_epochs", "w2v_dim", "w2v_window", "w2v_negative"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
-        for name in ("w2v_workers", "flat_threshold", "neighbours", "thumbs_limit"):
+        # Music2Vec's checks are named after their command-line flags (--w2v-epochs...), so
+        # options_from_args can point at the flag.
+        w2v = self.music2vec
+        for name in ("epochs", "dim", "window", "negative"):
+            if getattr(w2v, name) < 1:
+                raise ValueError(f"w2v_{name}={getattr(w2v, name)!r}: must be at least 1")
+        if w2v.workers < 0:
+            raise ValueError(f"w2v_workers={w2v.workers!r}: must not be negative")
+        for name in ("flat_threshold", "neighbours", "thumbs_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
         # CEL pulls its output towards both inputs by cosine, so the three spaces must share one width.
-        if not self.w2v_dim == self.tcae.dim == self.cel.dim:
+        if not w2v.dim == self.tcae.dim == self.cel.dim:
             raise ValueError(
-                f"w2v_dim={self.w2v_dim}, tcae.dim={self.tcae.dim}, cel.dim={self.cel.dim}: "
+                f"w2v_dim={w2v.dim}, tcae.dim={self.tcae.dim}, cel.dim={self.cel.dim}: "
                 "the three embedding sizes must be equal"
             )
-
-    def music2vec(self) -> Music2VecOptions:
-        return Music2VecOptions(
-            dim=self.w2v_dim,
-            window=self.w2v_window,
-            negative=self.w2v_negative,
-            ns_exponent=self.w2v_ns_exponent,
-            epochs=self.w2v_epochs,
-            sample=self.w2v_sample,
-            workers=self.w2v_workers,
-            deterministic=self.deterministic,
-        )
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready parameters for the manifest."""
@@ -320,37 +310,24 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
         models_dir.mkdir()
         entries: dict[str, ModelEntry] = {}
 
-        with clock.stage("music2vec"):
-            w2v = train_music2vec(
-                prepared.train_playlists, prepared.w2v_songs, options.music2vec(), options.seed,
-                models_dir=models_dir, work_dir=stage_dir,
-            )
-        with clock.stage("tcae"):
-            tcae_ids, tcae_vecs, tcae_info = run_tcae(mel_paths, options, device, models_dir)
-        with clock.stage("cel"):
-            cel_ids, cel_vecs, cel_info = run_cel(w2v.ids, w2v.query, tcae_ids, tcae_vecs, options, device, models_dir)
-        with clock.stage("indexes"):
-            entries["music2vec"] = write_model(
-                stage_dir, "music2vec", w2v.ids, w2v.query, w2v.key,
-                flat_threshold=options.flat_threshold, seed=options.seed, neighbours=options.neighbours,
-            )
-            entries["tcae"] = write_model(
-                stage_dir, "tcae", tcae_ids, tcae_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
-                neighbours=options.neighbours,
-            )
-            entries["cel"] = write_model(
-                stage_dir, "cel", cel_ids, cel_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
-                neighbours=options.neighbours,
-            )
-        entries["music2vec"].params.update(
-            {k: v for k, v in w2v.stats.items() if k not in ("params",)}, **w2v.stats["params"]
+        train_data = TrainingData(
+            prepared, mel_paths, models_dir, work_dir=stage_dir, device=device,
+            deterministic=options.deterministic, progress=options.progress,
         )
-        entries["music2vec"].params["score"] = "IN-OUT: query = input vectors, index = output vectors"
-        entries["music2vec"].timings["train_s"] = clock.timings["music2vec"]
-        entries["tcae"].params.update(tcae_info)
-        entries["tcae"].timings["train_s"] = clock.timings["tcae"]
-        entries["cel"].params.update(cel_info)
-        entries["cel"].timings["train_s"] = clock.timings["cel"]
+        for model in build_models(options.music2vec, options.tcae, options.cel):
+            with clock.stage(model.name):
+                train_data.results[model.name] = model.fit(train_data, options.seed)
+        results = train_data.results
+        with clock.stage("indexes"):
+            for name, result in results.items():
+                entries[name] = write_model(
+                    stage_dir, name, result.ids, result.vectors, result.index_vectors,
+                    flat_threshold=options.flat_threshold, seed=options.seed, neighbours=options.neighbours,
+                )
+        for name, result in results.items():
+            entries[name].params.update(result.info)
+            entries[name].timings["train_s"] = clock.timings[name]
+        tcae_ids = results["tcae"].ids
 
         with clock.stage("catalog"):
             with_audio = set(int(i) for i in tcae_ids)
@@ -481,53 +458,6 @@ def _frontend_params() -> dict[str, Any]:
     return {"mel": MelParams().as_dict()}
 
 
-# -- audio stages -------------------------------------------------------------------------------------
-
-
-def run_tcae(
-    mel_paths: dict[int, Path], options: TrainOptions, device: str, models_dir: Path
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Train TCAE on the songs' mels and embed them; returns (ids, vectors, info for the manifest).
-
-    With no mel at all (a metadata-only dataset) the model is empty rather than an error: songs stay
-    servable through Music2Vec.
-    """
-    from training import tcae
-
-    if not mel_paths:
-        logger.warning("tcae: no song has a mel file; the tcae model will be empty")
-        dim = options.tcae.dim
-        return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32), {"skipped": "no mels"}
-    ids, vectors = tcae.train_tcae(
-        mel_paths, options.tcae, seed=options.seed, device=device, models_dir=models_dir,
-        progress=options.progress,
-    )
-    info = {k: v for k, v in tcae.LAST_INFO.items() if k != "history"}
-    best = info.get("best_val_mse")
-    info["best_val_mse"] = float(best) if best is not None and np.isfinite(best) else None
-    return ids, vectors, info
-
-
-def run_cel(
-    w2v_ids: np.ndarray,
-    w2v_vecs: np.ndarray,
-    tcae_ids: np.ndarray,
-    tcae_vecs: np.ndarray,
-    options: TrainOptions,
-    device: str,
-    models_dir: Path,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Train the fusion network and embed every song with either input; returns (ids, vectors, info)."""
-    from training import cel
-
-    ids, vectors = cel.train_cel(
-        w2v_ids, w2v_vecs, tcae_ids, tcae_vecs, options.cel, seed=options.seed, device=device,
-        models_dir=models_dir,
-    )
-    info = {k: v for k, v in getattr(cel, "LAST_INFO", {}).items() if k != "history"}
-    return ids, vectors, info
-
-
 # -- command line -------------------------------------------------------------------------------------
 
 
@@ -546,16 +476,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or final summary")
     d = TrainOptions()
     g = parser.add_argument_group("Music2Vec")
-    g.add_argument("--w2v-epochs", type=int, default=d.w2v_epochs, help=f"default {d.w2v_epochs}")
-    g.add_argument("--w2v-dim", type=int, default=d.w2v_dim,
-                   help=f"embedding size, shared by TCAE and CEL (CEL compares them; default {d.w2v_dim})")
-    g.add_argument("--w2v-window", type=int, default=d.w2v_window, help=f"default {d.w2v_window}")
-    g.add_argument("--w2v-negative", type=int, default=d.w2v_negative, help=f"default {d.w2v_negative}")
-    g.add_argument("--w2v-ns-exponent", type=float, default=d.w2v_ns_exponent,
-                   help=f"negative-sampling exponent (default {d.w2v_ns_exponent})")
-    g.add_argument("--w2v-sample", type=float, default=d.w2v_sample,
+    w = d.music2vec
+    g.add_argument("--w2v-epochs", type=int, default=w.epochs, help=f"default {w.epochs}")
+    g.add_argument("--w2v-dim", type=int, default=w.dim,
+                   help=f"embedding size, shared by TCAE and CEL (CEL compares them; default {w.dim})")
+    g.add_argument("--w2v-window", type=int, default=w.window, help=f"default {w.window}")
+    g.add_argument("--w2v-negative", type=int, default=w.negative, help=f"default {w.negative}")
+    g.add_argument("--w2v-ns-exponent", type=float, default=w.ns_exponent,
+                   help=f"negative-sampling exponent (default {w.ns_exponent})")
+    g.add_argument("--w2v-sample", type=float, default=w.sample,
                    help="frequent-song down-sampling; 0 disables it (default 0)")
-    g.add_argument("--w2v-workers", type=int, default=d.w2v_workers, help="threads; 0 = one per core")
+    g.add_argument("--w2v-workers", type=int, default=w.workers, help="threads; 0 = one per core")
     g = parser.add_argument_group("audio models")
     t = d.tcae
     g.add_argument("--tcae-steps", type=int, default=t.steps, help=f"TCAE optimiser steps (default {t.steps})")
@@ -605,13 +536,15 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         holdout=args.holdout,
         deterministic=args.deterministic,
         prep=prep_options_from_args(args),
-        w2v_epochs=args.w2v_epochs,
-        w2v_dim=args.w2v_dim,
-        w2v_window=args.w2v_window,
-        w2v_negative=args.w2v_negative,
-        w2v_ns_exponent=args.w2v_ns_exponent,
-        w2v_sample=args.w2v_sample,
-        w2v_workers=args.w2v_workers,
+        music2vec=Music2VecOptions(
+            dim=args.w2v_dim,
+            window=args.w2v_window,
+            negative=args.w2v_negative,
+            ns_exponent=args.w2v_ns_exponent,
+            epochs=args.w2v_epochs,
+            sample=args.w2v_sample,
+            workers=args.w2v_workers,
+        ),
         tcae=_tcae_options(args),
         cel=_cel_options(args),
         flat_threshold=args.flat_threshold,

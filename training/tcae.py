@@ -33,8 +33,6 @@ from mugle_nets.tcae import TCAE, ModulationBlend, TCAEEmbedder, TCAEOptions, mo
 
 logger = logging.getLogger(__name__)
 
-# Details of the latest :func:`train_tcae` run (timings, validation history, load counts) for the manifest.
-LAST_INFO: dict[str, Any] = {}
 
 
 # -- augmentation -------------------------------------------------------------------------------------
@@ -133,7 +131,7 @@ def train_tcae(
     device: str | torch.device | None = "auto",
     models_dir: Path | None = None,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Train the TCAE on the given mels and embed every song whose mel can be read.
 
     Parameters
@@ -149,6 +147,7 @@ def train_tcae(
     -------
     ids : int64 (n,), ascending song ids that got a vector.
     vectors : float32 (n, dim), L2-normalised.
+    info : the run's details for the manifest (timings, validation history, load counts, device, seed).
 
     Raises
     ------
@@ -258,9 +257,7 @@ def train_tcae(
     )
     if models_dir is not None:
         embedder.save(Path(models_dir), info)
-    LAST_INFO.clear()
-    LAST_INFO.update(info)
-    return ids, vectors
+    return ids, vectors, info
 
 
 def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:

@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install run data train serve test lint bench eval docker-test system-deps clean
+.PHONY: install run data train serve test test-fast lint bench eval docker-test system-deps clean
 
 # torch goes first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -44,11 +44,16 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q -ra
 
+# Everything but tests/system (servers, browser, nginx, kill signals, load): the quick check while working.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
 # Static checks: style, types (config in pyproject.toml), and the direction of imports between packages.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m mypy
 	$(BIN)/python scripts/check_imports.py
+	$(BIN)/python scripts/check_doc_paths.py
 
 bench: $(STAMP)
 	@bash scripts/bench.sh

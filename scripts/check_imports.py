@@ -12,7 +12,7 @@ counts, including those inside functions (a lazy import is still a dependency). 
 - no two modules of the project import each other, directly or through others.
 
 Run ``python scripts/check_imports.py`` from the repository root: it prints each problem with its file and
-line and exits 1 when there is one. ``tests/test_imports.py`` runs the same check.
+line and exits 1 when there is one. ``tests/core/test_imports.py`` runs the same check.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from app.settings import Settings
 from mugle_core.artifacts import EXTRAS_DIR
 from mugle_core.catalog import Catalog
 from mugle_core.pictures import mel_thumbnail, write_mel_thumbs
-from tests.synthetic import read_truth, write_synthetic_version
+from tests.fixtures.synthetic import read_truth, write_synthetic_version
 
 
 @pytest.fixture(scope="module")

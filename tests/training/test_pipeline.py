@@ -41,7 +41,7 @@ from training.pipeline import TrainOptions, add_train_arguments, choose_holdout,
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_options(**kw) -> TrainOptions:

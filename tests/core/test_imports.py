@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 _spec = importlib.util.spec_from_file_location("check_imports", REPO / "scripts" / "check_imports.py")
 assert _spec is not None and _spec.loader is not None

@@ -13,7 +13,7 @@ import pytest
 from app import ranking
 from app.engine import Engine, UnknownSongError
 from mugle_core.artifacts import MANIFEST, ArtifactError, ids_file, knn_file, knn_sims_file, query_file
-from tests.synthetic import read_truth, write_synthetic_version
+from tests.fixtures.synthetic import read_truth, write_synthetic_version
 
 faiss.omp_set_num_threads(1)
 

@@ -2,12 +2,11 @@
 
 Needs Debian's ``chromium`` package (``apt-get install chromium``; Korean text in the screenshot needs
 ``fonts-nanum`` or ``fonts-noto-cjk``). Without /usr/bin/chromium the test is skipped with that reason.
-The server helpers here are shared with ``tests/test_nginx.py``.
+The server and browser helpers are in ``tests/fixtures/browser.py``, shared with ``test_nginx.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -17,51 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mugle_core.artifacts import EXTRAS_DIR
-from mugle_core.pictures import mel_thumbnail, write_mel_thumbs
-from tests.servers import REPO, running_server
-from tests.synthetic import read_truth, song_id_of, write_synthetic_version
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOT, make_artifacts, running_app
+from tests.fixtures.synthetic import song_id_of
 
 logger = logging.getLogger(__name__)
-
-CHROMIUM = Path(os.environ.get("MUGLE_CHROMIUM", "/usr/bin/chromium"))
-# Written under build/ so a test run leaves the tree clean; docs/screenshot.png is refreshed on purpose with
-# MUGLE_SCREENSHOT=docs/screenshot.png.
-SCREENSHOT = REPO / os.environ.get("MUGLE_SCREENSHOT", "build/screenshot.png")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-def make_artifacts(root: Path, n_songs: int = 60) -> Path:
-    """A synthetic version with mel thumbnails for every song that has audio."""
-    vdir = write_synthetic_version(root, n_songs=n_songs, seed=7)
-    truth = read_truth(vdir)
-    ids = np.array([i for i in truth["ids"] if i != truth["no_vector"]], dtype=np.int64)
-    rng = np.random.default_rng(1)
-    bands = np.linspace(1.0, 0.2, 48)[:, None]
-    thumbs = []
-    for _ in range(len(ids)):
-        # a few "notes" per clip, so the picture looks like music rather than noise
-        t = np.arange(400)
-        pitch = rng.integers(4, 40, size=6)
-        mel = rng.normal(0, 0.3, size=(48, 400)) + 2 * bands
-        for j, p in enumerate(pitch):
-            on = (t // 66) == j
-            mel[p : p + 2, on] += 4.0
-            mel[min(47, 2 * p) : min(48, 2 * p + 2), on] += 2.0
-        thumbs.append(mel_thumbnail(mel))
-    write_mel_thumbs(vdir / EXTRAS_DIR, ids, np.stack(thumbs))
-    return vdir
-
-
-@contextlib.contextmanager
-def running_app(artifacts: Path, log_path: Path) -> Iterator[str]:
-    """The real app over ``artifacts`` on a free 127.0.0.1 port; yield its base URL."""
-    with running_server(artifacts, log_path) as (base, _proc):
-        yield base
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -249,27 +207,11 @@ def test_phone_width_and_screenshot(browser, server: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def audio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server whose version has audio models: $MUGLE_BROWSER_ARTIFACTS when set, else a tiny demo
-    version trained here by the real pipeline (about ten seconds)."""
-    folder = os.environ.get("MUGLE_BROWSER_ARTIFACTS")
-    root = tmp_path_factory.mktemp("audio")
-    if not folder:
-        torch = pytest.importorskip("torch", reason="training the audio models needs torch")
-        from mugle_nets.cel import CELOptions
-        from mugle_nets.tcae import TCAEOptions
-        from training.demo import generate
-        from training.music2vec import Music2VecOptions
-        from training.pipeline import TrainOptions, train
-
-        torch.set_num_threads(1)
-        generate(root / "data", songs=40, playlists=40, seed=0, progress=False)
-        train(root / "data", root / "artifacts", TrainOptions(
-            seed=0, device="cpu", progress=False, music2vec=Music2VecOptions(epochs=2),
-            tcae=TCAEOptions(steps=15, batch_size=16, hidden=32, eval_every=15, stats_sample=64),
-            cel=CELOptions(epochs=3, batch_size=64, hidden=64)))
-        folder = str(root / "artifacts")
-    with running_app(Path(folder), root / "server.log") as base:
+def audio_server(tiny_version: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server whose version has audio models: $MUGLE_BROWSER_ARTIFACTS when set, else the session's
+    tiny trained version (tests/conftest.py)."""
+    folder = os.environ.get("MUGLE_BROWSER_ARTIFACTS") or str(tiny_version["artifacts"])
+    with running_app(Path(folder), tmp_path_factory.mktemp("audio") / "server.log") as base:
         yield base
 
 

@@ -19,7 +19,7 @@ from app.observability import JsonFormatter, RequestIdFilter
 from app.settings import Settings
 from mugle_cli.main import main as cli_main
 from mugle_core.artifacts import CURRENT, MANIFEST, ArtifactError, index_file, list_versions, read_current, set_current
-from tests.synthetic import song_id_of, write_synthetic_version
+from tests.fixtures.synthetic import song_id_of, write_synthetic_version
 
 logger = logging.getLogger(__name__)
 

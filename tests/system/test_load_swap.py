@@ -19,12 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mugle_cli.main import main as cli_main
 from mugle_core.artifacts import set_current
-from tests.servers import running_server
-from tests.synthetic import FIXED_TITLES, song_id_of, write_synthetic_version
+from tests.fixtures.servers import running_server
+from tests.fixtures.synthetic import FIXED_TITLES, song_id_of, write_synthetic_version
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "load-test-token"
 A, B = "v-a", "v-b"
 ONLY_IN_B = song_id_of(80)  # A has 60 songs, B has 90

@@ -19,7 +19,7 @@ from app.main import create_app
 from app.settings import Settings
 from mugle_core.artifacts import ArtifactError
 from mugle_core.names import METHODS
-from tests.synthetic import read_truth, write_synthetic_version
+from tests.fixtures.synthetic import read_truth, write_synthetic_version
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_serving_never_imports_torch_or_gensim(root: Path) -> None:
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[1])
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import running_server
-from tests.synthetic import read_truth, write_synthetic_version
+from tests.fixtures.servers import running_server
+from tests.fixtures.synthetic import read_truth, write_synthetic_version
 
 
 def _get(url: str) -> tuple[int, dict]:

@@ -1,7 +1,7 @@
 """``POST /recommend/audio`` against a real uvicorn server on 127.0.0.1 and really trained artifacts.
 
 The artifacts come from the real pipeline (demo catalog + ``training.pipeline.train``) with tiny
-options, trained once per module (about 10 s on one CPU thread).
+options: the session's ``tiny_version`` (tests/conftest.py), trained once for every module that needs it.
 """
 
 from __future__ import annotations
@@ -29,39 +29,11 @@ from mugle_core.melspec import MelParams, audio_to_mel, hz_to_mel, mel_to_hz
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 P = MelParams()
 
 
 # -- fixtures -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A demo dataset and an artifacts version trained on it by the real pipeline."""
-    torch = pytest.importorskip("torch", reason="training needs torch")
-    try:
-        from mugle_nets.cel import CELOptions
-        from mugle_nets.tcae import TCAEOptions
-        from training.demo import generate
-        from training.music2vec import Music2VecOptions
-        from training.pipeline import TrainOptions, train
-    except ImportError as exc:
-        pytest.skip(f"the training pipeline is not importable yet: {exc}")
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("audio")
-    generate(root / "data", songs=40, playlists=40, seed=0, progress=False)
-    options = TrainOptions(
-        seed=0,
-        device="cpu",
-        progress=False,
-        music2vec=Music2VecOptions(epochs=2),
-        tcae=TCAEOptions(steps=15, batch_size=16, hidden=32, eval_every=15, stats_sample=64),
-        cel=CELOptions(epochs=3, batch_size=64, hidden=64),
-    )
-    version = train(root / "data", root / "artifacts", options)
-    truth = json.loads((root / "data" / "demo_truth.json").read_text(encoding="utf-8"))
-    return {"data": root / "data", "artifacts": root / "artifacts", "version": Path(version), "truth": truth}
 
 
 @contextlib.contextmanager
@@ -88,11 +60,11 @@ def running(app: object) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(trained: dict) -> Iterator[httpx.Client]:
+def client(tiny_version: dict) -> Iterator[httpx.Client]:
     from app.main import create_app
     from app.settings import Settings
 
-    app = create_app(Settings(artifacts=trained["artifacts"]))
+    app = create_app(Settings(artifacts=tiny_version["artifacts"]))
     with running(app) as base, httpx.Client(base_url=base, timeout=120.0) as http:
         yield http
 
@@ -163,7 +135,7 @@ def post(client: httpx.Client, content: bytes, name: str = "clip.wav", **params:
 # -- tests --------------------------------------------------------------------------------------------
 
 
-def test_importing_audio_code_does_not_import_torch(trained: dict) -> None:
+def test_importing_audio_code_does_not_import_torch(tiny_version: dict) -> None:
     script = textwrap.dedent(
         f"""
         import sys
@@ -171,10 +143,10 @@ def test_importing_audio_code_does_not_import_torch(trained: dict) -> None:
         import app.audio, app.routes.audio
         from app.main import create_app
         from app.settings import Settings
-        create_app(Settings(artifacts=Path({str(trained['artifacts'])!r})))
+        create_app(Settings(artifacts=Path({str(tiny_version['artifacts'])!r})))
         assert "torch" not in sys.modules, "torch imported before any embedding"
         from app.audio import embedders_for
-        emb = embedders_for(Path({str(trained['version'])!r}))
+        emb = embedders_for(Path({str(tiny_version['version'])!r}))
         assert "torch" in sys.modules and emb.tcae is not None
         print("ok")
         """
@@ -215,8 +187,10 @@ def test_clip_and_its_mel_give_the_same_answer(client: httpx.Client) -> None:
     assert body2["mel"]["values"] == pic["values"]
 
 
-def test_demo_song_is_found_from_its_mel_and_from_a_resynthesised_clip(client: httpx.Client, trained: dict) -> None:
-    truth = trained["truth"]
+def test_demo_song_is_found_from_its_mel_and_from_a_resynthesised_clip(
+    client: httpx.Client, tiny_version: dict
+) -> None:
+    truth = tiny_version["truth"]
     family: dict[int, set[int]] = {}
     for group in truth["version_groups"] + truth["duplicate_groups"]:
         for sid in group:
@@ -224,7 +198,7 @@ def test_demo_song_is_found_from_its_mel_and_from_a_resynthesised_clip(client: h
     missing = {int(s) for s in truth["missing_mels"]}
     songs = [s for s in range(0, 40, 9) if s not in missing][:3]
     for sid in songs:
-        stored = np.load(trained["data"] / "arena_mel" / str(sid // 1000) / f"{sid}.npy", allow_pickle=False)
+        stored = np.load(tiny_version["data"] / "arena_mel" / str(sid // 1000) / f"{sid}.npy", allow_pickle=False)
         accepted = family.get(sid, set()) | {sid}
 
         def top(resp: httpx.Response, n: int) -> set[int]:
@@ -303,7 +277,7 @@ def test_decoding_has_a_time_bound() -> None:
 
 
 def test_artifacts_without_audio_models_answer_503(tmp_path: Path) -> None:
-    synthetic = pytest.importorskip("tests.synthetic", reason="tests/synthetic.py is not available")
+    synthetic = pytest.importorskip("tests.synthetic", reason="tests/fixtures/synthetic.py is not available")
     from app.main import create_app
     from app.settings import Settings
 

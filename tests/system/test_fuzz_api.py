@@ -13,7 +13,7 @@ from schemathesis.checks import not_a_server_error
 from app.engine import Engine
 from app.main import create_app
 from app.settings import Settings
-from tests.synthetic import write_synthetic_version
+from tests.fixtures.synthetic import write_synthetic_version
 
 # Removed when the interpreter exits; the schema below is built at import time, before any fixture.
 _TMP = tempfile.TemporaryDirectory(prefix="mugle-fuzz-")

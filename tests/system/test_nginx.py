@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.servers import REPO, free_port, wait_http
-from tests.synthetic import song_id_of
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, make_artifacts, running_app
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS, make_artifacts, running_app
+from tests.fixtures.servers import REPO, free_port, wait_http
+from tests.fixtures.synthetic import song_id_of
 
 NGINX = Path(os.environ.get("MUGLE_NGINX", "/usr/sbin/nginx"))
 CONF = REPO / "deploy" / "default.conf"

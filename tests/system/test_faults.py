@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.main import create_app
 from app.settings import Settings
 from mugle_core.artifacts import CATALOG, CURRENT, MANIFEST, TMP_PREFIX, index_file, list_versions, read_current
-from tests.synthetic import write_synthetic_version
+from tests.fixtures.synthetic import write_synthetic_version
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "fault-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 A = "v-good"

@@ -17,7 +17,7 @@ from training.melon import (
     read_genre_table,
 )
 
-REAL_GENRES = Path(__file__).resolve().parents[2] / "shared" / "melon" / "genre_gn_all.json"
+REAL_GENRES = Path(__file__).resolve().parents[3] / "shared" / "melon" / "genre_gn_all.json"
 
 
 def song(i: int, **kw) -> dict:

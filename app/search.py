@@ -13,7 +13,10 @@ Scoring every title with rapidfuzz costs about 1 s at 707,989 songs, so a query 
    it is never lost among thousands of titles sharing the same bigrams; only the ``limit`` most popular
    exact titles are kept, since they all score 100 and the rest could not be shown.
 2. *Scores.* Only those candidates are scored with rapidfuzz ``WRatio`` against the title, the
-   artists and "title artist". An exact title comes first; ties go to the more popular song.
+   artists and "title artist". An exact title comes first; among exact titles, the one whose version
+   markers (:func:`app.textnorm.title_key`) match the query's comes first, so ``봄날`` puts the original
+   before ``봄날 (Live)`` and ``봄날 (Live)`` the live version before the original; then the more
+   popular song.
 
 A query made only of Hangul initial consonants (``ㅂㅍㅈ``, ``ㅂ ㅍ ㅈ``) matches titles by their initials:
 exact initials first, then titles whose initials start with the query, then those that contain it.
@@ -37,12 +40,12 @@ from rapidfuzz import fuzz, process
 
 from app.artifacts import CATALOG, EXTRAS_DIR
 from app.catalog import SEP, Catalog, StringColumn, pack_strings
-from app.textnorm import fold, hangul_initials, is_initials_query, normalize_title
+from app.textnorm import fold, hangul_initials, is_initials_query, normalize_title, title_key
 
 logger = logging.getLogger(__name__)
 
 SEARCH_INDEX = "search_index.npz"
-FORMAT_VERSION = 2  # 2: posting lists ordered most popular first
+FORMAT_VERSION = 3  # 2: posting lists ordered most popular first; 3: version markers per row
 CANDIDATES = 300  # songs rescored by rapidfuzz per query: bounded work whatever the catalog size
 POSTING_CAP = 4096  # entries read from one bigram's posting list (its most popular songs)
 POSTING_BUDGET = 40_000  # entries read per query over all its bigrams, rarest bigram first
@@ -54,6 +57,12 @@ _SEP_DOC = "\x00"
 
 def _crc(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
+
+
+def _markers_crc(title: str) -> int:
+    """Checksum of a title's version markers; 0 for a title without any (the original)."""
+    markers = title_key(title)[1]
+    return _crc(" ".join(markers)) if markers else 0
 
 
 def _fingerprint(catalog: Catalog) -> np.ndarray:
@@ -122,6 +131,7 @@ class TitleSearch:
         self.post_rows = arrays["post_rows"]
         self.row_norm = np.sqrt(np.maximum(arrays["row_bigrams"], 1.0)).astype(np.float32)
         self.by_popularity = arrays["by_popularity"]
+        self.markers = arrays["title_markers"]
         # Popularity rank of each row (0 = most popular): orders exact-title hits without a sort key lookup.
         self.pop_rank = np.empty(len(self.by_popularity), dtype=np.int64)
         self.pop_rank[self.by_popularity] = np.arange(len(self.by_popularity))
@@ -140,7 +150,9 @@ class TitleSearch:
         """Normalise every title and artist and build the index arrays (seconds at 700k songs)."""
         start = time.perf_counter()
         n = len(catalog)
-        titles = [normalize_title(t) for t in catalog.columns["title"].to_list()]
+        raw_titles = catalog.columns["title"].to_list()
+        titles = [normalize_title(t) for t in raw_titles]
+        markers = np.fromiter((_markers_crc(t) for t in raw_titles), dtype=np.int64, count=n)
         artists = [fold(a.replace(SEP, " ")) for a in catalog.columns["artists"].to_list()]
         hashes = np.fromiter((_crc(t.replace(" ", "")) for t in titles), dtype=np.int64, count=n)
         hash_order = np.argsort(hashes, kind="stable")
@@ -171,6 +183,7 @@ class TitleSearch:
             "post_rows": rows,
             "row_bigrams": per_row,
             "by_popularity": by_pop,
+            "title_markers": markers,
             "initials_blob": np.frombuffer(("\n".join(initials) + "\n").encode("utf-8"), dtype=np.uint8),
             "initials_starts": starts,
         }
@@ -205,8 +218,9 @@ class TitleSearch:
             return self._search_initials("".join(query.split()), limit)
         return self._search_text(query, limit)
 
-    def _exact_rows(self, title: str, limit: int) -> np.ndarray:
-        """The ``limit`` most popular rows whose normalised title is exactly ``title`` (spacing ignored)."""
+    def _exact_rows(self, title: str, limit: int, markers: int = 0) -> np.ndarray:
+        """The ``limit`` rows whose normalised title is exactly ``title`` (spacing ignored): those with the
+        version markers ``markers`` (a :func:`_markers_crc`) first, then the most popular."""
         # Spacing does not make a title different: "벚꽃엔딩" is exactly "벚꽃 엔딩".
         title = title.replace(" ", "")
         h = _crc(title)
@@ -214,7 +228,7 @@ class TitleSearch:
         rows = self.title_hash_rows[lo:hi]
         # A common title ("love") can have thousands of exact matches; all score 100 and ties go to the
         # more popular, so check them most popular first and stop at `limit`.
-        rows = rows[np.argsort(self.pop_rank[rows], kind="stable")]
+        rows = rows[np.lexsort((self.pop_rank[rows], self.markers[rows] != markers))]
         out: list[int] = []
         for r in rows.tolist():
             if self.titles[r].replace(" ", "") == title:  # a CRC collision is possible, if rare
@@ -259,7 +273,8 @@ class TitleSearch:
         full_q = fold(query)
         if not full_q:
             return []
-        exact = self._exact_rows(title_q, limit)
+        markers_q = _markers_crc(query)
+        exact = self._exact_rows(title_q, limit, markers_q)
         compact = full_q.replace(" ", "")
         cand = self._candidates(compact)
         if len(compact) == 1:
@@ -279,8 +294,10 @@ class TitleSearch:
         best = np.maximum(by_title, np.where(has_artist, np.maximum(by_both, 0.95 * by_artist), 0.0))
         is_exact = np.isin(rows, exact)
         score = np.where(is_exact, 100.0, np.minimum(best, 99.9))
-        # Exact first, then score, then the more popular song, then the lower row.
-        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), -score, ~is_exact))[:limit]
+        other_version = self.markers[rows] != markers_q
+        # Exact first, then score, then the version the query names (the original when it names none),
+        # then the more popular song, then the lower row.
+        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), other_version, -score, ~is_exact))[:limit]
         return [(int(rows[i]), float(score[i])) for i in order.tolist() if score[i] > 0]
 
     def _prefix_scan(self, compact: str) -> np.ndarray:

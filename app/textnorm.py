@@ -59,18 +59,16 @@ def _brackets(text: str) -> tuple[str, list[str]]:
 
 
 def normalize_title(title: str) -> str:
-    """Canonical form of a title for matching and duplicate merging.
+    """Canonical form of a title for search: every bracket, feature credit and version suffix dropped.
 
     >>> normalize_title("Love Poem (feat. IU) [Remastered]")
     'love poem'
     >>> normalize_title("ＬＯＶＥ　ｐｏｅｍ")
     'love poem'
+    >>> normalize_title("봄날 (Live)")
+    '봄날'
     """
-    text = unicodedata.normalize("NFKC", title or "")
-    stripped = _FEAT.sub(" ", _brackets(text)[0])
-    folded = fold(stripped)
-    # A title that is only a bracket ("(Intro)") keeps its content rather than vanishing.
-    return folded or fold(text)
+    return title_key(title)[0]
 
 
 # -- the merge key: versions stay apart ---------------------------------------------------------------
@@ -124,9 +122,10 @@ def title_key(title: str) -> tuple[str, tuple[str, ...]]:
     """``(base, markers)``: the search form of the title and the version markers it carries.
 
     Two songs (of one artist set) can be one recording only when both parts are equal: ``base`` is
-    :func:`normalize_title` less a `` - Live`` / `` - Remastered`` suffix; ``markers`` are the sorted
-    canonical words of every bracket or `` - `` suffix that names a version. Cached: real catalogs
-    repeat titles.
+    the title without brackets, feature credits and a `` - Live`` / `` - Remastered`` suffix (what
+    :func:`normalize_title` returns; a title that is only a bracket, ``(Intro)``, keeps its content);
+    ``markers`` are the sorted canonical words of every bracket or `` - `` suffix that names a version.
+    Cached: real catalogs repeat titles.
 
     >>> title_key("봄날 (Live Ver.) (feat. X)")
     ('봄날', ('live',))

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 FPS = 16000 / 256  # mel frames per second in the Melon layout
 MAX_LAG_S = 2.0  # the largest start offset between two releases of one recording that is tolerated
 MAX_LAG = int(round(MAX_LAG_S * FPS))
-SAME_RECORDING = 0.8  # correlation at the best lag at or above which two mels are one recording
+SAME_RECORDING = 0.35  # detail correlation at the best lag at or above which two mels are one recording
 _BAND_POOL, _TIME_POOL = 4, 2
 _REFINE = _TIME_POOL  # full-resolution lags tried on each side of the coarse best lag
 

@@ -859,7 +859,7 @@ def _write(
                 if mel is None:
                     mel = _render_song(seed, rec, melody_of, song_genre, song_theme, lead_tempo, tempo_mult,
                                        gain, themes, timbres)
-                mel = _reissue_mel(mel, seed, i, plant.reissue_audio[i])
+                mel = reissue_mel(mel, seed, i, plant.reissue_audio[i])
             else:
                 mel = _render_song(seed, i, melody_of, song_genre, song_theme, lead_tempo, tempo_mult,
                                    gain, themes, timbres)
@@ -951,7 +951,7 @@ def _plant_titles(
       ``(어쿠스틱 버전)``, ``(Remix)``, ...) for the next;
     - half of the re-releases carry a release decoration (``(feat. X)``, ``(From "..." OST)``,
       ``(Remastered)``, ``[Prod. by X]``); each re-release's mel is identical, level-shifted, or
-      offset by up to a second and level-shifted (see :func:`_reissue_mel`);
+      offset by up to a second and level-shifted (see :func:`reissue_mel`);
     - :data:`SAME_TITLE_SHARE` of the songs become groups of two or three different pieces by one
       artist on different albums under one generic title ("Intro", "Outro", "인트로", ...).
     """
@@ -1007,7 +1007,7 @@ def _plant_titles(
     return _Plant(markers, reissues, audio, groups)
 
 
-def _reissue_mel(mel: np.ndarray, seed: int, song_id: int, kind: str) -> np.ndarray:
+def reissue_mel(mel: np.ndarray, seed: int, song_id: int, kind: str) -> np.ndarray:
     """A re-release's mel: the same recording, ``identical``, at another ``level`` (+-1..4 dB, a little
     noise), or with its window ``offset`` by 3 to 60 frames (up to a second) as well."""
     if kind == "identical":

@@ -28,9 +28,11 @@ percent of the catalog (see BENCHMARKS.md).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,6 +79,15 @@ class DuplicateReport:
         self.counts[reason] += n
         if example is not None and len(self.examples[reason]) < EXAMPLES_PER_REASON:
             self.examples[reason].append(example)
+
+    def merge(self, other: DuplicateReport) -> None:
+        for reason, n in other.counts.items():
+            self.counts[reason] += n
+        for reason, examples in other.examples.items():
+            room = EXAMPLES_PER_REASON - len(self.examples[reason])
+            self.examples[reason].extend(examples[:max(room, 0)])
+        self.mels_read += other.mels_read
+        self.comparisons += other.comparisons
 
     def summary(self) -> list[tuple[str, int]]:
         """``(label, count)`` rows for the preprocessing summary, every reason shown (zeros too)."""
@@ -133,6 +144,7 @@ def find_duplicates(
     load_mel: Callable[[int], np.ndarray | None] | None = None,
     *,
     progress: bool = False,
+    workers: int | None = None,
 ) -> tuple[list[list[int]], DuplicateReport]:
     """Group song ids that are one recording.
 
@@ -143,6 +155,7 @@ def find_duplicates(
         first, so the canonical song starts each group.
     load_mel : song id -> mel (bands x frames) or None when it has none; None: no audio at all.
     progress : a progress bar over the keys that need a decision.
+    workers : threads reading and comparing mels (default: the CPU count, at most 8).
 
     Returns
     -------
@@ -173,8 +186,18 @@ def find_duplicates(
             else:
                 decide.append((base, same_key))
 
-    for base, same_key in tqdm(decide, desc="duplicates", disable=not progress, leave=False):
-        groups.extend(_decide_key(base, same_key, popularity, load_mel, report))
+    def one_key(item: tuple[str, list[Song]]) -> tuple[list[list[int]], DuplicateReport]:
+        local = DuplicateReport()
+        return _decide_key(item[0], item[1], popularity, load_mel, local), local
+
+    # Reading and comparing mels is numpy and file work that releases the GIL: a few threads overlap it.
+    # Results come back in order, so groups and examples do not depend on the thread count.
+    workers = max(1, min(workers or (os.cpu_count() or 1), 8)) if load_mel is not None else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for key_groups, local in tqdm(pool.map(one_key, decide), total=len(decide), desc="duplicates",
+                                      disable=not progress, leave=False):
+            groups.extend(key_groups)
+            report.merge(local)
     logger.info("duplicates: %d keys shared by several songs, %d mels read, %d same-recording tests",
                 len(decide), report.mels_read, report.comparisons)
     return groups, report

@@ -60,17 +60,18 @@ class Fingerprint:
     __slots__ = ("detail", "spectrum")
 
     def __init__(self, mel: np.ndarray) -> None:
-        z = standardise(mel)
+        x = np.asarray(mel, dtype=np.float32)
         # The detail (each band's change over _DETAIL_STEP frames) is what one recording shares with itself
         # and another performance of the same tune does not. Two frames rather than one: a re-release
         # whose window starts between two frames of the other keeps most of its two-frame changes.
-        self.detail = standardise(z[:, _DETAIL_STEP:] - z[:, :-_DETAIL_STEP])
-        bands, frames = z.shape
+        # (Standardising the mel first would change nothing: a level drops out of the difference and a
+        # band's scale out of the detail's own standardisation.)
+        self.detail = standardise(x[:, _DETAIL_STEP:] - x[:, :-_DETAIL_STEP])
+        bands, frames = x.shape
         b = bands // _BAND_POOL * _BAND_POOL
         t = frames // _TIME_POOL * _TIME_POOL
-        pooled = z[:b, :t].reshape(b // _BAND_POOL, _BAND_POOL, t).sum(1)  # one reshape-sum per axis: fast
-        coarse = pooled.reshape(len(pooled), t // _TIME_POOL, _TIME_POOL).sum(2)
-        coarse = standardise(coarse)
+        pooled = x[:b, :t].reshape(b // _BAND_POOL, _BAND_POOL, t).sum(1)  # one reshape-sum per axis: fast
+        coarse = standardise(pooled.reshape(len(pooled), t // _TIME_POOL, _TIME_POOL).sum(2))
         n = 1 << int(np.ceil(np.log2(coarse.shape[1] + MAX_LAG // _TIME_POOL + 1)))
         self.spectrum = np.fft.rfft(coarse.astype(np.float64), n=n, axis=1)
 

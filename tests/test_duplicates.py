@@ -216,3 +216,15 @@ def test_switches(handmade: Path) -> None:
     assert len({by_title[3], by_title[4], by_title[5]}) == 3, "generic titles never merge without audio"
     assert by_title[2] == 2, "markers separate with or without audio"
     assert prepare(ds, PrepOptions(merge_duplicates=False)).aliases == {i: i for i in range(12)}
+
+
+def test_training_summary_lists_decisions(handmade: Path) -> None:
+    from training.pipeline import _duplicate_lines
+
+    prep = prepare(read_dataset(handmade, progress=False))
+    counts: dict = {label.strip(): n for label, n in prep.summary}
+    counts["duplicates"] = json.loads(json.dumps(prep.duplicates.as_record()))  # as the manifest stores it
+    text = "\n".join(_duplicate_lines(counts))
+    assert "duplicate ids merged: 3" in text
+    for reason in (MERGED_AUDIO, MERGED_TITLE, APART_MARKER, APART_AUDIO, APART_GENERIC, APART_AMBIGUOUS):
+        assert f"{reason}: " in text and "(e.g. " in text.split(reason)[1].splitlines()[0], reason

@@ -13,7 +13,8 @@ songs whose mels the duplicate rule reads: a re-release gets its source's mel, s
 the demo does; every other candidate an independent random mel; 2 % of them (the demo's missing-mel rate)
 get none. Songs with no key partner need no mel for the benchmark: preprocessing never opens theirs.
 
-The read and the preprocessing then run in a fresh child process so that its peak RSS is their own.
+The read and the preprocessing then run in a fresh child process so that its peak RSS is their own; it
+reports wall and CPU seconds (all threads) per step.
 ``--compare-with PATH`` runs the same child once more with ``PATH`` first on ``sys.path`` (e.g. a
 checkout of the code before a change) for a before/after on the same data and machine.
 """
@@ -38,14 +39,15 @@ from pathlib import Path
 from training.melon import read_dataset
 from training.preprocess import prepare
 root = Path(sys.argv[1])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 ds = read_dataset(root, progress=False)
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 prep = prepare(ds)
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 out = {
     "songs": len(ds.songs), "playlists": len(ds.playlists), "warnings": ds.report.warnings,
     "read_s": round(t1 - t0, 2), "prepare_s": round(t2 - t1, 2),
+    "read_cpu_s": round(c1 - c0, 2), "prepare_cpu_s": round(c2 - c1, 2),
     "servable": len(prep.songs), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
 }
 report = getattr(prep, "duplicates", None)

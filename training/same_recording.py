@@ -57,35 +57,39 @@ def standardise(mel: np.ndarray) -> np.ndarray:
 class Fingerprint:
     """A mel prepared for comparison: its frame-to-frame detail, and the FFT of a coarse copy for the lag."""
 
-    __slots__ = ("detail", "spectrum")
+    __slots__ = ("detail", "scale", "spectrum")
 
     def __init__(self, mel: np.ndarray) -> None:
         x = np.asarray(mel, dtype=np.float32)
         # The detail (each band's change over _DETAIL_STEP frames) is what one recording shares with itself
         # and another performance of the same tune does not. Two frames rather than one: a re-release
-        # whose window starts between two frames of the other keeps most of its two-frame changes.
-        # (Standardising the mel first would change nothing: a level drops out of the difference and a
-        # band's scale out of the detail's own standardisation.)
-        self.detail = standardise(x[:, _DETAIL_STEP:] - x[:, :-_DETAIL_STEP])
+        # whose window starts between two frames of the other keeps most of its two-frame changes. A level
+        # change drops out of the difference; each band's scale is kept aside (``scale``, one over the
+        # band's RMS) rather than divided out, which would cost another pass over the array.
+        self.detail = x[:, _DETAIL_STEP:] - x[:, :-_DETAIL_STEP]
+        rms = np.sqrt(np.einsum("bt,bt->b", self.detail, self.detail) / max(self.detail.shape[1], 1))
+        self.scale = 1.0 / np.where(rms > 1e-3, rms, np.inf)
         bands, frames = x.shape
         b = bands // _BAND_POOL * _BAND_POOL
         t = frames // _TIME_POOL * _TIME_POOL
-        pooled = x[:b, :t].reshape(b // _BAND_POOL, _BAND_POOL, t).sum(1)  # one reshape-sum per axis: fast
-        coarse = standardise(pooled.reshape(len(pooled), t // _TIME_POOL, _TIME_POOL).sum(2))
+        pooled = x[:b, :t].reshape(b // _BAND_POOL, _BAND_POOL, t).sum(1)
+        # Strided adds, not a sum over a last axis of 2 (numpy's inner loop is slow on such short axes).
+        coarse = standardise(sum(pooled[:, k::_TIME_POOL] for k in range(_TIME_POOL)))
         n = 1 << int(np.ceil(np.log2(coarse.shape[1] + MAX_LAG // _TIME_POOL + 1)))
         self.spectrum = np.fft.rfft(coarse.astype(np.float64), n=n, axis=1)
 
 
-def _lag_score(a: np.ndarray, b: np.ndarray, lag: int) -> float:
-    """Mean product of two standardised mels where ``b`` is shifted ``lag`` frames later than ``a``."""
-    t = min(a.shape[1], b.shape[1])
+def _lag_score(a: Fingerprint, b: Fingerprint, lag: int) -> float:
+    """Correlation of two details, averaged over bands, where ``b`` is shifted ``lag`` frames later than ``a``."""
+    t = min(a.detail.shape[1], b.detail.shape[1])
     if abs(lag) >= t - 16:
         return -1.0
     if lag >= 0:
-        x, y = a[:, lag:t], b[:, : t - lag]
+        x, y = a.detail[:, lag:t], b.detail[:, : t - lag]
     else:
-        x, y = a[:, : t + lag], b[:, -lag:t]
-    return float(np.vdot(x, y)) / x.size
+        x, y = a.detail[:, : t + lag], b.detail[:, -lag:t]
+    per_band = np.einsum("bt,bt->b", x, y) * a.scale * b.scale
+    return float(per_band.sum()) / x.size
 
 
 def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[float, int]:
@@ -97,7 +101,7 @@ def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[
     """
     if a.spectrum.shape != b.spectrum.shape:  # mels of different lengths: compare at full resolution
         lags = range(-max_lag, max_lag + 1, _TIME_POOL)
-        best = max(lags, key=lambda lag: _lag_score(a.detail, b.detail, lag))
+        best = max(lags, key=lambda lag: _lag_score(a, b, lag))
     else:
         n = (a.spectrum.shape[1] - 1) * 2
         xcorr = np.fft.irfft((a.spectrum * np.conj(b.spectrum)).sum(0), n=n)
@@ -106,7 +110,7 @@ def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[
         window = np.r_[xcorr[-coarse_lag:], xcorr[: coarse_lag + 1]]
         best = (int(np.argmax(window)) - coarse_lag) * _TIME_POOL
     lags = range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)
-    scores = [(_lag_score(a.detail, b.detail, lag), lag) for lag in lags]
+    scores = [(_lag_score(a, b, lag), lag) for lag in lags]
     score, lag = max(scores)
     return score, lag
 

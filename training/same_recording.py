@@ -5,12 +5,12 @@ nearly the same mel: the 30-second window may start a little earlier or later (o
 frame), and the level may differ by a few dB. Another recording of the same song (live, acoustic, a
 cover, another setting of a hymn) has its own timing and texture frame by frame.
 
-The test standardises each mel band over time (removing any level change, and any fixed equalisation,
-per band), takes each band's change over two frames (the *detail*: what a recording shares only with
-itself), and correlates the two details, averaged over bands and the frames they share, at the best time
-lag within :data:`MAX_LAG_S` seconds. The lag is found on a coarse copy (bands pooled by 4, frames by 2,
+The test takes each band's change over two frames (the *detail*: what a recording shares only with itself;
+a level change drops out of the difference), scales each band by its RMS (so a fixed equalisation does not
+matter either), and correlates the two details, averaged over bands and the frames they share, at the best
+time lag within :data:`MAX_LAG_S` seconds. The lag is found on a coarse copy (bands pooled by 4, frames by 2,
 cross-correlated with an FFT) and refined on the detail over the few lags around it, so one comparison
-costs about a millisecond.
+costs well under a millisecond of CPU (reading and preparing each mel about as much again).
 
 Threshold (:data:`SAME_RECORDING` = 0.55), measured with ``benchmarks/bench_duplicates.py`` (figures in
 ``docs/notes/duplicates.md``):
@@ -20,8 +20,8 @@ Threshold (:data:`SAME_RECORDING` = 0.55), measured with ``benchmarks/bench_dupl
   faint noise: 0.73 to 1.00; against the other recordings: median 0.02, 99th percentile 0.29, highest
   0.58 (two arrangements over one shared track), unrelated music at most 0.42;
 * the demo catalog: planted re-releases (identical, level-shifted, offset) 0.97 to 1.00, and 0.75 to
-  0.87 when also shifted by half a frame; different songs at most 0.22; same-title pieces at most 0.03;
-  planted versions median 0.06, but up to 0.68 when a version shares its lead's tempo and accompaniment.
+  0.87 when also shifted by half a frame; different songs at most 0.24; same-title pieces at most 0.03;
+  planted versions median 0.05, but up to 0.68 when a version shares its lead's tempo and accompaniment.
 
 Versions that share a backing track (an "English Ver." sung over the same instrumental) can look like
 one recording by audio alone; their title markers keep them apart (:mod:`training.duplicates`), the

@@ -11,7 +11,8 @@ markers (10 %) and pieces sharing a generic title within one artist (1 %). Unles
 the script then writes a mel for every song whose (title key, artist set) another song shares, the only
 songs whose mels the duplicate rule reads: a re-release gets its source's mel, shifted and re-levelled as
 the demo does; every other candidate an independent random mel; 2 % of them (the demo's missing-mel rate)
-get none. Songs with no key partner need no mel for the benchmark: preprocessing never opens theirs.
+get none. Songs with no key partner need no mel for the benchmark: preprocessing never opens theirs. At
+real size that is about 49,000 mels, 8.5 GB on disk, written once (about 6 minutes).
 
 The read and the preprocessing then run in a fresh child process so that its peak RSS is their own; it
 reports wall and CPU seconds (all threads) per step.

@@ -289,3 +289,9 @@ def test_version_retrieval_runs_on_distinct_versions(trained: tuple[Path, Path, 
         assert 0.0 <= mrr["low"] <= mrr["mean"] <= mrr["high"] <= 1.0, method
     manifest = read_manifest(version_dir)
     assert manifest.counts["duplicates"]["counts"]["kept apart: version marker"] > 0
+    planted = results["planted_duplicates"]
+    assert planted["version pairs"]["merged"] == 0 and planted["version pairs"]["pairs"] > 0
+    assert planted["same-title pairs"]["merged"] == 0
+    assert planted["re-releases"]["merged"] >= 0.95 * planted["re-releases"]["pairs"] > 0
+    report = (Path(results["report"])).read_text(encoding="utf-8")
+    assert "re-releases merged" in report

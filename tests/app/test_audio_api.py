@@ -277,9 +277,9 @@ def test_decoding_has_a_time_bound() -> None:
 
 
 def test_artifacts_without_audio_models_answer_503(tmp_path: Path) -> None:
-    synthetic = pytest.importorskip("tests.synthetic", reason="tests/fixtures/synthetic.py is not available")
     from app.main import create_app
     from app.settings import Settings
+    from tests.fixtures import synthetic
 
     synthetic.write_synthetic_version(tmp_path, n_songs=30)
     with running(create_app(Settings(artifacts=tmp_path))) as base, httpx.Client(base_url=base, timeout=60) as http:

@@ -7,6 +7,8 @@ draw thumbnails; the service's audio front end (:mod:`mugle_core.melspec`) makes
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,63 @@ def load_mel(path: Path, frames: int = MEL_FRAMES, min_frames: int = 64) -> tupl
     if n < frames:
         return np.pad(mel, ((0, 0), (0, frames - n)), mode="edge"), "padded"
     return np.ascontiguousarray(mel[:, :frames]), "ok"
+
+
+# Parsed .npy headers by their raw bytes: every mel of a dataset has the same one, so each is parsed once.
+_HEADERS: dict[bytes, tuple[int, np.dtype, tuple[int, ...], bool] | None] = {}
+_HEADER_PEEK = 128  # numpy pads a version 1 header to a multiple of 64 bytes; a (48, n) one takes 128
+
+
+def _npy_header(head: bytes) -> tuple[int, np.dtype, tuple[int, ...], bool] | None:
+    """``(data offset, dtype, shape, fortran order)`` of a .npy file from its first bytes, or None."""
+    if head in _HEADERS:
+        return _HEADERS[head]
+    parsed = None
+    try:
+        stream = io.BytesIO(head)
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+            parsed = (stream.tell(), dtype, shape, fortran)
+    except (ValueError, OSError, EOFError):
+        parsed = None
+    if len(_HEADERS) < 64:
+        _HEADERS[head] = parsed
+    return parsed
+
+
+def read_mel_window(
+    path: Path | str, bands: tuple[int, int], window: tuple[int, int], frames: int = MEL_FRAMES,
+) -> np.ndarray | None:
+    """Read only bands ``bands[0]..bands[1] - 1`` and frames ``window[0]..window[1] - 1`` of one mel.
+
+    The part :func:`load_mel` would give for the same file (after its padding or cut to ``frames``),
+    in the file's own dtype, or None when :func:`load_mel` would give none. A plain (48, n >= ``frames``)
+    C-order float file is read with one ``pread`` of the wanted bands (about two thirds of the file for a
+    32-band window) and nothing is converted; anything else goes through :func:`load_mel`. Only the window
+    is checked for non-finite values. Never raises for a bad file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        head = os.pread(fd, _HEADER_PEEK, 0)
+        info = _npy_header(head)
+        if info is not None:
+            offset, dtype, shape, fortran = info
+            if (not fortran and len(shape) == 2 and shape[0] == MEL_BANDS and shape[1] >= frames
+                    and dtype.kind == "f" and dtype.isnative):
+                row = shape[1] * dtype.itemsize
+                want = (bands[1] - bands[0]) * row
+                raw = os.pread(fd, want, offset + bands[0] * row)
+                if len(raw) == want:
+                    part = np.frombuffer(raw, dtype=dtype).reshape(bands[1] - bands[0], shape[1])
+                    part = part[:, window[0]:window[1]]
+                    return part if np.isfinite(part).all() else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    mel, _status = load_mel(Path(path), frames=frames)
+    return None if mel is None else mel[bands[0]:bands[1], window[0]:window[1]]

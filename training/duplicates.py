@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from mugle_core.textnorm import normalize_artists, title_key
 from training.melon import Song
-from training.same_recording import SAME_RECORDING, Fingerprint, similarity
+from training.same_recording import SAME_RECORDING, Fingerprint, matches
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +125,16 @@ class _Mel:
         return self._fp
 
     def identical(self, other: _Mel) -> bool:
-        """The same window bit for bit (and not silent): one recording, no fingerprint of ``other`` needed.
+        """The same window bit for bit, and not flat: one recording, without a fingerprint of either.
 
         Re-releases often carry the very same audio file, so their mels are equal; comparing the bytes
-        costs microseconds where a fingerprint costs tens of them. A silent window is equal to every
-        other silent window, so it still goes through the test (which keeps it apart).
+        costs a microsecond where fingerprints and a comparison cost a hundred or more. A window in which
+        no band changes (silence) equals every other such window, so it still goes through the test
+        (which keeps it apart).
         """
         w, o = self.window, other.window
         return (w.shape == o.shape and w.dtype == o.dtype and w.tobytes() == o.tobytes()
-                and not self.fp.silent)
+                and bool((w != w[:, :1]).any()))
 
 
 class _Clusters:
@@ -147,7 +148,7 @@ class _Clusters:
         best, where = -np.inf, None
         for g in self.groups:
             for other in g:
-                score = 1.0 if other.identical(mel) else similarity(other.fp, mel.fp)[0]
+                score = 1.0 if other.identical(mel) else matches(other.fp, mel.fp)[1]
                 self.report.comparisons += 1
                 if score > best:
                     best, where = score, (g, other.song)

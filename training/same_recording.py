@@ -85,10 +85,11 @@ class Fingerprint:
     reads); either way only the window is used.
     """
 
-    __slots__ = ("detail", "scale", "spectrum")
+    __slots__ = ("detail", "scale", "_x", "_spectrum")
 
     def __init__(self, mel: np.ndarray) -> None:
-        x = np.asarray(analysis_window(np.asarray(mel)), dtype=np.float32)
+        x = self._x = np.asarray(analysis_window(np.asarray(mel)), dtype=np.float32)
+        self._spectrum: np.ndarray | None = None
         # The detail (each band's change over _DETAIL_STEP frames) is what one recording shares with itself
         # and another performance of the same tune does not. Two frames rather than one: a re-release
         # whose window starts between two frames of the other keeps most of its two-frame changes. A level
@@ -97,6 +98,13 @@ class Fingerprint:
         self.detail = x[:, _DETAIL_STEP:] - x[:, :-_DETAIL_STEP]
         rms = np.sqrt(np.einsum("bt,bt->b", self.detail, self.detail) / max(self.detail.shape[1], 1))
         self.scale = (1.0 / np.where(rms > 1e-3, rms, np.inf)).astype(np.float32)
+
+    @property
+    def spectrum(self) -> np.ndarray:
+        """The FFT of the coarse copy, made on first use: a re-release at lag 0 never needs it."""
+        if self._spectrum is not None:
+            return self._spectrum
+        x = self._x
         bands, frames = x.shape
         b = bands // _BAND_POOL * _BAND_POOL
         t = frames // _TIME_POOL * _TIME_POOL
@@ -105,7 +113,8 @@ class Fingerprint:
         coarse = standardise(sum(pooled[:, k::_TIME_POOL] for k in range(_TIME_POOL)))
         n = 1 << int(np.ceil(np.log2(coarse.shape[1] + MAX_LAG // _TIME_POOL + 1)))
         # float32 in, complex64 out (numpy >= 2): the lag only needs the peak's position.
-        self.spectrum = np.fft.rfft(coarse, n=n, axis=1)
+        self._spectrum = np.fft.rfft(coarse, n=n, axis=1)
+        return self._spectrum
 
     @property
     def silent(self) -> bool:
@@ -143,10 +152,23 @@ def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[
         # xcorr[k] pairs a's frame t + k with b's frame t; negative k wraps to the end.
         window = np.r_[xcorr[-coarse_lag:], xcorr[: coarse_lag + 1]]
         best = (int(np.argmax(window)) - coarse_lag) * _TIME_POOL
-    lags = range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)
-    scores = [(_lag_score(a, b, lag), lag) for lag in lags]
-    score, lag = max(scores)
+    lags = set(range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)) | {0}
+    # Lag 0 is always among the lags scored, so that matches() may accept on it alone and agree.
+    score, lag = max((_lag_score(a, b, lag), lag) for lag in sorted(lags))
     return score, lag
+
+
+def matches(a: Fingerprint, b: Fingerprint, threshold: float = SAME_RECORDING) -> tuple[bool, float]:
+    """Whether ``similarity(a, b)`` reaches ``threshold``, and a score that shows it.
+
+    Most re-releases start at the same frame: when the two details already agree at lag 0, that settles
+    it without the lag search (the score returned is then the lag-0 one, a lower bound of the best).
+    """
+    at_zero = _lag_score(a, b, 0)
+    if at_zero >= threshold:
+        return True, at_zero
+    score = similarity(a, b)[0]
+    return score >= threshold, score
 
 
 def same_recording(a: np.ndarray, b: np.ndarray, threshold: float = SAME_RECORDING) -> bool:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from mugle_core.textnorm import normalize_artists, title_key
 from training.melon import Song
-from training.same_recording import SAME_RECORDING, Fingerprint, similarity
+from training.same_recording import SAME_RECORDING, Fingerprint, matches
 
 logger = logging.getLogger(__name__)
 
@@ -110,32 +110,59 @@ def _show(song: Song) -> str:
     return f"{song.id} {song.title!r}"
 
 
+class _Mel:
+    """One candidate's mel window, and its fingerprint once a comparison needs it."""
+
+    __slots__ = ("song", "window", "_fp")
+
+    def __init__(self, song: Song, window: np.ndarray) -> None:
+        self.song, self.window, self._fp = song, window, None
+
+    @property
+    def fp(self) -> Fingerprint:
+        if self._fp is None:
+            self._fp = Fingerprint(self.window)
+        return self._fp
+
+    def identical(self, other: _Mel) -> bool:
+        """The same window bit for bit, and not flat: one recording, without a fingerprint of either.
+
+        Re-releases often carry the very same audio file, so their mels are equal; comparing the bytes
+        costs a microsecond where fingerprints and a comparison cost a hundred or more. A window in which
+        no band changes (silence) equals every other such window, so it still goes through the test
+        (which keeps it apart).
+        """
+        w, o = self.window, other.window
+        return (w.shape == o.shape and w.dtype == o.dtype and w.tobytes() == o.tobytes()
+                and bool((w != w[:, :1]).any()))
+
+
 class _Clusters:
     """Songs of one key grouped into recordings by audio."""
 
     def __init__(self, report: DuplicateReport) -> None:
-        self.groups: list[list[tuple[Song, Fingerprint]]] = []
+        self.groups: list[list[_Mel]] = []
         self.report = report
 
-    def add(self, song: Song, fp: Fingerprint) -> None:
+    def add(self, mel: _Mel) -> None:
         best, where = -np.inf, None
         for g in self.groups:
-            for other, ofp in g:
-                score = similarity(ofp, fp)[0]
+            for other in g:
+                score = 1.0 if other.identical(mel) else matches(other.fp, mel.fp)[1]
                 self.report.comparisons += 1
                 if score > best:
-                    best, where = score, (g, other)
+                    best, where = score, (g, other.song)
                 if score >= SAME_RECORDING:
                     break
             if best >= SAME_RECORDING:
                 break
         if where is not None and best >= SAME_RECORDING:
-            where[0].append((song, fp))
-            self.report.add(MERGED_AUDIO, 1, f"{_show(where[1])} = {_show(song)} (similarity {best:.2f})")
+            where[0].append(mel)
+            self.report.add(MERGED_AUDIO, 1, f"{_show(where[1])} = {_show(mel.song)} (similarity {best:.2f})")
             return
         if where is not None:
-            self.report.add(APART_AUDIO, 1, f"{_show(where[1])} / {_show(song)} (similarity {best:.2f})")
-        self.groups.append([(song, fp)])
+            self.report.add(APART_AUDIO, 1, f"{_show(where[1])} / {_show(mel.song)} (similarity {best:.2f})")
+        self.groups.append([mel])
 
 
 def find_duplicates(
@@ -143,6 +170,7 @@ def find_duplicates(
     popularity: np.ndarray,
     load_mel: Callable[[int], np.ndarray | None] | None = None,
     *,
+    has_mel: Callable[[int], bool] | None = None,
     progress: bool = False,
     workers: int | None = None,
 ) -> tuple[list[list[int]], DuplicateReport]:
@@ -153,7 +181,11 @@ def find_duplicates(
     songs : the catalog after its filters.
     popularity : playlist count per song id (indexable by id); a key's songs are visited most popular
         first, so the canonical song starts each group.
-    load_mel : song id -> mel (bands x frames) or None when it has none; None: no audio at all.
+    load_mel : song id -> mel (bands x frames, or only its
+        :func:`training.same_recording.analysis_window`) or None when it has none; None: no audio at all.
+    has_mel : song id -> whether a mel file exists (a cheap test: no read). When given, a key where at
+        most one song has a mel is decided without reading it: one mel cannot disagree with anything, and
+        rule 3 decides the others the same whether that one mel is readable or not.
     progress : a progress bar over the keys that need a decision.
     workers : threads reading and comparing mels (default: the CPU count, at most 8).
 
@@ -188,7 +220,7 @@ def find_duplicates(
 
     def one_key(item: tuple[str, list[Song]]) -> tuple[list[list[int]], DuplicateReport]:
         local = DuplicateReport()
-        return _decide_key(item[0], item[1], popularity, load_mel, local), local
+        return _decide_key(item[0], item[1], popularity, load_mel, has_mel, local), local
 
     # Reading and comparing mels is numpy and file work that releases the GIL: a few threads overlap it.
     # Results come back in order, so groups and examples do not depend on the thread count.
@@ -205,20 +237,29 @@ def find_duplicates(
 
 def _decide_key(
     base: str, songs: list[Song], popularity: np.ndarray,
-    load_mel: Callable[[int], np.ndarray | None] | None, report: DuplicateReport,
+    load_mel: Callable[[int], np.ndarray | None] | None, has_mel: Callable[[int], bool] | None,
+    report: DuplicateReport,
 ) -> list[list[int]]:
     """Split the songs of one key (same title key and artists) into recordings."""
     songs = sorted(songs, key=lambda s: (-int(popularity[s.id]) if s.id < len(popularity) else 0, s.id))
     clusters = _Clusters(report)
     no_mel: list[Song] = []
+    lone: list[Song] = []  # the one song with a mel in a key that has no other: not read (see find_duplicates)
+    if load_mel is not None and has_mel is not None:
+        with_mel = [s for s in songs if has_mel(s.id)]
+        if len(with_mel) <= 1:
+            lone, load_mel = with_mel, None
     for song in songs:
+        if lone and song.id == lone[0].id:
+            continue
         mel = load_mel(song.id) if load_mel is not None else None
         if mel is None:
             no_mel.append(song)
             continue
         report.mels_read += 1
-        clusters.add(song, Fingerprint(mel))
-    out = [[s.id for s, _ in g] for g in clusters.groups]
+        clusters.add(_Mel(song, mel))
+    out = [[m.song.id for m in g] for g in clusters.groups] + [[s.id] for s in lone]
+    firsts = [g[0].song for g in clusters.groups] + lone
     if not no_mel:
         return out
     if is_generic_title(base):
@@ -230,7 +271,7 @@ def _decide_key(
             report.add(APART_AMBIGUOUS, 1, f"{_show(s)} ({len(out)} recordings by audio)")
         return out + [[s.id] for s in no_mel]
     if out:
-        target, first = out[0], clusters.groups[0][0][0]
+        target, first = out[0], firsts[0]
     else:
         target, first, no_mel = [no_mel[0].id], no_mel[0], no_mel[1:]
         out = [target]

@@ -23,6 +23,7 @@ import argparse
 import functools
 import itertools
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from mugle_core.melfile import load_mel, mel_path
+from mugle_core.melfile import MEL_DIR, MEL_FRAMES, read_mel_window
 from mugle_core.textnorm import fold, is_instrumental
 from training.duplicates import DuplicateReport, find_duplicates
 from training.melon import MelonDataset, Song, genre_names
+from training.same_recording import BANDS, window_frames
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +89,28 @@ def _song_dict(song: Song, genres: list[str]) -> dict[str, Any]:
 
 
 def mel_reader(root: Path) -> Callable[[int], np.ndarray | None]:
-    """Song id -> its mel from ``root/arena_mel`` (padded when short), or None when missing or unreadable."""
+    """Song id -> the part of its mel the same-recording test looks at, or None when missing or unreadable.
+
+    Reads only that part (:func:`mugle_core.melfile.read_mel_window`), not the whole file.
+    """
+    bands, window = BANDS, window_frames(MEL_FRAMES)
+    folder = os.fspath(Path(root) / MEL_DIR)
 
     def read(song_id: int) -> np.ndarray | None:
-        return load_mel(mel_path(root, song_id))[0]
+        # The path as a string (what mel_path gives): building a Path costs more than the read's syscalls.
+        return read_mel_window(f"{folder}/{song_id // 1000}/{song_id}.npy", bands, window)
 
     return read
+
+
+def mel_exists(root: Path) -> Callable[[int], bool]:
+    """Song id -> whether its mel file exists under ``root/arena_mel`` (a stat, no read)."""
+    folder = os.fspath(Path(root) / MEL_DIR)
+
+    def exists(song_id: int) -> bool:
+        return os.path.isfile(f"{folder}/{song_id // 1000}/{song_id}.npy")
+
+    return exists
 
 
 def prepare(
@@ -138,7 +156,7 @@ def prepare(
     report = DuplicateReport()
     if options.merge_duplicates:
         reader = mel_reader(dataset.root) if options.audio_check else None
-        groups, report = find_duplicates(kept, raw_pop, reader, progress=progress)
+        groups, report = find_duplicates(kept, raw_pop, reader, has_mel=mel_exists(dataset.root), progress=progress)
     else:
         groups = [[song.id] for song in kept]
     aliases: dict[int, int] = {}

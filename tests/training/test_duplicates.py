@@ -228,3 +228,70 @@ def test_training_summary_lists_decisions(handmade: Path) -> None:
     assert "duplicate ids merged: 3" in text
     for reason in (MERGED_AUDIO, MERGED_TITLE, APART_MARKER, APART_AUDIO, APART_GENERIC, APART_AMBIGUOUS):
         assert f"{reason}: " in text and "(e.g. " in text.split(reason)[1].splitlines()[0], reason
+
+
+# -- the shortcuts that keep the audio check cheap at real size -------------------------------------------
+
+
+def test_window_read_matches_load_mel(tmp_path: Path) -> None:
+    from mugle_core.melfile import load_mel, read_mel_window
+    from training.same_recording import BANDS, window_frames
+
+    rng = np.random.default_rng(3)
+    window = window_frames(1876)
+    for dtype, frames in ((np.float16, 1876), (np.float32, 1876), (np.float16, 1200), (np.float32, 1900)):
+        path = tmp_path / f"{np.dtype(dtype).name}-{frames}.npy"
+        np.save(path, rng.normal(-30, 10, (48, frames)).astype(dtype))
+        full = load_mel(path)[0]
+        assert full is not None
+        part = read_mel_window(path, BANDS, window)
+        assert part is not None and part.dtype == np.float32
+        np.testing.assert_array_equal(part, full[BANDS[0]:BANDS[1], window[0]:window[1]])
+    bad = tmp_path / "nan.npy"
+    mel = rng.normal(-30, 10, (48, 1876)).astype(np.float16)
+    mel[BANDS[0] + 1, window[0] + 5] = np.nan
+    np.save(bad, mel)
+    assert read_mel_window(bad, BANDS, window) is None
+    assert read_mel_window(tmp_path / "missing.npy", BANDS, window) is None
+    (tmp_path / "junk.npy").write_bytes(b"not a numpy file")
+    assert read_mel_window(tmp_path / "junk.npy", BANDS, window) is None
+
+
+def _songs(n: int, title: str = "Same Song") -> list:
+    from training.melon import Song
+
+    return [Song(i, title, ["A"], [1], f"album {i}", i, [], [], None) for i in range(n)]
+
+
+def test_identical_windows_merge_without_fingerprint(catalog: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.duplicates as dup
+
+    mel = _mel(catalog, next(i for i in range(400) if i not in set(_truth(catalog)["missing_mels"])))
+    made: list[int] = []
+    real = dup.Fingerprint
+
+    def counting(x: np.ndarray) -> dup.Fingerprint:
+        made.append(1)
+        return real(x)
+
+    monkeypatch.setattr(dup, "Fingerprint", counting)
+    groups, report = dup.find_duplicates(_songs(3), np.zeros(3), lambda i: mel.copy())
+    assert sorted(map(sorted, groups)) == [[0, 1, 2]] and report.counts[MERGED_AUDIO] == 2
+    assert made == []  # equal bytes settle it
+    # A silent window equals every other silent one: it goes through the test, which keeps them apart.
+    flat = np.full_like(mel, -80.0)
+    groups, report = dup.find_duplicates(_songs(2), np.zeros(2), lambda i: flat.copy())
+    assert sorted(map(sorted, groups)) == [[0], [1]] and report.counts[APART_AUDIO] == 1
+
+
+def test_key_with_one_mel_is_not_read() -> None:
+    from training.duplicates import find_duplicates
+
+    def never(i: int) -> np.ndarray:
+        raise AssertionError(f"mel {i} read")
+
+    groups, report = find_duplicates(_songs(3), np.zeros(3), never, has_mel=lambda i: i == 1)
+    assert sorted(map(sorted, groups)) == [[0, 1, 2]] and report.counts[MERGED_TITLE] == 2
+    groups, report = find_duplicates(_songs(3, "Intro"), np.zeros(3), never, has_mel=lambda i: i == 1)
+    assert sorted(map(sorted, groups)) == [[0], [1], [2]] and report.counts[APART_GENERIC] == 2
+    assert report.mels_read == 0

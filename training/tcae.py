@@ -1,16 +1,22 @@
 """TCAE: a temporal convolutional autoencoder over mel-spectrograms, giving a 128-d tanh embedding.
 
 Mel bands are the channels. The encoder is a stack of causal, dilated Conv1d layers (kernel 3,
-dilations 1, 2, 4, ...) with BatchNorm and ReLU over a 2x time-pooled crop; a linear bottleneck over
-the whole (pooled) time axis gives the embedding, so time structure survives into it (pooling over
-time lost the melody in earlier measurements). The decoder expands the embedding back to a sequence,
-runs a causal stack over it and predicts frame t+1 of the time-reversed crop; the loss is MSE.
+dilations 1, 2, 4, ...) with BatchNorm and ReLU over a 2x time-pooled crop. Two things are read off
+its feature sequence:
+
+* a narrow per-frame code (``squeeze`` channels) that a causal decoder turns back into the
+  time-reversed crop, predicting frame t+1 (the autoencoder term, MSE);
+* the embedding: the mean, standard deviation and maximum of each encoder channel over time, mapped
+  by a linear layer to ``dim`` and squashed by tanh. Pooling over time makes the vector tolerant of
+  where in the clip a tune starts, which a linear map over the whole time axis was not.
 
 A plain autoencoder learns the recording, not the melody: two versions of one melody in another key
-or with another instrument land far apart. So training adds an invariance term (on by default): two
-views of the same crop, each shifted by whole mel bands and given a different spectral envelope, must
-embed close together and apart from the other crops of the batch (InfoNCE). The two views share their
-time window, so the model cannot solve the task by recognising the recording's texture alone.
+or with another instrument land far apart, and a fixed 2-D FFT of the log-mel beat it on real music.
+So training adds a contrastive term (InfoNCE): two views of one song, cut at different places of the
+clip, each played at another tempo, shifted by whole mel bands (a change of key), given another
+spectral envelope and level (instrument, mix), and sometimes laid over another song (an
+accompaniment), must embed close together and apart from the other songs of the batch. What is left
+for the encoder to match is what survives all of that: the tune and the rhythm.
 
 Whole clips are embedded by tiling crops across the clip and averaging their embeddings.
 """
@@ -59,24 +65,26 @@ class TCAEOptions:
     Attributes
     ----------
     steps : optimiser steps.
-    batch_size : crops per step.
+    batch_size : songs per step (each gives two views).
     crop : crop length in *pooled* frames (raw frames = crop * pool).
     pool : time pooling factor before the encoder.
     hidden : channels of the convolution stacks.
     dilations : one causal conv layer per dilation.
-    squeeze : channels per time step that enter the linear bottleneck.
+    squeeze : channels per time step of the autoencoder's code.
     dim : embedding size.
     lr, weight_decay : AdamW settings.
-    val_fraction : share of songs held out for the validation MSE that picks the checkpoint.
+    val_fraction : share of songs held out for the validation loss that picks the checkpoint.
     eval_every : steps between validations.
     stats_sample : files read for the per-band statistics.
+    recon_weight : weight of the autoencoder's MSE.
     invariance_weight : weight of the two-view InfoNCE term (0 = plain autoencoder).
     temperature : InfoNCE temperature.
-    max_band_shift : largest pitch shift of the augmentation, in mel bands.
-    timbre : amplitude (in standardised units) of the random spectral envelope of the augmentation.
-    noise : standard deviation of the additive noise of the augmentation.
-    time_shift : largest offset, in dataset frames, between the time windows of the two views.
-    stretch : largest relative tempo change of a view (0.05 = +-5 %).
+    max_band_shift : largest pitch shift of a view, in whole mel bands.
+    timbre : amplitude (in standardised units) of a view's random spectral envelope and level.
+    noise : standard deviation of a view's additive noise.
+    stretch : largest relative tempo change of a view (0.15 = +-15 %).
+    mix : probability that a view is laid over another song of the batch (an accompaniment).
+    view_span : how far apart the two views of a song may start, as a share of the clip (0 = same place).
     tiles : crops tiled across a whole clip when embedding it.
     blend_dim : dimensions of the final vector given to the fixed modulation-spectrum feature
         (0 = the learned embedding alone); the learned part gets ``dim - blend_dim``.
@@ -86,32 +94,31 @@ class TCAEOptions:
     embed_batch : clips per batch when embedding.
     """
 
-    steps: int = 300
+    steps: int = 400
     batch_size: int = 48
-    crop: int = 64
+    crop: int = 128
     pool: int = 2
-    hidden: int = 48
+    hidden: int = 64
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
-    squeeze: int = 8
+    squeeze: int = 16
     dim: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     eval_every: int = 50
     stats_sample: int = 2000
+    recon_weight: float = 1.0
     invariance_weight: float = 1.0
     temperature: float = 0.1
-    max_band_shift: int = 4
+    max_band_shift: int = 3
     timbre: float = 0.5
     noise: float = 0.1
-    time_shift: int = 16
-    stretch: float = 0.05
-    tiles: int = 4
-    # Chosen with `mugle evaluate` on the default demo, holdout seeds 0 and 1: 112 dims at weight 0.9 found
-    # another version first for 0.912 / 0.905 of versioned songs, against 0.861-0.895 for 64 dims at 0.7;
-    # playlist hit rates of tcae and cel did not change beyond their intervals.
-    blend_dim: int = 112
-    blend_weight: float = 0.9
+    stretch: float = 0.15
+    mix: float = 0.3
+    view_span: float = 1.0
+    tiles: int = 8
+    blend_dim: int = 0
+    blend_weight: float = 0.0
     blend_sample: int = 1000
     workers: int = 0
     embed_batch: int = 64
@@ -130,6 +137,19 @@ class TCAEOptions:
             raise ValueError(f"TCAEOptions.dilations must be positive, got {self.dilations}")
         if self.workers < 0:
             raise ValueError(f"TCAEOptions.workers must be >= 0, got {self.workers}")
+        if self.recon_weight < 0 or self.invariance_weight < 0 or self.recon_weight + self.invariance_weight <= 0:
+            raise ValueError(
+                f"TCAEOptions.recon_weight ({self.recon_weight}) and invariance_weight ({self.invariance_weight}) "
+                "must be >= 0 and not both 0"
+            )
+        if not 0.0 <= self.stretch < 1.0:
+            raise ValueError(f"TCAEOptions.stretch must be in [0, 1), got {self.stretch}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"TCAEOptions.mix must be in [0, 1], got {self.mix}")
+        if not 0.0 <= self.view_span <= 1.0:
+            raise ValueError(f"TCAEOptions.view_span must be in [0, 1], got {self.view_span}")
+        if not 0 <= self.max_band_shift < N_MELS // 2:
+            raise ValueError(f"TCAEOptions.max_band_shift must be in [0, {N_MELS // 2}), got {self.max_band_shift}")
         if not 0 <= self.blend_dim < self.dim:
             raise ValueError(f"TCAEOptions.blend_dim must be in [0, dim), got {self.blend_dim} (dim={self.dim})")
         if not 0.0 <= self.blend_weight < 1.0:
@@ -142,10 +162,12 @@ class TCAEOptions:
 
     @property
     def window(self) -> int:
-        """Frames read per training item: a crop plus room for the views' shift and stretch."""
+        """Frames read per training item: the whole clip when views roam over it, else a crop plus tempo room."""
         if self.invariance_weight <= 0:
             return self.raw_crop
-        return int(math.ceil(self.raw_crop * (1.0 + self.stretch))) + 2 * self.time_shift
+        if self.view_span > 0:
+            return max(FRAMES, int(math.ceil(self.raw_crop * (1.0 + self.stretch))))
+        return int(math.ceil(self.raw_crop * (1.0 + self.stretch)))
 
     def model_config(self) -> dict[str, Any]:
         """What :class:`TCAE` needs to be rebuilt at inference time."""
@@ -189,16 +211,16 @@ class CausalBlock(nn.Module):
 
 
 class TCAE(nn.Module):
-    """The autoencoder; :meth:`encode` gives the tanh embedding of crops of ``length * pool`` frames."""
+    """The autoencoder; :meth:`encode` gives the tanh embedding of standardised crops or clips."""
 
     def __init__(
         self,
         n_mels: int = N_MELS,
         hidden: int = 64,
         dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
-        length: int = 64,
+        length: int = 128,
         pool: int = 2,
-        squeeze: int = 8,
+        squeeze: int = 16,
         dim: int = 128,
         blend_dim: int = 0,
         blend_weight: float = 0.0,
@@ -209,30 +231,35 @@ class TCAE(nn.Module):
         self.enc_in = nn.Conv1d(n_mels, hidden, 1)
         self.encoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.enc_out = nn.Conv1d(hidden, squeeze, 1)
-        self.bottleneck = nn.Linear(squeeze * length, dim)
-        self.expand = nn.Linear(dim, squeeze * length)
+        self.head = nn.Linear(3 * hidden, dim)
         self.dec_in = nn.Conv1d(squeeze, hidden, 1)
         self.decoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.dec_out = nn.Conv1d(hidden, n_mels, 1)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 48, length * pool) -> (B, 48, length)."""
+        """(B, 48, T * pool) -> (B, 48, T)."""
         return F.avg_pool1d(x, self.pool) if self.pool > 1 else x
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder feature sequence (B, hidden, T) of standardised input (B, 48, T * pool)."""
+        return self.encoder(self.enc_in(self.pooled(x)))
+
+    def embed_features(self, h: torch.Tensor) -> torch.Tensor:
+        """Mean, std and max of each channel over time -> linear -> tanh: (B, dim) in [-1, 1]."""
+        h = h.float()
+        stats = torch.cat([h.mean(dim=2), h.std(dim=2), h.amax(dim=2)], dim=1)
+        return torch.tanh(self.head(stats))
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed standardised crops (B, 48, length * pool) -> (B, dim) in [-1, 1]."""
-        h = self.enc_out(self.encoder(self.enc_in(self.pooled(x))))
-        return torch.tanh(self.bottleneck(h.flatten(1)))
+        """Embed standardised crops (B, 48, T * pool) -> (B, dim) in [-1, 1]."""
+        return self.embed_features(self.features(x))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Predict the time-reversed pooled crop; output t is the estimate of reversed frame t+1."""
-        seq = self.expand(z).view(z.shape[0], self.squeeze, self.length)
-        return self.dec_out(self.decoder(self.dec_in(seq)))
-
-    def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """MSE between decoder outputs 0..L-2 and reversed pooled frames 1..L-1."""
+    def reconstruction_loss(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """MSE of the decoder, which reads the time-reversed code and predicts reversed pooled frame t+1."""
+        h = self.features(x) if h is None else h
+        code = torch.flip(self.enc_out(h), dims=[2])
+        pred = self.dec_out(self.decoder(self.dec_in(code)))
         target = torch.flip(self.pooled(x), dims=[2])
-        pred = self.decode(z)
         return F.mse_loss(pred[:, :, :-1].float(), target[:, :, 1:].float())
 
 
@@ -293,11 +320,13 @@ class ModulationBlend(nn.Module):
 
 
 def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
-    """A new "version" of standardised crops: band shift, spectral envelope, level and noise.
+    """A new "performance" of standardised crops: key, instrument, level, noise and accompaniment.
 
     Shifting by whole mel bands stands in for a change of key; a smooth random curve over the bands
-    (sum of low-order cosines) stands in for another instrument or mix. Bands shifted in from outside
-    repeat the edge band rather than inventing content.
+    (sum of low-order cosines) and a level offset stand in for another instrument or mix. Bands
+    shifted in from outside repeat the edge band rather than inventing content. With probability
+    ``options.mix`` another song of the batch is laid underneath, a few standard units quieter: in
+    log-mel terms the louder of the two wins, which is roughly how an accompaniment adds.
     """
     b, n, t = x.shape
     device = x.device
@@ -314,29 +343,55 @@ def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -
         envelope = (coef[:, :, None] * torch.cos(orders[None, :, None] * bands[None, None, :])).sum(1)
         level = torch.randn(b, 1, generator=generator).to(device) * options.timbre
         out = out + (envelope + level)[:, :, None]
+    if options.mix > 0 and b > 1:
+        other = torch.roll(out, 1, dims=0)
+        offset = (-0.5 - 1.5 * torch.rand(b, 1, 1, generator=generator)).to(device)
+        chosen = (torch.rand(b, 1, 1, generator=generator) < options.mix).to(device)
+        out = torch.where(chosen, torch.maximum(out, other + offset), out)
     if options.noise > 0:
         out = out + torch.randn(out.shape, generator=generator).to(device) * options.noise
     return out
 
 
-def view(window: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
-    """Cut one view of ``raw_crop`` frames from a longer window at a random offset and tempo.
+def view_pair(
+    window: torch.Tensor, options: TCAEOptions, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of ``raw_crop`` frames per song, each at its own place in the window and its own tempo.
 
-    Versions of a song start their tune at slightly different times and play it a little faster or
-    slower; two views that differ that way teach the encoder to ignore it.
+    The second view starts up to ``view_span`` of the window away from the first, so the pair shares
+    the song (its tune, its rhythm) but not necessarily the same bars; each view is read over a span
+    ``1 +- stretch`` times the crop and resampled to the crop, a tempo change.
     """
     b, _, t = window.shape
     crop = options.raw_crop
     if t <= crop:
-        return window[:, :, :crop]
-    scales = 1.0 + (torch.rand(b, generator=generator) * 2.0 - 1.0) * options.stretch
-    out = []
+        piece = fit_length_t(window, crop)
+        return piece, piece.clone()
+    scales = 1.0 + (torch.rand(2, b, generator=generator) * 2.0 - 1.0) * options.stretch
+    firsts = torch.rand(2, b, generator=generator)
+    span = options.view_span
+    out: list[list[torch.Tensor]] = [[], []]
     for i in range(b):
-        length = min(t, max(2, int(round(crop * float(scales[i])))))
-        start = int(torch.randint(0, t - length + 1, (1,), generator=generator))
-        seg = window[i : i + 1, :, start : start + length]
-        out.append(seg if length == crop else F.interpolate(seg, size=crop, mode="linear", align_corners=False))
-    return torch.cat(out, dim=0)
+        lengths = [min(t, max(2, int(round(crop * float(scales[v, i]))))) for v in (0, 1)]
+        start_a = int(float(firsts[0, i]) * (t - lengths[0] + 1))
+        # The second start: uniform within +-span of the clip around the first, kept inside the window.
+        lo = max(0, start_a - int(span * t))
+        hi = min(t - lengths[1], start_a + int(span * t))
+        start_b = lo + int(float(firsts[1, i]) * (max(hi, lo) - lo + 1))
+        for v, (start, length) in enumerate(zip((start_a, start_b), lengths, strict=True)):
+            seg = window[i : i + 1, :, start : start + length]
+            if length != crop:
+                seg = F.interpolate(seg, size=crop, mode="linear", align_corners=False)
+            out[v].append(seg)
+    return torch.cat(out[0], dim=0), torch.cat(out[1], dim=0)
+
+
+def fit_length_t(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Tensor version of :func:`training.mels.fit_length` over the last axis (repeat, then cut)."""
+    t = x.shape[-1]
+    if t >= frames:
+        return x[..., :frames]
+    return x.repeat(*([1] * (x.dim() - 1)), -(-frames // t))[..., :frames]
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -469,17 +524,9 @@ def train_tcae(
             continue
         empty_streak = 0
         model.train()
-        window = x.to(dev, non_blocking=True)
-        # The autoencoder sees the middle of the window; the two views roam over all of it.
-        mid = (window.shape[2] - options.raw_crop) // 2
-        x = window[:, :, mid : mid + options.raw_crop]
+        inputs = _training_inputs(x.to(dev, non_blocking=True), options, aug_gen)
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            z = model.encode(x)
-            loss = model.reconstruction_loss(x, z)
-            if options.invariance_weight > 0:
-                za = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
-                zb = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
-                loss = loss + options.invariance_weight * info_nce(za, zb, options.temperature)
+            loss, parts = _loss(model, inputs, options)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -490,9 +537,9 @@ def train_tcae(
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % options.eval_every == 0 or step == options.steps:
-            val = _validation_mse(model, val_batches, dev, use_amp) if val_batches else float(loss.item())
-            history.append({"step": step, "loss": float(loss.item()), "val_mse": val})
-            logger.debug("tcae step %d loss %.4f val %.4f", step, loss.item(), val)
+            val = _validation_loss(model, val_batches, options, dev, use_amp) if val_batches else float(loss.item())
+            history.append({"step": step, "loss": float(loss.item()), "val_loss": val, **parts})
+            logger.debug("tcae step %d loss %.4f val %.4f %s", step, loss.item(), val, parts)
             if val < best_val:
                 best_val = val
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
@@ -509,7 +556,7 @@ def train_tcae(
     info = {
         "train_seconds": round(train_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
-        "best_val_mse": best_val,
+        "best_val_loss": best_val,
         "history": history,
         "songs": {"train": len(train_ids), "val": len(val_ids), "embedded": len(ids)},
         "stats_files": stats.files,
@@ -518,7 +565,7 @@ def train_tcae(
         "seed": seed,
     }
     logger.info(
-        "tcae: %d songs embedded in %.1fs (best val MSE %.4f; skipped: %s)",
+        "tcae: %d songs embedded in %.1fs (best validation loss %.4f; skipped: %s)",
         len(ids), info["total_seconds"], best_val, embed_report.summary(),
     )
     if models_dir is not None:
@@ -526,6 +573,35 @@ def train_tcae(
     LAST_INFO.clear()
     LAST_INFO.update(info)
     return ids, vectors
+
+
+def _training_inputs(
+    window: torch.Tensor, options: TCAEOptions, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The crops one step trains on: two augmented views per song, or one plain crop without invariance."""
+    if options.invariance_weight <= 0:
+        return fit_length_t(window, options.raw_crop), None
+    a, b = view_pair(window, options, generator)
+    return augment(a, options, generator), augment(b, options, generator)
+
+
+def _loss(
+    model: TCAE, inputs: tuple[torch.Tensor, torch.Tensor | None], options: TCAEOptions
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted autoencoder MSE (on the first view) plus InfoNCE between the two views."""
+    a, b = inputs
+    ha = model.features(a)
+    parts: dict[str, float] = {}
+    loss = torch.zeros((), device=a.device)
+    if options.recon_weight > 0:
+        mse = model.reconstruction_loss(a, ha)
+        parts["mse"] = float(mse.detach())
+        loss = loss + options.recon_weight * mse
+    if b is not None and options.invariance_weight > 0:
+        nce = info_nce(model.embed_features(ha), model.encode(b), options.temperature)
+        parts["nce"] = float(nce.detach())
+        loss = loss + options.invariance_weight * nce
+    return loss, parts
 
 
 def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:
@@ -545,30 +621,35 @@ def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, optio
 
 def _validation_batches(
     mel_paths: dict[int, Path], val_ids: np.ndarray, stats: MelStats, options: TCAEOptions, seed: int
-) -> list[torch.Tensor]:
-    """Fixed crops of the held-out songs (at most 512), read once so every validation is comparable."""
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Fixed, already augmented inputs of the held-out songs (at most 512), made once so every
+    validation is comparable."""
     if len(val_ids) == 0:
         return []
     chosen = val_ids[:512]
-    ds = MelCropDataset([mel_paths[int(i)] for i in chosen], stats, options.raw_crop, seed=seed + 7919)
+    ds = MelCropDataset([mel_paths[int(i)] for i in chosen], stats, options.window, seed=seed + 7919)
+    gen = torch.Generator().manual_seed(seed + 15485863)
     out = []
-    for batch in make_loader(ds, options.embed_batch, shuffle=False, workers=0):
+    for batch in make_loader(ds, max(2, options.batch_size), shuffle=False, workers=0):
         x, _ = usable_batch(batch)
-        if len(x):
-            out.append(x)
+        if len(x) >= 2:
+            out.append(_training_inputs(x, options, gen))
     return out
 
 
 @torch.no_grad()
-def _validation_mse(model: TCAE, batches: list[torch.Tensor], dev: torch.device, use_amp: bool) -> float:
+def _validation_loss(
+    model: TCAE, batches: list[tuple[torch.Tensor, torch.Tensor | None]], options: TCAEOptions,
+    dev: torch.device, use_amp: bool,
+) -> float:
     model.eval()
     total, count = 0.0, 0
-    for x in batches:
-        x = x.to(dev)
+    for a, b in batches:
+        inputs = (a.to(dev), None if b is None else b.to(dev))
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            loss = model.reconstruction_loss(x, model.encode(x))
-        total += float(loss) * len(x)
-        count += len(x)
+            loss, _ = _loss(model, inputs, options)
+        total += float(loss) * len(a)
+        count += len(a)
     return total / max(count, 1)
 
 
@@ -627,7 +708,7 @@ class TCAEEmbedder:
         use_amp = self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
             z = self.model.encode(tiles.reshape(b * k, N_MELS, crop).to(self.device))
-        z = F.normalize(z.float().view(b, k, -1).mean(1), dim=1)
+        z = F.normalize(F.normalize(z.float(), dim=1).view(b, k, -1).mean(1), dim=1)
         blend = self.model.blend
         if blend is not None:
             # Squared norms split (1 - w) : w between the learned part and the fixed feature.

@@ -71,6 +71,7 @@ class TCAEOptions:
     hidden : channels of the convolution stacks.
     dilations : one causal conv layer per dilation.
     squeeze : channels per time step of the autoencoder's code.
+    groups : log-spaced modulation-rate groups of the embedding's spectrum (plus the constant one).
     dim : embedding size.
     lr, weight_decay : AdamW settings.
     val_fraction : share of songs held out for the validation loss that picks the checkpoint.
@@ -90,17 +91,19 @@ class TCAEOptions:
         (0 = the learned embedding alone); the learned part gets ``dim - blend_dim``.
     blend_weight : share of the squared norm of the final vector given to that feature.
     blend_sample : training files read to standardise that feature.
+    head_sample : training songs whose spectra start the embedding's linear map (a whitening PCA).
     workers : DataLoader worker processes.
     embed_batch : clips per batch when embedding.
     """
 
     steps: int = 400
     batch_size: int = 48
-    crop: int = 128
+    crop: int = 256
     pool: int = 2
     hidden: int = 64
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
     squeeze: int = 16
+    groups: int = 32
     dim: int = 128
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -120,13 +123,15 @@ class TCAEOptions:
     blend_dim: int = 0
     blend_weight: float = 0.0
     blend_sample: int = 1000
+    head_sample: int = 1000
     workers: int = 0
     embed_batch: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dilations = tuple(int(d) for d in self.dilations)
-        for name in ("steps", "batch_size", "crop", "pool", "hidden", "squeeze", "dim", "tiles", "embed_batch"):
+        positive = ("steps", "batch_size", "crop", "pool", "hidden", "squeeze", "groups", "dim", "tiles", "embed_batch")
+        for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TCAEOptions.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2 and self.invariance_weight > 0:
@@ -178,6 +183,7 @@ class TCAEOptions:
             "length": self.crop,
             "pool": self.pool,
             "squeeze": self.squeeze,
+            "groups": self.groups,
             "dim": self.dim - self.blend_dim,
             "blend_dim": self.blend_dim,
             "blend_weight": self.blend_weight,
@@ -210,31 +216,82 @@ class CausalBlock(nn.Module):
         return x + F.relu(self.norm(self.conv(x)))
 
 
+FRAME_RATE = 16000 / 256  # mel frames per second (the dataset's 16 kHz, hop 256)
+MIN_RATE_HZ = 0.1  # slowest modulation rate told apart from the others
+
+
+def rate_groups(frames: int, frame_rate: float, groups: int, min_rate: float = MIN_RATE_HZ) -> torch.Tensor:
+    """Averaging matrix (frames // 2 + 1, groups + 1) from FFT bins over time to modulation-rate groups.
+
+    Column 0 is the constant (0 Hz) bin; the others are log-spaced rate bands from ``min_rate`` to the
+    Nyquist rate, so a change of tempo moves energy within a band or to its neighbour, and crops of
+    any length land on the same columns. A band too narrow to hold a bin interpolates its centre
+    from the two nearest bins.
+    """
+    bins = frames // 2 + 1
+    rates = np.arange(bins) * frame_rate / frames
+    edges = np.geomspace(min_rate, frame_rate / 2, groups + 1)
+    m = np.zeros((bins, groups + 1), dtype=np.float32)
+    m[0, 0] = 1.0
+    for g, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True), start=1):
+        inside = np.flatnonzero((rates >= lo) & (rates < hi) & (np.arange(bins) > 0))
+        if len(inside):
+            m[inside, g] = 1.0 / len(inside)
+            continue
+        centre = float(np.sqrt(lo * hi))
+        right = int(np.clip(np.searchsorted(rates, centre), 1, bins - 1))
+        left = right - 1
+        w = (centre - rates[left]) / max(rates[right] - rates[left], 1e-9)
+        m[left, g], m[right, g] = 1.0 - w, w
+    return torch.from_numpy(m)
+
+
 class TCAE(nn.Module):
-    """The autoencoder; :meth:`encode` gives the tanh embedding of standardised crops or clips."""
+    """The autoencoder and its embedding head.
+
+    The causal dilated encoder reads the (time-pooled, standardised) mel and does two things with its
+    feature sequence: a narrow code that the decoder turns back into the mel (the autoencoder), and a
+    correction added to the mel, band by band and frame by frame (zero at the start of training). The
+    embedding is the magnitude of the 2-D Fourier transform of the corrected mel over bands and time,
+    which does not change when the tune starts later or moves up or down by whole bands, averaged into
+    log-spaced modulation-rate groups (tolerant of tempo), log-compressed, and mapped by a linear layer
+    to ``dim`` and tanh. The linear layer starts as a whitening PCA of that spectrum over training songs
+    (:meth:`init_head`), so an untrained TCAE is the fixed transform; training moves both the
+    correction and the map so that two performances of one song land together.
+    """
 
     def __init__(
         self,
         n_mels: int = N_MELS,
         hidden: int = 64,
         dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
-        length: int = 128,
+        length: int = 256,
         pool: int = 2,
         squeeze: int = 16,
         dim: int = 128,
+        groups: int = 32,
         blend_dim: int = 0,
         blend_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_mels, self.length, self.pool, self.squeeze, self.dim = n_mels, length, pool, squeeze, dim
+        self.groups = groups
         self.blend = ModulationBlend(n_mels, blend_dim, blend_weight) if blend_dim > 0 else None
         self.enc_in = nn.Conv1d(n_mels, hidden, 1)
         self.encoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.enc_out = nn.Conv1d(hidden, squeeze, 1)
-        self.head = nn.Linear(3 * hidden, dim)
+        self.refine = nn.Conv1d(hidden, n_mels, 1)
+        nn.init.zeros_(self.refine.weight)
+        nn.init.zeros_(self.refine.bias)
+        self.head = nn.Linear(self.spectrum_size, dim)
         self.dec_in = nn.Conv1d(squeeze, hidden, 1)
         self.decoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.dec_out = nn.Conv1d(hidden, n_mels, 1)
+        self._groups: dict[tuple[int, str], torch.Tensor] = {}
+
+    @property
+    def spectrum_size(self) -> int:
+        return (self.n_mels // 2 + 1) * (self.groups + 1)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 48, T * pool) -> (B, 48, T)."""
@@ -244,15 +301,42 @@ class TCAE(nn.Module):
         """Encoder feature sequence (B, hidden, T) of standardised input (B, 48, T * pool)."""
         return self.encoder(self.enc_in(self.pooled(x)))
 
-    def embed_features(self, h: torch.Tensor) -> torch.Tensor:
-        """Mean, std and max of each channel over time -> linear -> tanh: (B, dim) in [-1, 1]."""
-        h = h.float()
-        stats = torch.cat([h.mean(dim=2), h.std(dim=2), h.amax(dim=2)], dim=1)
-        return torch.tanh(self.head(stats))
+    def spectrum(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Log 2-D modulation spectrum (B, spectrum_size) of the corrected mel."""
+        y = (self.pooled(x) + self.refine(h)).float()
+        y = y - y.mean(dim=(1, 2), keepdim=True)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            mag = torch.fft.fft(torch.fft.rfft(y, dim=2), dim=1).abs()[:, : self.n_mels // 2 + 1]
+            t = y.shape[2]
+            key = (t, str(y.device))
+            if key not in self._groups:
+                self._groups[key] = rate_groups(t, FRAME_RATE / self.pool, self.groups).to(y.device)
+            return torch.log1p(mag @ self._groups[key]).flatten(1)
+
+    def project(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """(B, spectrum_size) -> (B, dim) in [-1, 1]."""
+        return torch.tanh(self.head(spectrum.float()))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Embed standardised crops (B, 48, T * pool) -> (B, dim) in [-1, 1]."""
-        return self.embed_features(self.features(x))
+        return self.project(self.spectrum(x, self.features(x)))
+
+    @torch.no_grad()
+    def init_head(self, spectra: torch.Tensor, scale: float = 0.5) -> None:
+        """Start the linear map as a whitening PCA of ``spectra`` (n, spectrum_size), scaled by ``scale``.
+
+        Whitened components have unit variance; ``scale`` keeps most of them in tanh's linear range.
+        """
+        spectra = spectra.double()
+        mean = spectra.mean(0)
+        centred = spectra - mean
+        _, sing, vt = torch.linalg.svd(centred, full_matrices=False)
+        k = min(self.dim, vt.shape[0])
+        std = (sing[:k] / math.sqrt(max(1, len(spectra) - 1))).clamp_min(1e-6)
+        weight = torch.zeros(self.dim, self.spectrum_size, dtype=torch.float64)
+        weight[:k] = vt[:k] / std[:, None] * scale
+        self.head.weight.copy_(weight.float())
+        self.head.bias.copy_((-(weight @ mean)).float())
 
     def reconstruction_loss(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """MSE of the decoder, which reads the time-reversed code and predicts reversed pooled frame t+1."""
@@ -492,6 +576,7 @@ def train_tcae(
         stats.save(Path(models_dir) / STATS_FILE)
 
     model = TCAE(**options.model_config()).to(dev)
+    _init_head(model, [mel_paths[int(i)] for i in train_ids], stats, options, seed, dev)
     opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     sched = warmup_cosine(opt, options.steps)
     use_amp = dev.type == "cuda"
@@ -598,10 +683,30 @@ def _loss(
         parts["mse"] = float(mse.detach())
         loss = loss + options.recon_weight * mse
     if b is not None and options.invariance_weight > 0:
-        nce = info_nce(model.embed_features(ha), model.encode(b), options.temperature)
+        nce = info_nce(model.project(model.spectrum(a, ha)), model.encode(b), options.temperature)
         parts["nce"] = float(nce.detach())
         loss = loss + options.invariance_weight * nce
     return loss, parts
+
+
+@torch.no_grad()
+def _init_head(
+    model: TCAE, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int, dev: torch.device
+) -> None:
+    """Whitening PCA of the untrained model's clip spectra over a sample of training songs."""
+    rng = np.random.default_rng(seed + 7)
+    chosen = [paths[int(i)] for i in np.sort(rng.permutation(len(paths))[: options.head_sample])]
+    model.eval()
+    embedder = TCAEEmbedder(model, stats, options, dev)
+    spectra = []
+    loader = make_loader(MelClipDataset(chosen, stats), options.embed_batch, shuffle=False, workers=options.workers)
+    for batch in loader:
+        x, _ = usable_batch(batch)
+        if len(x):
+            spectra.append(embedder.spectra(x).cpu())
+    if not spectra:
+        raise ValueError(f"train_tcae: no readable mel among {len(chosen)} files sampled for the embedding head")
+    model.init_head(torch.cat(spectra))
 
 
 def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:
@@ -699,16 +804,23 @@ class TCAEEmbedder:
         return sorted({int(round(s)) for s in np.linspace(0, frames - crop, n)})
 
     @torch.no_grad()
-    def embed_normalised(self, clips: torch.Tensor) -> np.ndarray:
-        """Embed standardised clips (B, 48, T) with T >= one crop; returns (B, dim) float32, L2-normalised."""
+    def spectra(self, clips: torch.Tensor) -> torch.Tensor:
+        """Spectra (B, spectrum_size) of standardised clips (B, 48, T), averaged over crops tiled across them."""
         crop = self.model.length * self.model.pool
+        clips = fit_length_t(clips, crop)
         starts = self._tile_starts(clips.shape[2])
         tiles = torch.stack([clips[:, :, s : s + crop] for s in starts], dim=1)  # (B, tiles, 48, crop)
         b, k = tiles.shape[:2]
+        x = tiles.reshape(b * k, N_MELS, crop).to(self.device)
         use_amp = self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
-            z = self.model.encode(tiles.reshape(b * k, N_MELS, crop).to(self.device))
-        z = F.normalize(F.normalize(z.float(), dim=1).view(b, k, -1).mean(1), dim=1)
+            h = self.model.features(x)
+        return self.model.spectrum(x, h).view(b, k, -1).mean(1)
+
+    @torch.no_grad()
+    def embed_normalised(self, clips: torch.Tensor) -> np.ndarray:
+        """Embed standardised clips (B, 48, T) with T >= one crop; returns (B, dim) float32, L2-normalised."""
+        z = F.normalize(self.model.project(self.spectra(clips)), dim=1)
         blend = self.model.blend
         if blend is not None:
             # Squared norms split (1 - w) : w between the learned part and the fixed feature.

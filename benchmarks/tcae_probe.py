@@ -39,10 +39,14 @@ from training.mels import FRAMES, fit_length, read_mel  # noqa: E402
 logger = logging.getLogger(__name__)
 
 
-def fft2_feature(mel: np.ndarray) -> np.ndarray:
-    """Magnitude of the 2-D FFT of a (48, T) log-mel fitted to the dataset's clip length, mean removed."""
+def fft2_feature(mel: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Magnitude of the 2-D FFT of a (48, T) log-mel (dB) fitted to the dataset's clip length.
+
+    With ``stats`` (per-band mean and deviation) the mel is standardised band by band first.
+    """
     x = fit_length(np.asarray(mel, dtype=np.float32), FRAMES)
-    x = x - x.mean()
+    if stats is not None:
+        x = (x - stats[0][:, None]) / stats[1][:, None]
     return np.abs(np.fft.rfft2(x)).reshape(-1).astype(np.float32)
 
 
@@ -127,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     truth = json.loads(args.truth.read_text(encoding="utf-8"))
     groups = [list(map(int, g)) for g in truth.get("version_groups", []) if g and in_half(int(g[0]), args.split)]
-    queries = [q for q in truth.get("queries", []) if in_half(int(q["song_id"]), args.split)]
+    queries = list(truth.get("queries", []))
+    for track in truth.get("tracks", []):  # the real-audio recordings set: queries listed per track
+        queries += [{"mel": q["mel"], "song_id": track["song_id"]} for q in track.get("queries", [])]
+    queries = [q for q in queries if in_half(int(q["song_id"]), args.split)]
     paths: dict[int, Path] = {}
     for p in sorted((args.data / "arena_mel").glob("*/*.npy")):
         paths[int(p.stem)] = p
@@ -146,10 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         qtargets.append(int(q["song_id"]))
     result: dict[str, Any] = {"data": str(args.data), "split": args.split, "songs": len(ids), "options": args.option}
 
-    fft = np.stack([fft2_feature(mels[int(i)]) for i in ids])
-    qfft = np.stack([fft2_feature(m) for m in qmels]) if qmels else None
-    result["fft2"] = evaluate_vectors(ids, fft, groups, qfft, qtargets)
-    print("fft2", json.dumps(result["fft2"]), flush=True)
+    allmel = np.concatenate([mels[int(i)] for i in ids], axis=1)
+    band = (allmel.mean(axis=1), allmel.std(axis=1) + 1e-6)
+    del allmel
+    for name, stats in (("fft2", None), ("fft2 band-std", band)):
+        fft = np.stack([fft2_feature(mels[int(i)], stats) for i in ids])
+        qfft = np.stack([fft2_feature(m, stats) for m in qmels]) if qmels else None
+        result[name] = evaluate_vectors(ids, fft, groups, qfft, qtargets)
+        print(name, json.dumps(result[name]), flush=True)
 
     if not args.no_train:
         overrides = {}

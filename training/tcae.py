@@ -807,7 +807,8 @@ class TCAEEmbedder:
     def spectra(self, clips: torch.Tensor) -> torch.Tensor:
         """Spectra (B, spectrum_size) of standardised clips (B, 48, T), averaged over crops tiled across them."""
         crop = self.model.length * self.model.pool
-        clips = fit_length_t(clips, crop)
+        if clips.shape[2] < crop:
+            clips = fit_length_t(clips, crop)
         starts = self._tile_starts(clips.shape[2])
         tiles = torch.stack([clips[:, :, s : s + crop] for s in starts], dim=1)  # (B, tiles, 48, crop)
         b, k = tiles.shape[:2]

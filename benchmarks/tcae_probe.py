@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
                                      models_dir=models)
             result["train_s"] = round(time.perf_counter() - started, 1)
             qvecs = TCAEEmbedder.load(models).embed(qmels) if qmels else None
+        from training.tcae import LAST_INFO
+
+        result["history"] = LAST_INFO.get("history", [])
+        print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
         result["tcae"] = evaluate_vectors(tids, tvecs, groups, qvecs, qtargets)
         print("tcae", json.dumps(result["tcae"]), f"train {result['train_s']} s", flush=True)
     if args.out is not None:

@@ -283,7 +283,15 @@ class TCAE(nn.Module):
         self.refine = nn.Conv1d(hidden, n_mels, 1)
         nn.init.zeros_(self.refine.weight)
         nn.init.zeros_(self.refine.bias)
-        self.head = nn.Linear(self.spectrum_size, dim)
+        # A fixed whitening PCA of the spectrum (buffers, fitted by init_head), then a learned square map
+        # that starts as the identity: Adam's steps are then the same size for every component, so
+        # training reweights the components instead of scrambling the largest ones.
+        self.register_buffer("spec_mean", torch.zeros(self.spectrum_size))
+        self.register_buffer("whiten", torch.zeros(self.spectrum_size, dim))
+        self.head = nn.Linear(dim, dim)
+        nn.init.eye_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.head_scale = 0.5
         self.dec_in = nn.Conv1d(squeeze, hidden, 1)
         self.decoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.dec_out = nn.Conv1d(hidden, n_mels, 1)
@@ -315,28 +323,30 @@ class TCAE(nn.Module):
 
     def project(self, spectrum: torch.Tensor) -> torch.Tensor:
         """(B, spectrum_size) -> (B, dim) in [-1, 1]."""
-        return torch.tanh(self.head(spectrum.float()))
+        white = (spectrum.float() - self.spec_mean) @ self.whiten
+        return torch.tanh(self.head_scale * self.head(white))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Embed standardised crops (B, 48, T * pool) -> (B, dim) in [-1, 1]."""
         return self.project(self.spectrum(x, self.features(x)))
 
     @torch.no_grad()
-    def init_head(self, spectra: torch.Tensor, scale: float = 0.5) -> None:
-        """Start the linear map as a whitening PCA of ``spectra`` (n, spectrum_size), scaled by ``scale``.
+    def init_head(self, spectra: torch.Tensor) -> None:
+        """Fit the whitening PCA of ``spectra`` (n, spectrum_size); the learned map is reset to the identity.
 
-        Whitened components have unit variance; ``scale`` keeps most of them in tanh's linear range.
+        Whitened components have unit variance; ``head_scale`` keeps most of them in tanh's linear range.
         """
         spectra = spectra.double()
         mean = spectra.mean(0)
-        centred = spectra - mean
-        _, sing, vt = torch.linalg.svd(centred, full_matrices=False)
+        _, sing, vt = torch.linalg.svd(spectra - mean, full_matrices=False)
         k = min(self.dim, vt.shape[0])
         std = (sing[:k] / math.sqrt(max(1, len(spectra) - 1))).clamp_min(1e-6)
-        weight = torch.zeros(self.dim, self.spectrum_size, dtype=torch.float64)
-        weight[:k] = vt[:k] / std[:, None] * scale
-        self.head.weight.copy_(weight.float())
-        self.head.bias.copy_((-(weight @ mean)).float())
+        whiten = torch.zeros(self.spectrum_size, self.dim, dtype=torch.float64)
+        whiten[:, :k] = (vt[:k] / std[:, None]).T
+        self.spec_mean.copy_(mean.float())
+        self.whiten.copy_(whiten.float())
+        nn.init.eye_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def reconstruction_loss(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """MSE of the decoder, which reads the time-reversed code and predicts reversed pooled frame t+1."""

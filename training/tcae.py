@@ -96,8 +96,8 @@ class TCAEOptions:
     embed_batch : clips per batch when embedding.
     """
 
-    steps: int = 400
-    batch_size: int = 48
+    steps: int = 200
+    batch_size: int = 32
     crop: int = 256
     pool: int = 2
     hidden: int = 64
@@ -105,7 +105,7 @@ class TCAEOptions:
     squeeze: int = 16
     groups: int = 32
     dim: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     eval_every: int = 50
@@ -113,11 +113,11 @@ class TCAEOptions:
     recon_weight: float = 1.0
     invariance_weight: float = 1.0
     temperature: float = 0.1
-    max_band_shift: int = 3
-    timbre: float = 0.5
+    max_band_shift: int = 2
+    timbre: float = 0.3
     noise: float = 0.1
-    stretch: float = 0.15
-    mix: float = 0.3
+    stretch: float = 0.08
+    mix: float = 0.2
     view_span: float = 1.0
     tiles: int = 8
     blend_dim: int = 0

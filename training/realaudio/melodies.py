@@ -108,7 +108,7 @@ class Tune:
     title: str
     notes: list[tuple[int, float, float]]  # (midi pitch, start, length) in beats
     bar: float
-    pickup: float
+    pickup: float  # where the first note sits in its bar, in beats (an upbeat of 0.5 in 6/8 gives 2.5)
     tonic: int  # pitch class
     minor: bool
     compound: bool  # 6/8, 9/8, 12/8: the beat is a dotted quarter
@@ -404,8 +404,11 @@ def _render_job(job: _Job) -> int:
 
 
 def _worker_init(niceness: int) -> None:
-    if niceness:
-        os.nice(niceness)
+    # os.nice adds to the current value: raise it to ``niceness``, never past it (a parent run under
+    # `nice -n 10` would otherwise put its workers at 19, starved by every other job).
+    current = os.nice(0)
+    if niceness > current:
+        os.nice(niceness - current)
 
 
 def params(tunes: int = TUNES, performances: int = PERFORMANCES, seed: int = 0) -> dict[str, Any]:

@@ -187,8 +187,11 @@ def process_track(info: TrackInfo, song_id: int, tmp: str) -> dict[str, Any]:
 
 
 def _worker_init(niceness: int) -> None:
-    if niceness:
-        os.nice(niceness)
+    # os.nice adds to the current value: raise it to ``niceness``, never past it (a parent run under
+    # `nice -n 10` would otherwise put its workers at 19, starved by every other job).
+    current = os.nice(0)
+    if niceness > current:
+        os.nice(niceness - current)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

@@ -12,7 +12,8 @@ Commands (also ``mugle real-audio ...``)::
 * the learned models through the served API, on the app built from the artifacts (FastAPI's
   ``TestClient``, the same routes and engine as ``mugle serve``): for ``recordings`` each query WAV is
   uploaded to ``POST /recommend/audio?method=...&k=100``; for ``melodies`` every performance asks
-  ``GET /recommend/{id}?method=...&k=100``;
+  ``GET /recommend/{id}?method=...&k=100`` (a demo dataset folder, with its ``demo_truth.json``, is
+  scored the same way on its planted version groups, so the demo's figures sit beside the real ones);
 * the fixed baselines of :mod:`evaluation.retrieval` on the same catalog mels, cosine over the whole
   catalog, in the same run;
 
@@ -43,6 +44,7 @@ from training.realaudio import layout
 logger = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "artifacts"
+DEMO_TRUTH = "demo_truth.json"
 DEFAULT_REPORT = Path("docs/eval/real_audio.md")
 API_METHODS = ("tcae", "cel")
 SEED = 0
@@ -74,6 +76,7 @@ class EvalSet:
     catalog_mels: list[np.ndarray]
     queries: list[Query]
     info: dict[str, Any] = field(default_factory=dict)
+    task: str = ""
 
 
 def _read_mel(path: Path) -> np.ndarray:
@@ -87,6 +90,8 @@ def load_set(folder: Path) -> EvalSet:
     """Read a set written by :mod:`training.realaudio` (``READY`` must be there)."""
     folder = Path(folder)
     ready = layout.read_ready(folder)
+    if ready is None and (folder / DEMO_TRUTH).is_file():
+        return load_demo(folder)
     if ready is None:
         raise EvaluationSetError(f"{folder}: no READY marker; build the set first (mugle real-audio build)")
     try:
@@ -95,6 +100,7 @@ def load_set(folder: Path) -> EvalSet:
         raise EvaluationSetError(f"{folder / layout.TRUTH_FILE}: unreadable ({exc})") from exc
     name = truth.get("set")
     queries: list[Query] = []
+    catalog_ids: list[int]
     if name == "recordings":
         tracks = truth["tracks"]
         catalog_ids = [int(t["song_id"]) for t in tracks]
@@ -117,7 +123,32 @@ def load_set(folder: Path) -> EvalSet:
         for q in queries:
             q.mel = catalog_mels[position[int(q.song_id or 0)]]
     info = {k: ready[k] for k in ("songs", "queries", "tunes", "playlists", "per_game", "per_collection") if k in ready}
-    return EvalSet(name, folder, catalog_ids, catalog_mels, queries, info)
+    return EvalSet(name, folder, catalog_ids, catalog_mels, queries, info, str(truth.get("task", "")))
+
+
+def load_demo(folder: Path) -> EvalSet:
+    """The demo catalog's version task, scored like ``melodies``: the same numbers side by side.
+
+    Queries are the songs of the planted version groups (``demo_truth.json``); the catalog for the
+    baselines is every song with a readable mel.
+    """
+    truth = json.loads((folder / DEMO_TRUTH).read_text(encoding="utf-8"))
+    groups = [[int(s) for s in g] for g in truth.get("version_groups", []) if len(g) >= 2]
+    if not groups:
+        raise EvaluationSetError(f"{folder / DEMO_TRUTH}: no version_groups to evaluate")
+    meta = json.loads((folder / "song_meta.json").read_text(encoding="utf-8"))
+    catalog_ids: list[int] = []
+    catalog_mels: list[np.ndarray] = []
+    for song in meta:
+        mel, _ = load_mel(mel_path(folder, int(song["id"])))
+        if mel is not None:
+            catalog_ids.append(int(song["id"]))
+            catalog_mels.append(mel.astype(np.float32))
+    position = {s: i for i, s in enumerate(catalog_ids)}
+    queries = [Query(f"song {s}", set(g) - {s}, catalog_mels[position[s]], song_id=s)
+               for g in groups for s in g if s in position]
+    return EvalSet("demo versions", folder, catalog_ids, catalog_mels, queries, {"groups": len(groups)},
+                   "from one song of a planted version group, find another version of the same melody")
 
 
 # -- baselines ---------------------------------------------------------------------------------------------
@@ -197,6 +228,7 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
         q.relevant = {canon(s) for s in q.relevant}
         if q.group is not None:
             q.group = {canon(s) for s in q.group}
+    served["train_seconds"] = manifest.get("timings", {})
     served["train_params"] = {k: manifest.get("params", {}).get(k) for k in ("seed", "tcae", "cel") if k in
                               manifest.get("params", {})}
     return out, served
@@ -235,6 +267,7 @@ def evaluate_set(folder: Path, artifacts: Path | None = None, methods: Sequence[
         "folder": str(data.folder),
         "artifacts": str(artifacts) if methods else None,
         "served": served,
+        "task": data.task,
         "size": {"catalog": len(data.catalog_ids), "queries": len(data.queries), **data.info},
         "results": score(data, rankings, seed),
         "seconds": round(time.perf_counter() - started, 1),
@@ -275,9 +308,13 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
         lines += [f"## {r['set']}", "",
                   f"Set `{r['folder']}`: {size['catalog']} catalog songs, {size['queries']} queries"
                   + (f", {size['tunes']} tunes" if "tunes" in size else "") + "."]
+        if r.get("task"):
+            lines.append(f"Task: {r['task']}.")
         if r.get("served"):
             s = r["served"]
-            lines.append(f"Artifacts `{r['artifacts']}` (version {s['version']}, {s.get('songs')} songs served).")
+            total = s.get("train_seconds", {}).get("total")
+            took = f", trained in {total / 60:.1f} min" if total else ""
+            lines.append(f"Artifacts `{r['artifacts']}` (version {s['version']}, {s.get('songs')} songs served{took}).")
             for method, why in s.get("skipped", {}).items():
                 lines.append(f"Method {method} not served: {why}.")
         lines += [""] + table_lines(r) + [""]

@@ -111,6 +111,9 @@ def test_evaluate_through_the_api_and_report(trained_set: Path, tmp_path: Path) 
         assert 0.0 <= block["p@1"]["mean"] <= block["hit@10"]["mean"] <= 1.0
         # Five songs: every one is in the top 10, so hit@10 is 1 for every method.
         assert block["hit@10"]["mean"] == 1.0
+    # The same mels uploaded as .npy give the same lists as the WAVs the service decodes.
+    as_mel = evaluate_set(trained_set, progress=False, upload="mel")
+    assert as_mel["results"]["tcae"] == result["results"]["tcae"]
     report = tmp_path / "eval" / "real_audio.md"
     json_path = write_report([result], report, "test")
     text = report.read_text(encoding="utf-8")

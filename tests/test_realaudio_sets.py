@@ -203,6 +203,20 @@ def test_split_abc_keeps_the_header() -> None:
     assert "Second Tune" in tunes[1][1] and "First Tune" not in tunes[1][1]
 
 
+def test_albums_are_books_not_single_tunes(tmp_path: Path) -> None:
+    """A file of many tunes is an album; one-tune files share their collection's album (else playlists
+    built per album would hold exactly the performances of one tune: the answer)."""
+    from training.realaudio.melodies import tune_texts
+
+    (tmp_path / "ryansMammoth").mkdir()
+    (tmp_path / "oneills1850").mkdir()
+    (tmp_path / "ryansMammoth" / "OneReel.abc").write_text(ABC.split("X:2")[0])
+    (tmp_path / "ryansMammoth" / "OtherJig.abc").write_text("X:2" + ABC.split("X:2")[1])
+    (tmp_path / "oneills1850" / "0001-0002.abc").write_text(ABC)
+    assert {t.album for t in tune_texts("ryan", tmp_path)} == {"ryansMammoth"}
+    assert {t.album for t in tune_texts("oneill", tmp_path)} == {"oneills1850/0001-0002"}
+
+
 def test_parse_plan_and_arrange() -> None:
     pytest.importorskip("music21", reason="music21 (the realaudio extra) is not installed")
     from training.realaudio import melodies as M
@@ -273,5 +287,12 @@ def test_melodies_build_renders_performances(tmp_path: Path) -> None:
     mels = [np.load(mel_path(tmp_path / "melodies", s)) for t in truth["tunes"] for s in t["song_ids"]]
     assert all(m.shape == (48, 1876) for m in mels)
     assert all(m.max() > -60 for m in mels)  # something was rendered, not silence
-    titles = [s["song_name"] for s in json.loads((tmp_path / "melodies" / SONG_META).read_text(encoding="utf-8"))]
-    assert len(set(titles)) == 4
+    meta = json.loads((tmp_path / "melodies" / SONG_META).read_text(encoding="utf-8"))
+    assert len({s["song_name"] for s in meta}) == 4
+    assert {s["album_name"] for s in meta} == {"essenFolksong/essen"}
+    # A rebuild with other metadata takes the rendered mels from the render cache.
+    renders = sorted((tmp_path / "renders").glob("*.npy"))
+    assert len(renders) == 4
+    M.build(tmp_path / "melodies", tmp_path / "debs", tmp_path / "unpacked", tunes=2, performances=2, seed=0,
+            workers=1, niceness=0, progress=False, corpus=corpus, force=True)
+    assert sorted((tmp_path / "renders").glob("*.npy")) == renders

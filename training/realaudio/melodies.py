@@ -19,11 +19,17 @@ Each tune is played :data:`PERFORMANCES` times by fluidsynth with a General MIDI
 and is looped to fill :data:`CLIP_S` seconds. The catalog mel of a performance is its whole 30-second
 rendering through :func:`app.melspec.audio_to_mel`. Every performance is a catalog song; the truth file
 groups them by tune. Task: from one performance, find another performance of the same tune.
+
+Metadata: artist = the collection, album = the book a tune is in (its ABC file; for Ryan's Mammoth, one
+tune per file, the collection), so the playlists built per album never group one tune's performances
+alone. Rendered mels are cached under ``renders/`` beside the set, keyed by everything that decides them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 import os
@@ -33,7 +39,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +100,8 @@ class TuneText:
     file: str  # relative to the music21 corpus, e.g. "essenFolksong/han1.abc"
     number: int  # the tune's X: number
     text: str
+    album: str = ""  # the book a tune is in: its file, or the collection for one-tune files
+
 
     @property
     def source(self) -> str:
@@ -152,9 +160,12 @@ def tune_texts(collection: str, root: Path | None = None) -> list[TuneText]:
     for path in sorted((root / folder).glob("*.abc")):
         if EXCLUDED_FILE.match(path.name):
             continue
-        text = path.read_text(encoding="latin-1")
-        for number, chunk in split_abc(text):
-            out.append(TuneText(collection, f"{folder}/{path.name}", number, chunk))
+        tunes = list(split_abc(path.read_text(encoding="latin-1")))
+        # A file of one tune (Ryan's Mammoth) is no album: grouping by it would put only the performances
+        # of one tune together, which is the task's answer, into the playlists.
+        album = f"{folder}/{path.stem}" if len(tunes) > 1 else folder
+        for number, chunk in tunes:
+            out.append(TuneText(collection, f"{folder}/{path.name}", number, chunk, album))
     return out
 
 
@@ -394,11 +405,26 @@ class _Job:
     song_id: int
     soundfont: str
     folder: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    renders: str
+
+    def key(self) -> str:
+        """What decides the rendered mel: the tune's text, the performance, the renderer and front end."""
+        facts = [self.tune.source.text, asdict(self.perf), Path(self.soundfont).name, RENDER_RATE, CLIP_S,
+                 MelParams().as_dict()]
+        return hashlib.sha1(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def _render_job(job: _Job) -> int:
-    mel = performance_mel(job.tune, job.perf, Path(job.soundfont))
+    # Rendered mels are cached by what decides them, so a rebuild that changes only metadata is quick.
+    cached = Path(job.renders) / f"{job.key()}.npy"
+    if cached.is_file():
+        mel = np.load(cached, allow_pickle=False)
+    else:
+        mel = performance_mel(job.tune, job.perf, Path(job.soundfont))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npy")
+        np.save(part, mel.astype(np.float32), allow_pickle=False)
+        part.replace(cached)
     layout.write_mel(Path(job.folder), job.song_id, mel)
     return job.song_id
 
@@ -417,15 +443,18 @@ def params(tunes: int = TUNES, performances: int = PERFORMANCES, seed: int = 0) 
 
     return {"set": "melodies", "tunes": tunes, "performances": performances, "seed": seed, "clip_s": CLIP_S,
             "collections": sorted(COLLECTIONS), "render_rate": RENDER_RATE, "music21": music21.__version__,
-            "mel": MelParams().as_dict(), "format": 1}
+            "mel": MelParams().as_dict(), "format": 2}
 
 
 def build(
     out: Path, debs_cache: Path, unpack_root: Path, *, tunes: int = TUNES, performances: int = PERFORMANCES,
     seed: int = 0, workers: int = 2, niceness: int = 10, progress: bool = True, force: bool = False,
-    corpus: Path | None = None,
+    corpus: Path | None = None, renders: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the melodies set into ``out`` (skipped when a matching ``READY`` is there)."""
+    """Build the melodies set into ``out`` (skipped when a matching ``READY`` is there).
+
+    Rendered mels are cached in ``renders`` (default ``<out>/../renders``), keyed by what decides them.
+    """
     from tqdm import tqdm
 
     if tunes < 2 or performances < 2:
@@ -438,13 +467,14 @@ def build(
         return layout.read_ready(out) or {}
     fluidsynth_program()
     soundfont = find_soundfont(debs_cache, unpack_root)
+    renders = Path(renders) if renders else Path(out).parent / "renders"
     chosen = choose_tunes(tunes, seed, corpus, progress)
     rng = np.random.default_rng(seed + 1)
     tmp = layout.start_folder(Path(out))
     songs: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     jobs: list[_Job] = []
-    album_ids = {f: 1000 + i for i, f in enumerate(sorted({t.source.file for t in chosen}))}
+    album_ids = {a: 1000 + i for i, a in enumerate(sorted({t.source.album for t in chosen}))}
     for tune_id, tune in enumerate(chosen):
         folder, artist, genre, detail = COLLECTIONS[tune.source.collection]
         perfs = plan_performances(rng, performances)
@@ -453,11 +483,10 @@ def build(
             song_id = len(songs)
             ids.append(song_id)
             title = f"{tune.title} no. {tune_id} - take {k + 1} ({perf.instrument})"
-            album = tune.source.file.removesuffix(".abc")
             artist_id = 10 + list(COLLECTIONS).index(tune.source.collection)
-            songs.append(layout.song_record(song_id, title, artist, artist_id, album, album_ids[tune.source.file],
-                                            genre, detail))
-            jobs.append(_Job(tune, perf, song_id, str(soundfont), str(tmp)))
+            songs.append(layout.song_record(song_id, title, artist, artist_id, tune.source.album,
+                                            album_ids[tune.source.album], genre, detail))
+            jobs.append(_Job(tune, perf, song_id, str(soundfont), str(tmp), str(renders)))
         entries.append({
             "tune_id": tune_id, "title": tune.title, "collection": tune.source.collection,
             "source": tune.source.source, "song_ids": ids,

@@ -110,7 +110,7 @@ def load_set(folder: Path) -> EvalSet:
             for q in t["queries"]:
                 queries.append(Query(q["wav"], {int(t["song_id"])}, _read_mel(folder / q["mel"]),
                                      wav=folder / q["wav"], group=by_game[t["game"]]))
-    elif name == "melodies":
+    elif name in ("melodies", "chorales"):
         catalog_ids = [int(s) for tune in truth["tunes"] for s in tune["song_ids"]]
         for tune in truth["tunes"]:
             ids = [int(s) for s in tune["song_ids"]]
@@ -119,7 +119,7 @@ def load_set(folder: Path) -> EvalSet:
     else:
         raise EvaluationSetError(f"{folder / layout.TRUTH_FILE}: unknown set {name!r}")
     catalog_mels = [_read_mel(mel_path(folder, s)) for s in catalog_ids]
-    if name == "melodies":
+    if name in ("melodies", "chorales"):
         position = {s: i for i, s in enumerate(catalog_ids)}
         for q in queries:
             q.mel = catalog_mels[position[int(q.song_id or 0)]]

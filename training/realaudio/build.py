@@ -17,6 +17,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SETS = ("recordings", "melodies")
+# Built only when asked for by name: the unseen check (Bach chorales, rendered like the melodies).
+OPTIONAL_SETS = ("chorales",)
+CHORALE_TUNES = 100
 CACHE_ENV = "MUGLE_REALAUDIO_CACHE"
 
 
@@ -29,8 +32,8 @@ def default_cache() -> Path:
 def build_sets(what: str, cache: Path, *, debs: Path | None = None, workers: int = 2, seed: int = 0,
                tunes: int | None = None, progress: bool = True, force: bool = False) -> dict[str, Any]:
     """Build ``what`` (``recordings``, ``melodies`` or ``all``) under ``cache``; returns each set's READY content."""
-    if what not in (*SETS, "all"):
-        raise ValueError(f"--what must be one of {', '.join(SETS)}, all; got {what!r}")
+    if what not in (*SETS, *OPTIONAL_SETS, "all"):
+        raise ValueError(f"--what must be one of {', '.join(SETS + OPTIONAL_SETS)}, all; got {what!r}")
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     debs_cache = Path(debs) if debs else cache / "debs"
@@ -45,7 +48,10 @@ def build_sets(what: str, cache: Path, *, debs: Path | None = None, workers: int
         else:
             from training.realaudio import melodies
 
-            kwargs = {} if tunes is None else {"tunes": tunes}
+            kwargs: dict[str, Any] = {} if tunes is None else {"tunes": tunes}
+            if name == "chorales":
+                kwargs = {"tunes": tunes or CHORALE_TUNES, "collections": tuple(melodies.UNSEEN_COLLECTIONS),
+                          "name": name}
             ready = melodies.build(cache / name, debs_cache, cache / "unpacked", seed=seed, workers=workers,
                                    progress=progress, force=force, **kwargs)
         results[name] = ready
@@ -54,13 +60,15 @@ def build_sets(what: str, cache: Path, *, debs: Path | None = None, workers: int
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--what", default="all", choices=[*SETS, "all"], help="which set to build (default all)")
+    parser.add_argument("--what", default="all", choices=[*SETS, *OPTIONAL_SETS, "all"],
+                        help="which set to build (default all = recordings and melodies; chorales: the unseen check)")
     parser.add_argument("--cache", type=Path, default=None,
                         help=f"where the sets are written (default ${CACHE_ENV} or ~/.cache/mugle/realaudio)")
     parser.add_argument("--debs", type=Path, default=None, help="cache of downloaded .deb files (default <cache>/debs)")
     parser.add_argument("--workers", type=int, default=2, help="processes decoding or rendering (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    parser.add_argument("--tunes", type=int, default=None, help="melodies: number of tunes (default 300)")
+    parser.add_argument("--tunes", type=int, default=None,
+                        help=f"melodies or chorales: number of tunes (default 300, chorales {CHORALE_TUNES})")
     parser.add_argument("--force", action="store_true", help="rebuild even when a matching READY exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -58,6 +58,11 @@ COLLECTIONS: dict[str, tuple[str, str, str, str]] = {
     "oneill": ("oneills1850", "O'Neill's Music of Ireland", "GN2000", "GN2005"),
     "ryan": ("ryansMammoth", "Ryan's Mammoth Collection", "GN2000", "GN2005"),
 }
+# Kept out of the melodies set, as an unseen check of generality: the soprano of Bach's chorales.
+UNSEEN_COLLECTIONS: dict[str, tuple[str, str, str, str]] = {
+    "bach": ("bach", "J. S. Bach", "GN1600", "GN1610"),
+}
+ALL_COLLECTIONS = {**COLLECTIONS, **UNSEEN_COLLECTIONS}
 # Files of the Essen folder that are not a collection of distinct tunes.
 EXCLUDED_FILE = re.compile(r"^(test.*|variant\d*)\.abc$")
 TUNES = 300
@@ -101,6 +106,7 @@ class TuneText:
     number: int  # the tune's X: number
     text: str
     album: str = ""  # the book a tune is in: its file, or the collection for one-tune files
+    path: str = ""  # a score file music21 reads itself (MusicXML), instead of ``text``
 
 
     @property
@@ -153,10 +159,14 @@ def split_abc(text: str) -> Iterator[tuple[int, str]]:
 
 
 def tune_texts(collection: str, root: Path | None = None) -> list[TuneText]:
-    """Every tune of a collection, in file then X order."""
-    folder, _, _, _ = COLLECTIONS[collection]
+    """Every tune of a collection, in file then X order (a Bach chorale: one MusicXML file each)."""
+    folder, _, _, _ = ALL_COLLECTIONS[collection]
     root = root or corpus_root()
     out = []
+    if collection == "bach":
+        for path in sorted((root / folder).glob("bwv*.mxl")):
+            out.append(TuneText(collection, f"{folder}/{path.name}", 1, "", folder, str(path)))
+        return out
     for path in sorted((root / folder).glob("*.abc")):
         if EXCLUDED_FILE.match(path.name):
             continue
@@ -174,7 +184,7 @@ def parse_tune(source: TuneText) -> Tune | None:
     from music21 import chord, converter, harmony, meter, note
 
     try:
-        score = converter.parse(source.text, format="abc")
+        score = converter.parse(source.path) if source.path else converter.parse(source.text, format="abc")
         part = score.parts[0] if getattr(score, "parts", None) else score
         # Repeats that music21 cannot expand are played once.
         with contextlib.suppress(Exception):
@@ -208,16 +218,18 @@ def parse_tune(source: TuneText) -> Tune | None:
     notes.sort(key=lambda n: (n[1], -n[0]))
     if bar <= 0 or not all(0 <= p <= 127 for p, _, _ in notes):
         return None
-    return Tune(source, title or f"Tune {source.number}", notes, bar, pickup, int(key.tonic.pitchClass),
+    fallback = f"BWV {Path(source.file).stem.removeprefix('bwv')}" if source.path else f"Tune {source.number}"
+    return Tune(source, title or fallback, notes, bar, pickup, int(key.tonic.pitchClass),
                 key.mode == "minor", compound)
 
 
-def choose_tunes(n_tunes: int, seed: int, root: Path | None = None, progress: bool = False) -> list[Tune]:
-    """``n_tunes`` distinct tunes, a third from each collection (the rest from Essen), in a seeded order."""
+def choose_tunes(n_tunes: int, seed: int, root: Path | None = None, progress: bool = False,
+                 collections: Sequence[str] = tuple(COLLECTIONS)) -> list[Tune]:
+    """``n_tunes`` distinct tunes, an equal share from each collection (the rest from the first), seeded."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
-    keys = list(COLLECTIONS)
+    keys = list(collections)
     quotas = {k: n_tunes // len(keys) for k in keys}
     quotas[keys[0]] += n_tunes - sum(quotas.values())
     chosen: list[Tune] = []
@@ -409,8 +421,8 @@ class _Job:
 
     def key(self) -> str:
         """What decides the rendered mel: the tune's text, the performance, the renderer and front end."""
-        facts = [self.tune.source.text, asdict(self.perf), Path(self.soundfont).name, RENDER_RATE, CLIP_S,
-                 MelParams().as_dict()]
+        facts = [self.tune.source.text or self.tune.source.file, asdict(self.perf), Path(self.soundfont).name,
+                 RENDER_RATE, CLIP_S, MelParams().as_dict()]
         return hashlib.sha1(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -437,21 +449,25 @@ def _worker_init(niceness: int) -> None:
         os.nice(niceness - current)
 
 
-def params(tunes: int = TUNES, performances: int = PERFORMANCES, seed: int = 0) -> dict[str, Any]:
+def params(tunes: int = TUNES, performances: int = PERFORMANCES, seed: int = 0,
+           collections: Sequence[str] = tuple(COLLECTIONS), name: str = "melodies") -> dict[str, Any]:
     """What decides the set's content (recorded in ``READY``; a different value means a rebuild)."""
     import music21
 
-    return {"set": "melodies", "tunes": tunes, "performances": performances, "seed": seed, "clip_s": CLIP_S,
-            "collections": sorted(COLLECTIONS), "render_rate": RENDER_RATE, "music21": music21.__version__,
+    return {"set": name, "tunes": tunes, "performances": performances, "seed": seed, "clip_s": CLIP_S,
+            "collections": sorted(collections), "render_rate": RENDER_RATE, "music21": music21.__version__,
             "mel": MelParams().as_dict(), "format": 2}
 
 
 def build(
     out: Path, debs_cache: Path, unpack_root: Path, *, tunes: int = TUNES, performances: int = PERFORMANCES,
     seed: int = 0, workers: int = 2, niceness: int = 10, progress: bool = True, force: bool = False,
-    corpus: Path | None = None, renders: Path | None = None,
+    corpus: Path | None = None, renders: Path | None = None, collections: Sequence[str] = tuple(COLLECTIONS),
+    name: str = "melodies",
 ) -> dict[str, Any]:
     """Build the melodies set into ``out`` (skipped when a matching ``READY`` is there).
+
+    ``collections=("bach",), name="chorales"`` builds the unseen check from the Bach chorales instead.
 
     Rendered mels are cached in ``renders`` (default ``<out>/../renders``), keyed by what decides them.
     """
@@ -461,14 +477,17 @@ def build(
         raise ValueError(f"need at least 2 tunes and 2 performances per tune, got {tunes} and {performances}")
     if performances > len(TRANSPOSES):
         raise ValueError(f"performances: at most {len(TRANSPOSES)} (one key each), got {performances}")
-    wanted = params(tunes, performances, seed)
+    unknown = [c for c in collections if c not in ALL_COLLECTIONS]
+    if unknown or not collections:
+        raise ValueError(f"collections: unknown {unknown}; known: {sorted(ALL_COLLECTIONS)}")
+    wanted = params(tunes, performances, seed, collections, name)
     if not force and layout.is_ready(out, wanted):
         logger.info("%s is complete (READY with the same parameters); nothing to do", out)
         return layout.read_ready(out) or {}
     fluidsynth_program()
     soundfont = find_soundfont(debs_cache, unpack_root)
     renders = Path(renders) if renders else Path(out).parent / "renders"
-    chosen = choose_tunes(tunes, seed, corpus, progress)
+    chosen = choose_tunes(tunes, seed, corpus, progress, collections)
     rng = np.random.default_rng(seed + 1)
     tmp = layout.start_folder(Path(out))
     songs: list[dict[str, Any]] = []
@@ -476,14 +495,14 @@ def build(
     jobs: list[_Job] = []
     album_ids = {a: 1000 + i for i, a in enumerate(sorted({t.source.album for t in chosen}))}
     for tune_id, tune in enumerate(chosen):
-        folder, artist, genre, detail = COLLECTIONS[tune.source.collection]
+        folder, artist, genre, detail = ALL_COLLECTIONS[tune.source.collection]
         perfs = plan_performances(rng, performances)
         ids = []
         for k, perf in enumerate(perfs):
             song_id = len(songs)
             ids.append(song_id)
             title = f"{tune.title} no. {tune_id} - take {k + 1} ({perf.instrument})"
-            artist_id = 10 + list(COLLECTIONS).index(tune.source.collection)
+            artist_id = 10 + list(ALL_COLLECTIONS).index(tune.source.collection)
             songs.append(layout.song_record(song_id, title, artist, artist_id, tune.source.album,
                                             album_ids[tune.source.album], genre, detail))
             jobs.append(_Job(tune, perf, song_id, str(soundfont), str(tmp), str(renders)))
@@ -503,16 +522,16 @@ def build(
     playlists = layout.group_playlists(by_album, np.random.default_rng(seed + 2), per_group=4, share=0.5,
                                        mixes=max(4, len(songs) // 20), mix_size=15, tag="folk")
     truth = {
-        "set": "melodies",
+        "set": name,
         "task": "from one performance, find another performance of the same tune",
         "tunes": entries,
         "groups": {"tune": {str(e["tune_id"]): e["song_ids"] for e in entries}},
     }
     layout.write_dataset(tmp, songs, playlists, truth)
-    per_collection = {k: sum(1 for e in entries if e["collection"] == k) for k in COLLECTIONS}
-    ready = {"set": "melodies", "params": wanted, "songs": len(songs), "tunes": len(entries),
+    per_collection = {k: sum(1 for e in entries if e["collection"] == k) for k in collections}
+    ready = {"set": name, "params": wanted, "songs": len(songs), "tunes": len(entries),
              "performances_per_tune": performances, "playlists": len(playlists), "per_collection": per_collection,
              "soundfont": soundfont.name}
     layout.finish_folder(tmp, Path(out), ready)
-    logger.info("melodies: %d tunes x %d performances in %s", len(entries), performances, out)
+    logger.info("%s: %d tunes x %d performances in %s", name, len(entries), performances, out)
     return ready

@@ -122,3 +122,13 @@ def test_evaluate_through_the_api_and_report(trained_set: Path, tmp_path: Path) 
     # The command line: baselines only, and a clear error for a folder that is not a set.
     assert main(["evaluate", "--set", str(trained_set), "--methods", "", "--report", str(report), "--quiet"]) == 0
     assert main(["evaluate", "--set", str(tmp_path), "--methods", "", "--report", str(report)]) == 2
+
+
+def test_mugle_cli_hook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main as mugle
+
+    assert mugle(["real-audio", "evaluate", "--set", str(tmp_path), "--methods", ""]) == 2
+    assert "no READY marker" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        mugle(["real-audio", "--help"])
+    assert exc.value.code == 0 and "build,train,evaluate" in capsys.readouterr().out

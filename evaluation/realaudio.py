@@ -339,10 +339,11 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
 # -- training on a set ---------------------------------------------------------------------------------
 
 
-def train_on_set(folder: Path, extra: Sequence[str] = (), seed: int = SEED) -> Path:
-    """Run the project's training (``mugle train``) on a set into ``<set>/artifacts`` with a fixed seed.
+def train_on_set(folder: Path, extra: Sequence[str] = (), seed: int = SEED, out: Path | None = None) -> Path:
+    """Run the project's training (``mugle train``) on a set with a fixed seed.
 
-    ``extra`` are further ``mugle train`` flags (e.g. ``--tcae-steps 3000``); ``--seed`` in them wins.
+    ``out`` is the artifacts folder (default ``<set>/artifacts``); ``extra`` are further ``mugle train``
+    flags (e.g. ``--tcae-steps 3000``); ``--seed`` in them wins.
     """
     from training.pipeline import add_train_arguments, options_from_args, train
 
@@ -353,7 +354,7 @@ def train_on_set(folder: Path, extra: Sequence[str] = (), seed: int = SEED) -> P
     add_train_arguments(parser)
     args = parser.parse_args(["--seed", str(seed), *extra])
     started = time.perf_counter()
-    version = train(folder, folder / ARTIFACTS_DIR, options_from_args(args))
+    version = train(folder, Path(out) if out else folder / ARTIFACTS_DIR, options_from_args(args))
     logger.info("trained %s on %s in %.0f s", version, folder, time.perf_counter() - started)
     return version
 
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="mugle train on a set (fixed seed) into <set>/artifacts; extra flags pass on")
     p.add_argument("--set", dest="set_dir", type=Path, required=True, help="a built set folder")
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--out", type=Path, default=None, help="artifacts folder (default <set>/artifacts)")
     p = sub.add_parser("evaluate", help="P@1, hit@10, MRR through the API and the baselines, with intervals")
     p.add_argument("--set", dest="sets", type=Path, action="append", required=True,
                    help="a built set folder (repeatable)")
@@ -400,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_build(args)
         if args.action == "train":
-            version = train_on_set(args.set_dir, extra, args.seed)
+            version = train_on_set(args.set_dir, extra, args.seed, args.out)
             print(f"trained {version}")
             return 0
         methods = [m for m in args.methods.split(",") if m]

@@ -11,7 +11,8 @@ inside the ``.pk3`` zip archives some games ship) becomes one catalog song:
   the service computes from that WAV.
 
 Tracker modules (``.it``, ``.s3m``, ``.mod``, ``.xm``) are skipped: nothing here decodes them without an
-extra library. Byte-identical files (one track shipped twice) are kept once.
+extra library. Ogg/Opus files (Warzone 2100) are left out in this format of the set (see
+:data:`LEFT_OUT_EXTENSIONS`). Byte-identical files (one track shipped twice) are kept once.
 
 Metadata: title = the file's name, artist and album = the game, genre OST (``GN1500``/``GN1510`` game).
 Playlists: per game, a few random subsets of its tracks, plus cross-game mixes, so music2vec and CEL have
@@ -63,6 +64,9 @@ PACKAGES: dict[str, str] = {
 }
 AUDIO_EXTENSIONS = (".ogg", ".oga", ".flac", ".wav", ".mp3")
 TRACKER_EXTENSIONS = (".it", ".s3m", ".mod", ".xm")
+# Ogg/Opus decodes (libsndfile >= 1.0.29) but was missed when the set's format 1 was fixed; adding it
+# (Warzone 2100's 30 tracks) changes the song ids, so it waits for a format 2 that everyone rebuilds.
+LEFT_OUT_EXTENSIONS = (".opus",)
 ARCHIVE_EXTENSIONS = (".pk3",)
 MIN_SECONDS = 90.0
 CATALOG_START_S = 20.0
@@ -117,6 +121,8 @@ def find_sources(package: str, folder: Path, skipped: Counter[str]) -> Iterator[
             yield Source(package, path)
         elif suffix in TRACKER_EXTENSIONS:
             skipped["tracker module (no decoder)"] += 1
+        elif suffix in LEFT_OUT_EXTENSIONS:
+            skipped["Ogg/Opus (left out in format 1)"] += 1
         elif suffix in ARCHIVE_EXTENSIONS:
             try:
                 with zipfile.ZipFile(path) as archive:

@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     truth = json.loads(args.truth.read_text(encoding="utf-8"))
-    groups = [list(map(int, g)) for g in truth.get("version_groups", []) if g and in_half(int(g[0]), args.split)]
+    raw_groups = list(truth.get("version_groups", []))
+    raw_groups += [t["song_ids"] for t in truth.get("tunes", [])]  # the real-audio melodies set
+    groups = [list(map(int, g)) for g in raw_groups if g and in_half(int(g[0]), args.split)]
     queries = list(truth.get("queries", []))
     for track in truth.get("tracks", []):  # the real-audio recordings set: queries listed per track
         queries += [{"mel": q["mel"], "song_id": track["song_id"]} for q in track.get("queries", [])]

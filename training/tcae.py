@@ -92,6 +92,7 @@ class TCAEOptions:
     blend_weight : share of the squared norm of the final vector given to that feature.
     blend_sample : training files read to standardise that feature.
     head_sample : training songs whose spectra start the embedding's linear map (a whitening PCA).
+    train_head : whether training moves that map (False: only the encoder's correction of the mel learns).
     workers : DataLoader worker processes.
     embed_batch : clips per batch when embedding.
     """
@@ -124,6 +125,7 @@ class TCAEOptions:
     blend_weight: float = 0.0
     blend_sample: int = 1000
     head_sample: int = 1000
+    train_head: bool = True
     workers: int = 0
     embed_batch: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
@@ -471,7 +473,7 @@ def view_pair(
         # The second start: uniform within +-span of the clip around the first, kept inside the window.
         lo = max(0, start_a - int(span * t))
         hi = min(t - lengths[1], start_a + int(span * t))
-        start_b = lo + int(float(firsts[1, i]) * (max(hi, lo) - lo + 1))
+        start_b = min(lo + int(float(firsts[1, i]) * (max(hi, lo) - lo + 1)), t - lengths[1])
         for v, (start, length) in enumerate(zip((start_a, start_b), lengths, strict=True)):
             seg = window[i : i + 1, :, start : start + length]
             if length != crop:
@@ -587,7 +589,9 @@ def train_tcae(
 
     model = TCAE(**options.model_config()).to(dev)
     _init_head(model, [mel_paths[int(i)] for i in train_ids], stats, options, seed, dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    model.head.requires_grad_(options.train_head)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
     sched = warmup_cosine(opt, options.steps)
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

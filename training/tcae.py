@@ -114,12 +114,12 @@ class TCAEOptions:
     recon_weight: float = 1.0
     invariance_weight: float = 1.0
     temperature: float = 0.1
-    max_band_shift: int = 2
-    timbre: float = 0.3
+    max_band_shift: int = 4
+    timbre: float = 0.6
     noise: float = 0.1
-    stretch: float = 0.08
-    mix: float = 0.2
-    view_span: float = 1.0
+    stretch: float = 0.15
+    mix: float = 0.4
+    view_span: float = 0.0
     tiles: int = 8
     blend_dim: int = 0
     blend_weight: float = 0.0

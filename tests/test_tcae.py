@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from training.mels import (
     read_mel,
     usable_batch,
 )
-from training.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions, train_tcae
+from training.tcae import LAST_INFO, MODEL_FILE, TCAEEmbedder, TCAEOptions, train_tcae
 
 torch.set_num_threads(1)
 
@@ -231,22 +232,54 @@ def _shift_bands(mels: list[np.ndarray], shift: int) -> list[np.ndarray]:
     return [m[idx] for m in mels]
 
 
-def test_training_makes_the_embedding_tolerate_a_change_of_key(paths: dict[int, Path]) -> None:
-    """After a few steps, a song moved up two mel bands is found among the catalog far more often than
-    before training: the invariance is learned, not an accident of the architecture."""
+def test_untrained_spectrum_ignores_circular_shifts_in_time_and_band() -> None:
+    from training.tcae import TCAE
+
+    model = TCAE(hidden=16, length=64).eval()
+    x = torch.randn(2, N_MELS, 128, generator=torch.Generator().manual_seed(0))
+    base = model.spectrum(x, model.features(x))
+    # The correction starts at zero, so the spectrum is the fixed transform: invariant to both rolls
+    # (a roll by whole pooled frames, i.e. an even number of dataset frames).
+    moved = torch.roll(torch.roll(x, 6, dims=2), 5, dims=1)
+    torch.testing.assert_close(model.spectrum(moved, model.features(moved)), base, atol=1e-4, rtol=1e-4)
+    other = torch.randn(2, N_MELS, 128, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(model.spectrum(other, model.features(other)), base, atol=1e-2)
+
+
+def test_rate_groups_average_bins_and_line_up_across_lengths() -> None:
+    from training.tcae import rate_groups
+
+    for frames in (64, 256, 938):
+        m = rate_groups(frames, 31.25, 32)
+        assert m.shape == (frames // 2 + 1, 33)
+        torch.testing.assert_close(m.sum(0), torch.ones(33))
+    # A steady modulation at 2 Hz lands in the same group whatever the crop length.
+    peaks = []
+    for frames in (256, 938):
+        t = torch.arange(frames) / 31.25
+        mag = torch.fft.rfft(torch.cos(2 * math.pi * 2.0 * t)).abs()
+        peaks.append(int(torch.argmax(mag @ rate_groups(frames, 31.25, 32))))
+    assert peaks[0] == peaks[1]
+
+
+def test_key_change_is_tolerated_before_and_after_training(paths: dict[int, Path]) -> None:
+    """A song moved up two mel bands is still found among the catalog, untrained and after training;
+    and training lowers the loss on its fixed validation views (the encoder learns something)."""
     subset = dict(list(paths.items())[:80])
     mels = [np.load(p).astype(np.float32) for p in subset.values()]
     moved = _shift_bands(mels, 2)
 
-    def found(steps: int) -> float:
-        opts = TCAEOptions(steps=steps, batch_size=16, hidden=32, eval_every=steps, tiles=4, stats_sample=40,
-                           val_fraction=0.0, max_band_shift=3, mix=0.0)
-        with_model = Path(tempfile.mkdtemp())
-        train_tcae(subset, opts, seed=0, device="cpu", models_dir=with_model)
-        embedder = TCAEEmbedder.load(with_model)
+    def found(steps: int, lr: float) -> tuple[float, list[dict]]:
+        opts = TCAEOptions(steps=steps, batch_size=16, hidden=32, eval_every=10, tiles=4, stats_sample=40,
+                           val_fraction=0.25, lr=lr)
+        with tempfile.TemporaryDirectory() as tmp:
+            train_tcae(subset, opts, seed=0, device="cpu", models_dir=Path(tmp))
+            history = list(LAST_INFO["history"])
+            embedder = TCAEEmbedder.load(Path(tmp))
         base, shifted = embedder.embed(mels), embedder.embed(moved)
-        return float(np.mean(np.argmax(shifted @ base.T, axis=1) == np.arange(len(mels))))
+        return float(np.mean(np.argmax(shifted @ base.T, axis=1) == np.arange(len(mels)))), history
 
-    before, after = found(1), found(60)
-    assert after >= before + 0.15, (before, after)
-    assert after > 0.5, (before, after)
+    before, _ = found(1, 1e-9)
+    after, history = found(40, 1e-3)
+    assert before > 0.8 and after > 0.8, (before, after)
+    assert history[-1]["val_loss"] < history[0]["val_loss"], history

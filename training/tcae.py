@@ -220,6 +220,7 @@ class CausalBlock(nn.Module):
 
 FRAME_RATE = 16000 / 256  # mel frames per second (the dataset's 16 kHz, hop 256)
 MIN_RATE_HZ = 0.1  # slowest modulation rate told apart from the others
+WHITEN_FLOOR = 0.05  # least standard deviation of a whitened component, relative to the largest one
 
 
 def rate_groups(frames: int, frame_rate: float, groups: int, min_rate: float = MIN_RATE_HZ) -> torch.Tensor:
@@ -342,7 +343,10 @@ class TCAE(nn.Module):
         mean = spectra.mean(0)
         _, sing, vt = torch.linalg.svd(spectra - mean, full_matrices=False)
         k = min(self.dim, vt.shape[0])
-        std = (sing[:k] / math.sqrt(max(1, len(spectra) - 1))).clamp_min(1e-6)
+        std = sing[:k] / math.sqrt(max(1, len(spectra) - 1))
+        # Components with almost no variance among the sampled songs would be blown up by whitening, and
+        # then any change of the spectrum that training makes would swamp the vector: floor them.
+        std = std.clamp_min(max(float(std[0]) * WHITEN_FLOOR, 1e-6))
         whiten = torch.zeros(self.spectrum_size, self.dim, dtype=torch.float64)
         whiten[:, :k] = (vt[:k] / std[:, None]).T
         self.spec_mean.copy_(mean.float())

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.mels import FRAMES, fit_length, read_mel  # noqa: E402
+from mugle_nets.mels import FRAMES, fit_length, read_mel  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from training.tcae import TCAEEmbedder, TCAEOptions, train_tcae
+    from mugle_nets.tcae import TCAEEmbedder, TCAEOptions
+    from training.tcae import train_tcae
 
     torch.set_num_threads(args.threads)
     truth = json.loads(args.truth.read_text(encoding="utf-8"))

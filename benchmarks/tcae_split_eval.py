@@ -19,13 +19,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.tcae_probe import evaluate_vectors, fft2_feature, in_half  # noqa: E402
-from training.mels import read_mel  # noqa: E402
+from mugle_nets.mels import read_mel  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     import torch
 
-    from training.tcae import TCAEEmbedder
+    from mugle_nets.tcae import TCAEEmbedder
 
     torch.set_num_threads(1)
     data, artifacts = Path(argv[0]), Path(argv[1])

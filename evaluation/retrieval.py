@@ -29,7 +29,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from training.metrics import bootstrap_ci
+from evaluation.metrics import bootstrap_ci
 
 DEPTH = 100
 N_MELS = 48

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.melspec import audio_to_mel
+from mugle_core.melspec import audio_to_mel
 from training.melon import SONG_META, mel_path
 from training.realaudio import debs, layout, recordings
 from training.realaudio.midi import TICKS, Note, Part, write_midi

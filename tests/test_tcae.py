@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.demo import generate
-from training.mels import (
+from mugle_nets.mels import (
     FRAMES,
     N_MELS,
     STATS_FILE,
@@ -25,7 +24,9 @@ from training.mels import (
     read_mel,
     usable_batch,
 )
-from training.tcae import LAST_INFO, MODEL_FILE, TCAEEmbedder, TCAEOptions, train_tcae
+from mugle_nets.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions
+from training.demo import generate
+from training.tcae import LAST_INFO, train_tcae
 
 torch.set_num_threads(1)
 
@@ -194,7 +195,7 @@ def test_deterministic_for_a_seed(paths: dict[int, Path]) -> None:
 
 
 def test_fixed_feature_ignores_start_time_and_level() -> None:
-    from training.tcae import modulation_spectrum
+    from mugle_nets.tcae import modulation_spectrum
 
     rng = np.random.default_rng(1)
     clip = torch.from_numpy(rng.normal(size=(1, N_MELS, FRAMES)).astype(np.float32))
@@ -233,7 +234,7 @@ def _shift_bands(mels: list[np.ndarray], shift: int) -> list[np.ndarray]:
 
 
 def test_untrained_spectrum_ignores_circular_shifts_in_time_and_band() -> None:
-    from training.tcae import TCAE
+    from mugle_nets.tcae import TCAE
 
     model = TCAE(hidden=16, length=64).eval()
     x = torch.randn(2, N_MELS, 128, generator=torch.Generator().manual_seed(0))
@@ -247,7 +248,7 @@ def test_untrained_spectrum_ignores_circular_shifts_in_time_and_band() -> None:
 
 
 def test_rate_groups_average_bins_and_line_up_across_lengths() -> None:
-    from training.tcae import rate_groups
+    from mugle_nets.tcae import rate_groups
 
     for frames in (64, 256, 938):
         m = rate_groups(frames, 31.25, 32)

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from app.melspec import MelParams, audio_to_mel
+from mugle_core.melspec import MelParams, audio_to_mel
 from training.realaudio import debs, layout
 from training.realaudio.midi import Note, Part, write_midi
 

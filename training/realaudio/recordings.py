@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from app.melspec import MelParams, audio_to_mel, segment_to_mel
+from mugle_core.melspec import MelParams, audio_to_mel, segment_to_mel
 from training.realaudio import debs, layout
 
 logger = logging.getLogger(__name__)

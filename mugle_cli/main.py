@@ -44,6 +44,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return int(run_from_args(args) or 0)
 
 
+def _cmd_real_audio(args: argparse.Namespace) -> int:
+    from evaluation.realaudio import main as real_audio_main
+
+    return real_audio_main(args.rest)
+
+
 def _cmd_artifacts_list(args: argparse.Namespace) -> int:
     from mugle_core.artifacts import list_versions, read_current, read_manifest
 
@@ -116,6 +122,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         add_evaluate_arguments(p)
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("real-audio", add_help=False,
+                       help="build, train on and evaluate the real-audio sets (see `mugle real-audio --help`)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_real_audio)
+
     p = sub.add_parser("artifacts", help="list, switch or prune artifacts versions")
     asub = p.add_subparsers(dest="action", required=True)
     a = asub.add_parser("list", help="list versions; * marks current")
@@ -135,6 +146,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command == "real-audio":
+        # Its own parser (with its own --help) takes everything after the word.
+        return _cmd_real_audio(argparse.Namespace(rest=argv[argv.index(command) + 1:]))
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,16 +1,22 @@
 """TCAE: a temporal convolutional autoencoder over mel-spectrograms, giving a 128-d tanh embedding.
 
 Mel bands are the channels. The encoder is a stack of causal, dilated Conv1d layers (kernel 3,
-dilations 1, 2, 4, ...) with BatchNorm and ReLU over a 2x time-pooled crop; a linear bottleneck over
-the whole (pooled) time axis gives the embedding, so time structure survives into it (pooling over
-time lost the melody in earlier measurements). The decoder expands the embedding back to a sequence,
-runs a causal stack over it and predicts frame t+1 of the time-reversed crop; the loss is MSE.
+dilations 1, 2, 4, ...) with BatchNorm and ReLU over a 2x time-pooled crop. Two things are read off
+its feature sequence:
+
+* a narrow per-frame code (``squeeze`` channels) that a causal decoder turns back into the
+  time-reversed crop, predicting frame t+1 (the autoencoder term, MSE);
+* the embedding: the mean, standard deviation and maximum of each encoder channel over time, mapped
+  by a linear layer to ``dim`` and squashed by tanh. Pooling over time makes the vector tolerant of
+  where in the clip a tune starts, which a linear map over the whole time axis was not.
 
 A plain autoencoder learns the recording, not the melody: two versions of one melody in another key
-or with another instrument land far apart. So training adds an invariance term (on by default): two
-views of the same crop, each shifted by whole mel bands and given a different spectral envelope, must
-embed close together and apart from the other crops of the batch (InfoNCE). The two views share their
-time window, so the model cannot solve the task by recognising the recording's texture alone.
+or with another instrument land far apart, and a fixed 2-D FFT of the log-mel beat it on real music.
+So training adds a contrastive term (InfoNCE): two views of one song, cut at different places of the
+clip, each played at another tempo, shifted by whole mel bands (a change of key), given another
+spectral envelope and level (instrument, mix), and sometimes laid over another song (an
+accompaniment), must embed close together and apart from the other songs of the batch. What is left
+for the encoder to match is what survives all of that: the tune and the rhythm.
 
 Whole clips are embedded by tiling crops across the clip and averaging their embeddings.
 
@@ -57,67 +63,75 @@ class TCAEOptions:
     Attributes
     ----------
     steps : optimiser steps.
-    batch_size : crops per step.
+    batch_size : songs per step (each gives two views).
     crop : crop length in *pooled* frames (raw frames = crop * pool).
     pool : time pooling factor before the encoder.
     hidden : channels of the convolution stacks.
     dilations : one causal conv layer per dilation.
-    squeeze : channels per time step that enter the linear bottleneck.
+    squeeze : channels per time step of the autoencoder's code.
+    groups : log-spaced modulation-rate groups of the embedding's spectrum (plus the constant one).
     dim : embedding size.
     lr, weight_decay : AdamW settings.
-    val_fraction : share of songs held out for the validation MSE that picks the checkpoint.
+    val_fraction : share of songs held out for the validation loss that picks the checkpoint.
     eval_every : steps between validations.
     stats_sample : files read for the per-band statistics.
+    recon_weight : weight of the autoencoder's MSE.
     invariance_weight : weight of the two-view InfoNCE term (0 = plain autoencoder).
     temperature : InfoNCE temperature.
-    max_band_shift : largest pitch shift of the augmentation, in mel bands.
-    timbre : amplitude (in standardised units) of the random spectral envelope of the augmentation.
-    noise : standard deviation of the additive noise of the augmentation.
-    time_shift : largest offset, in dataset frames, between the time windows of the two views.
-    stretch : largest relative tempo change of a view (0.05 = +-5 %).
+    max_band_shift : largest pitch shift of a view, in whole mel bands.
+    timbre : amplitude (in standardised units) of a view's random spectral envelope and level.
+    noise : standard deviation of a view's additive noise.
+    stretch : largest relative tempo change of a view (0.15 = +-15 %).
+    mix : probability that a view is laid over another song of the batch (an accompaniment).
+    view_span : how far apart the two views of a song may start, as a share of the clip (0 = same place).
     tiles : crops tiled across a whole clip when embedding it.
     blend_dim : dimensions of the final vector given to the fixed modulation-spectrum feature
         (0 = the learned embedding alone); the learned part gets ``dim - blend_dim``.
     blend_weight : share of the squared norm of the final vector given to that feature.
     blend_sample : training files read to standardise that feature.
+    head_sample : training songs whose spectra start the embedding's linear map (a whitening PCA).
+    train_head : whether training moves that map (False: only the encoder's correction of the mel learns).
     workers : DataLoader worker processes.
     embed_batch : clips per batch when embedding.
     """
 
-    steps: int = 300
-    batch_size: int = 48
-    crop: int = 64
+    steps: int = 200
+    batch_size: int = 32
+    crop: int = 256
     pool: int = 2
-    hidden: int = 48
+    hidden: int = 64
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
-    squeeze: int = 8
+    squeeze: int = 16
+    groups: int = 32
     dim: int = 128
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.1
     eval_every: int = 50
     stats_sample: int = 2000
+    recon_weight: float = 1.0
     invariance_weight: float = 1.0
     temperature: float = 0.1
     max_band_shift: int = 4
-    timbre: float = 0.5
+    timbre: float = 0.6
     noise: float = 0.1
-    time_shift: int = 16
-    stretch: float = 0.05
-    tiles: int = 4
-    # Chosen with `mugle evaluate` on the default demo, holdout seeds 0 and 1: 112 dims at weight 0.9 found
-    # another version first for 0.912 / 0.905 of versioned songs, against 0.861-0.895 for 64 dims at 0.7;
-    # playlist hit rates of tcae and cel did not change beyond their intervals.
-    blend_dim: int = 112
-    blend_weight: float = 0.9
+    stretch: float = 0.15
+    mix: float = 0.4
+    view_span: float = 0.0
+    tiles: int = 8
+    blend_dim: int = 0
+    blend_weight: float = 0.0
     blend_sample: int = 1000
+    head_sample: int = 1000
+    train_head: bool = True
     workers: int = 0
     embed_batch: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dilations = tuple(int(d) for d in self.dilations)
-        for name in ("steps", "batch_size", "crop", "pool", "hidden", "squeeze", "dim", "tiles", "embed_batch"):
+        positive = ("steps", "batch_size", "crop", "pool", "hidden", "squeeze", "groups", "dim", "tiles", "embed_batch")
+        for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TCAEOptions.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2 and self.invariance_weight > 0:
@@ -128,6 +142,19 @@ class TCAEOptions:
             raise ValueError(f"TCAEOptions.dilations must be positive, got {self.dilations}")
         if self.workers < 0:
             raise ValueError(f"TCAEOptions.workers must be >= 0, got {self.workers}")
+        if self.recon_weight < 0 or self.invariance_weight < 0 or self.recon_weight + self.invariance_weight <= 0:
+            raise ValueError(
+                f"TCAEOptions.recon_weight ({self.recon_weight}) and invariance_weight ({self.invariance_weight}) "
+                "must be >= 0 and not both 0"
+            )
+        if not 0.0 <= self.stretch < 1.0:
+            raise ValueError(f"TCAEOptions.stretch must be in [0, 1), got {self.stretch}")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"TCAEOptions.mix must be in [0, 1], got {self.mix}")
+        if not 0.0 <= self.view_span <= 1.0:
+            raise ValueError(f"TCAEOptions.view_span must be in [0, 1], got {self.view_span}")
+        if not 0 <= self.max_band_shift < N_MELS // 2:
+            raise ValueError(f"TCAEOptions.max_band_shift must be in [0, {N_MELS // 2}), got {self.max_band_shift}")
         if not 0 <= self.blend_dim < self.dim:
             raise ValueError(f"TCAEOptions.blend_dim must be in [0, dim), got {self.blend_dim} (dim={self.dim})")
         if not 0.0 <= self.blend_weight < 1.0:
@@ -140,10 +167,12 @@ class TCAEOptions:
 
     @property
     def window(self) -> int:
-        """Frames read per training item: a crop plus room for the views' shift and stretch."""
+        """Frames read per training item: the whole clip when views roam over it, else a crop plus tempo room."""
         if self.invariance_weight <= 0:
             return self.raw_crop
-        return int(math.ceil(self.raw_crop * (1.0 + self.stretch))) + 2 * self.time_shift
+        if self.view_span > 0:
+            return max(FRAMES, int(math.ceil(self.raw_crop * (1.0 + self.stretch))))
+        return int(math.ceil(self.raw_crop * (1.0 + self.stretch)))
 
     def model_config(self) -> dict[str, Any]:
         """What :class:`TCAE` needs to be rebuilt at inference time."""
@@ -154,6 +183,7 @@ class TCAEOptions:
             "length": self.crop,
             "pool": self.pool,
             "squeeze": self.squeeze,
+            "groups": self.groups,
             "dim": self.dim - self.blend_dim,
             "blend_dim": self.blend_dim,
             "blend_weight": self.blend_weight,
@@ -186,51 +216,148 @@ class CausalBlock(nn.Module):
         return x + F.relu(self.norm(self.conv(x)))
 
 
+FRAME_RATE = 16000 / 256  # mel frames per second (the dataset's 16 kHz, hop 256)
+MIN_RATE_HZ = 0.1  # slowest modulation rate told apart from the others
+WHITEN_FLOOR = 0.05  # least standard deviation of a whitened component, relative to the largest one
+
+
+def rate_groups(frames: int, frame_rate: float, groups: int, min_rate: float = MIN_RATE_HZ) -> torch.Tensor:
+    """Averaging matrix (frames // 2 + 1, groups + 1) from FFT bins over time to modulation-rate groups.
+
+    Column 0 is the constant (0 Hz) bin; the others are log-spaced rate bands from ``min_rate`` to the
+    Nyquist rate, so a change of tempo moves energy within a band or to its neighbour, and crops of
+    any length land on the same columns. A band too narrow to hold a bin interpolates its centre
+    from the two nearest bins.
+    """
+    bins = frames // 2 + 1
+    rates = np.arange(bins) * frame_rate / frames
+    edges = np.geomspace(min_rate, frame_rate / 2, groups + 1)
+    m = np.zeros((bins, groups + 1), dtype=np.float32)
+    m[0, 0] = 1.0
+    for g, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True), start=1):
+        inside = np.flatnonzero((rates >= lo) & (rates < hi) & (np.arange(bins) > 0))
+        if len(inside):
+            m[inside, g] = 1.0 / len(inside)
+            continue
+        centre = float(np.sqrt(lo * hi))
+        right = int(np.clip(np.searchsorted(rates, centre), 1, bins - 1))
+        left = right - 1
+        w = (centre - rates[left]) / max(rates[right] - rates[left], 1e-9)
+        m[left, g], m[right, g] = 1.0 - w, w
+    return torch.from_numpy(m)
+
+
 class TCAE(nn.Module):
-    """The autoencoder; :meth:`encode` gives the tanh embedding of crops of ``length * pool`` frames."""
+    """The autoencoder and its embedding head.
+
+    The causal dilated encoder reads the (time-pooled, standardised) mel and does two things with its
+    feature sequence: a narrow code that the decoder turns back into the mel (the autoencoder), and a
+    correction added to the mel, band by band and frame by frame (zero at the start of training). The
+    embedding is the magnitude of the 2-D Fourier transform of the corrected mel over bands and time,
+    which does not change when the tune starts later or moves up or down by whole bands, averaged into
+    log-spaced modulation-rate groups (tolerant of tempo), log-compressed, and mapped by a linear layer
+    to ``dim`` and tanh. The linear layer starts as a whitening PCA of that spectrum over training songs
+    (:meth:`init_head`), so an untrained TCAE is the fixed transform; training moves both the
+    correction and the map so that two performances of one song land together.
+    """
 
     def __init__(
         self,
         n_mels: int = N_MELS,
         hidden: int = 64,
         dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
-        length: int = 64,
+        length: int = 256,
         pool: int = 2,
-        squeeze: int = 8,
+        squeeze: int = 16,
         dim: int = 128,
+        groups: int = 32,
         blend_dim: int = 0,
         blend_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_mels, self.length, self.pool, self.squeeze, self.dim = n_mels, length, pool, squeeze, dim
+        self.groups = groups
         self.blend = ModulationBlend(n_mels, blend_dim, blend_weight) if blend_dim > 0 else None
         self.enc_in = nn.Conv1d(n_mels, hidden, 1)
         self.encoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.enc_out = nn.Conv1d(hidden, squeeze, 1)
-        self.bottleneck = nn.Linear(squeeze * length, dim)
-        self.expand = nn.Linear(dim, squeeze * length)
+        self.refine = nn.Conv1d(hidden, n_mels, 1)
+        nn.init.zeros_(self.refine.weight)
+        nn.init.zeros_(self.refine.bias)
+        # A fixed whitening PCA of the spectrum (buffers, fitted by init_head), then a learned square map
+        # that starts as the identity: Adam's steps are then the same size for every component, so
+        # training reweights the components instead of scrambling the largest ones.
+        self.register_buffer("spec_mean", torch.zeros(self.spectrum_size))
+        self.register_buffer("whiten", torch.zeros(self.spectrum_size, dim))
+        self.head = nn.Linear(dim, dim)
+        nn.init.eye_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.head_scale = 0.5
         self.dec_in = nn.Conv1d(squeeze, hidden, 1)
         self.decoder = nn.Sequential(*[CausalBlock(hidden, d) for d in dilations])
         self.dec_out = nn.Conv1d(hidden, n_mels, 1)
+        self._groups: dict[tuple[int, str], torch.Tensor] = {}
+
+    @property
+    def spectrum_size(self) -> int:
+        return (self.n_mels // 2 + 1) * (self.groups + 1)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 48, length * pool) -> (B, 48, length)."""
+        """(B, 48, T * pool) -> (B, 48, T)."""
         return F.avg_pool1d(x, self.pool) if self.pool > 1 else x
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder feature sequence (B, hidden, T) of standardised input (B, 48, T * pool)."""
+        return self.encoder(self.enc_in(self.pooled(x)))
+
+    def spectrum(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Log 2-D modulation spectrum (B, spectrum_size) of the corrected mel."""
+        y = (self.pooled(x) + self.refine(h)).float()
+        y = y - y.mean(dim=(1, 2), keepdim=True)
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            mag = torch.fft.fft(torch.fft.rfft(y, dim=2), dim=1).abs()[:, : self.n_mels // 2 + 1]
+            t = y.shape[2]
+            key = (t, str(y.device))
+            if key not in self._groups:
+                self._groups[key] = rate_groups(t, FRAME_RATE / self.pool, self.groups).to(y.device)
+            return torch.log1p(mag @ self._groups[key]).flatten(1)
+
+    def project(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """(B, spectrum_size) -> (B, dim) in [-1, 1]."""
+        white = (spectrum.float() - self.spec_mean) @ self.whiten
+        return torch.tanh(self.head_scale * self.head(white))
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed standardised crops (B, 48, length * pool) -> (B, dim) in [-1, 1]."""
-        h = self.enc_out(self.encoder(self.enc_in(self.pooled(x))))
-        return torch.tanh(self.bottleneck(h.flatten(1)))
+        """Embed standardised crops (B, 48, T * pool) -> (B, dim) in [-1, 1]."""
+        return self.project(self.spectrum(x, self.features(x)))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Predict the time-reversed pooled crop; output t is the estimate of reversed frame t+1."""
-        seq = self.expand(z).view(z.shape[0], self.squeeze, self.length)
-        return self.dec_out(self.decoder(self.dec_in(seq)))
+    @torch.no_grad()
+    def init_head(self, spectra: torch.Tensor) -> None:
+        """Fit the whitening PCA of ``spectra`` (n, spectrum_size); the learned map is reset to the identity.
 
-    def reconstruction_loss(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """MSE between decoder outputs 0..L-2 and reversed pooled frames 1..L-1."""
+        Whitened components have unit variance; ``head_scale`` keeps most of them in tanh's linear range.
+        """
+        spectra = spectra.double()
+        mean = spectra.mean(0)
+        _, sing, vt = torch.linalg.svd(spectra - mean, full_matrices=False)
+        k = min(self.dim, vt.shape[0])
+        std = sing[:k] / math.sqrt(max(1, len(spectra) - 1))
+        # Components with almost no variance among the sampled songs would be blown up by whitening, and
+        # then any change of the spectrum that training makes would swamp the vector: floor them.
+        std = std.clamp_min(max(float(std[0]) * WHITEN_FLOOR, 1e-6))
+        whiten = torch.zeros(self.spectrum_size, self.dim, dtype=torch.float64)
+        whiten[:, :k] = (vt[:k] / std[:, None]).T
+        self.spec_mean.copy_(mean.float())
+        self.whiten.copy_(whiten.float())
+        nn.init.eye_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def reconstruction_loss(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """MSE of the decoder, which reads the time-reversed code and predicts reversed pooled frame t+1."""
+        h = self.features(x) if h is None else h
+        code = torch.flip(self.enc_out(h), dims=[2])
+        pred = self.dec_out(self.decoder(self.dec_in(code)))
         target = torch.flip(self.pooled(x), dims=[2])
-        pred = self.decode(z)
         return F.mse_loss(pred[:, :, :-1].float(), target[:, :, 1:].float())
 
 
@@ -295,6 +422,15 @@ class ModulationBlend(nn.Module):
 # -- inference ----------------------------------------------------------------------------------------
 
 
+def fit_length_t(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Tensor version of :func:`training.mels.fit_length` over the last axis (repeat, then cut)."""
+    t = x.shape[-1]
+    if t >= frames:
+        return x[..., :frames]
+    return x.repeat(*([1] * (x.dim() - 1)), -(-frames // t))[..., :frames]
+
+
+
 class TCAEEmbedder:
     """Embeds raw mels with a trained TCAE: standardise, tile crops, average, L2-normalise.
 
@@ -338,16 +474,24 @@ class TCAEEmbedder:
         return sorted({int(round(s)) for s in np.linspace(0, frames - crop, n)})
 
     @torch.no_grad()
-    def embed_normalised(self, clips: torch.Tensor) -> np.ndarray:
-        """Embed standardised clips (B, 48, T) with T >= one crop; returns (B, dim) float32, L2-normalised."""
+    def spectra(self, clips: torch.Tensor) -> torch.Tensor:
+        """Spectra (B, spectrum_size) of standardised clips (B, 48, T), averaged over crops tiled across them."""
         crop = self.model.length * self.model.pool
+        if clips.shape[2] < crop:
+            clips = fit_length_t(clips, crop)
         starts = self._tile_starts(clips.shape[2])
         tiles = torch.stack([clips[:, :, s : s + crop] for s in starts], dim=1)  # (B, tiles, 48, crop)
         b, k = tiles.shape[:2]
+        x = tiles.reshape(b * k, N_MELS, crop).to(self.device)
         use_amp = self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
-            z = self.model.encode(tiles.reshape(b * k, N_MELS, crop).to(self.device))
-        z = F.normalize(z.float().view(b, k, -1).mean(1), dim=1)
+            h = self.model.features(x)
+        return self.model.spectrum(x, h).view(b, k, -1).mean(1)
+
+    @torch.no_grad()
+    def embed_normalised(self, clips: torch.Tensor) -> np.ndarray:
+        """Embed standardised clips (B, 48, T) with T >= one crop; returns (B, dim) float32, L2-normalised."""
+        z = F.normalize(self.model.project(self.spectra(clips)), dim=1)
         blend = self.model.blend
         if blend is not None:
             # Squared norms split (1 - w) : w between the learned part and the fixed feature.

@@ -1,8 +1,10 @@
 """Training of the TCAE (:mod:`mugle_nets.tcae` holds the network, its options and the embedder).
 
-Training adds an invariance term to the autoencoder's reconstruction loss: two augmented views of the
-same crop (band shift, spectral envelope, level, noise) must embed close together and apart from the
-other crops of the batch (InfoNCE). The trained model is saved with :class:`~mugle_nets.tcae.TCAEEmbedder`.
+The loss is the autoencoder's reconstruction MSE plus an invariance term: two views of each song, each
+at its own tempo, shifted by whole mel bands (key), given another spectral envelope and level
+(instrument, mix), sometimes laid over another song (an accompaniment), must embed close together and
+apart from the other songs of the batch (InfoNCE). Before training, the embedding head's whitening is
+fitted on training songs. The trained model is saved with :class:`~mugle_nets.tcae.TCAEEmbedder`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from mugle_nets.mels import (
     make_loader,
     usable_batch,
 )
-from mugle_nets.tcae import TCAE, ModulationBlend, TCAEEmbedder, TCAEOptions, modulation_spectrum
+from mugle_nets.tcae import TCAE, ModulationBlend, TCAEEmbedder, TCAEOptions, fit_length_t, modulation_spectrum
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +41,13 @@ logger = logging.getLogger(__name__)
 
 
 def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
-    """A new "version" of standardised crops: band shift, spectral envelope, level and noise.
+    """A new "performance" of standardised crops: key, instrument, level, noise and accompaniment.
 
     Shifting by whole mel bands stands in for a change of key; a smooth random curve over the bands
-    (sum of low-order cosines) stands in for another instrument or mix. Bands shifted in from outside
-    repeat the edge band rather than inventing content.
+    (sum of low-order cosines) and a level offset stand in for another instrument or mix. Bands
+    shifted in from outside repeat the edge band rather than inventing content. With probability
+    ``options.mix`` another song of the batch is laid underneath, a few standard units quieter: in
+    log-mel terms the louder of the two wins, which is roughly how an accompaniment adds.
     """
     b, n, t = x.shape
     device = x.device
@@ -60,29 +64,47 @@ def augment(x: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -
         envelope = (coef[:, :, None] * torch.cos(orders[None, :, None] * bands[None, None, :])).sum(1)
         level = torch.randn(b, 1, generator=generator).to(device) * options.timbre
         out = out + (envelope + level)[:, :, None]
+    if options.mix > 0 and b > 1:
+        other = torch.roll(out, 1, dims=0)
+        offset = (-0.5 - 1.5 * torch.rand(b, 1, 1, generator=generator)).to(device)
+        chosen = (torch.rand(b, 1, 1, generator=generator) < options.mix).to(device)
+        out = torch.where(chosen, torch.maximum(out, other + offset), out)
     if options.noise > 0:
         out = out + torch.randn(out.shape, generator=generator).to(device) * options.noise
     return out
 
 
-def view(window: torch.Tensor, options: TCAEOptions, generator: torch.Generator) -> torch.Tensor:
-    """Cut one view of ``raw_crop`` frames from a longer window at a random offset and tempo.
+def view_pair(
+    window: torch.Tensor, options: TCAEOptions, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of ``raw_crop`` frames per song, each at its own place in the window and its own tempo.
 
-    Versions of a song start their tune at slightly different times and play it a little faster or
-    slower; two views that differ that way teach the encoder to ignore it.
+    The second view starts up to ``view_span`` of the window away from the first, so the pair shares
+    the song (its tune, its rhythm) but not necessarily the same bars; each view is read over a span
+    ``1 +- stretch`` times the crop and resampled to the crop, a tempo change.
     """
     b, _, t = window.shape
     crop = options.raw_crop
     if t <= crop:
-        return window[:, :, :crop]
-    scales = 1.0 + (torch.rand(b, generator=generator) * 2.0 - 1.0) * options.stretch
-    out = []
+        piece = fit_length_t(window, crop)
+        return piece, piece.clone()
+    scales = 1.0 + (torch.rand(2, b, generator=generator) * 2.0 - 1.0) * options.stretch
+    firsts = torch.rand(2, b, generator=generator)
+    span = options.view_span
+    out: list[list[torch.Tensor]] = [[], []]
     for i in range(b):
-        length = min(t, max(2, int(round(crop * float(scales[i])))))
-        start = int(torch.randint(0, t - length + 1, (1,), generator=generator))
-        seg = window[i : i + 1, :, start : start + length]
-        out.append(seg if length == crop else F.interpolate(seg, size=crop, mode="linear", align_corners=False))
-    return torch.cat(out, dim=0)
+        lengths = [min(t, max(2, int(round(crop * float(scales[v, i]))))) for v in (0, 1)]
+        start_a = int(float(firsts[0, i]) * (t - lengths[0] + 1))
+        # The second start: uniform within +-span of the clip around the first, kept inside the window.
+        lo = max(0, start_a - int(span * t))
+        hi = min(t - lengths[1], start_a + int(span * t))
+        start_b = min(lo + int(float(firsts[1, i]) * (max(hi, lo) - lo + 1)), t - lengths[1])
+        for v, (start, length) in enumerate(zip((start_a, start_b), lengths, strict=True)):
+            seg = window[i : i + 1, :, start : start + length]
+            if length != crop:
+                seg = F.interpolate(seg, size=crop, mode="linear", align_corners=False)
+            out[v].append(seg)
+    return torch.cat(out[0], dim=0), torch.cat(out[1], dim=0)
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -93,6 +115,8 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tens
     labels = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
+
+# -- training -----------------------------------------------------------------------------------------
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1) -> Any:
@@ -171,7 +195,10 @@ def train_tcae(
         stats.save(Path(models_dir) / STATS_FILE)
 
     model = TCAE(**options.model_config()).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    _init_head(model, [mel_paths[int(i)] for i in train_ids], stats, options, seed, dev)
+    model.head.requires_grad_(options.train_head)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
     sched = warmup_cosine(opt, options.steps)
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -203,17 +230,9 @@ def train_tcae(
             continue
         empty_streak = 0
         model.train()
-        window = x.to(dev, non_blocking=True)
-        # The autoencoder sees the middle of the window; the two views roam over all of it.
-        mid = (window.shape[2] - options.raw_crop) // 2
-        x = window[:, :, mid : mid + options.raw_crop]
+        inputs = _training_inputs(x.to(dev, non_blocking=True), options, aug_gen)
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            z = model.encode(x)
-            loss = model.reconstruction_loss(x, z)
-            if options.invariance_weight > 0:
-                za = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
-                zb = model.encode(augment(view(window, options, aug_gen), options, aug_gen))
-                loss = loss + options.invariance_weight * info_nce(za, zb, options.temperature)
+            loss, parts = _loss(model, inputs, options)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -224,9 +243,9 @@ def train_tcae(
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % options.eval_every == 0 or step == options.steps:
-            val = _validation_mse(model, val_batches, dev, use_amp) if val_batches else float(loss.item())
-            history.append({"step": step, "loss": float(loss.item()), "val_mse": val})
-            logger.debug("tcae step %d loss %.4f val %.4f", step, loss.item(), val)
+            val = _validation_loss(model, val_batches, options, dev, use_amp) if val_batches else float(loss.item())
+            history.append({"step": step, "loss": float(loss.item()), "val_loss": val, **parts})
+            logger.debug("tcae step %d loss %.4f val %.4f %s", step, loss.item(), val, parts)
             if val < best_val:
                 best_val = val
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
@@ -243,7 +262,7 @@ def train_tcae(
     info = {
         "train_seconds": round(train_seconds, 3),
         "total_seconds": round(time.perf_counter() - started, 3),
-        "best_val_mse": best_val,
+        "best_val_loss": best_val,
         "history": history,
         "songs": {"train": len(train_ids), "val": len(val_ids), "embedded": len(ids)},
         "stats_files": stats.files,
@@ -252,12 +271,61 @@ def train_tcae(
         "seed": seed,
     }
     logger.info(
-        "tcae: %d songs embedded in %.1fs (best val MSE %.4f; skipped: %s)",
+        "tcae: %d songs embedded in %.1fs (best validation loss %.4f; skipped: %s)",
         len(ids), info["total_seconds"], best_val, embed_report.summary(),
     )
     if models_dir is not None:
         embedder.save(Path(models_dir), info)
     return ids, vectors, info
+
+
+def _training_inputs(
+    window: torch.Tensor, options: TCAEOptions, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The crops one step trains on: two augmented views per song, or one plain crop without invariance."""
+    if options.invariance_weight <= 0:
+        return fit_length_t(window, options.raw_crop), None
+    a, b = view_pair(window, options, generator)
+    return augment(a, options, generator), augment(b, options, generator)
+
+
+def _loss(
+    model: TCAE, inputs: tuple[torch.Tensor, torch.Tensor | None], options: TCAEOptions
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted autoencoder MSE (on the first view) plus InfoNCE between the two views."""
+    a, b = inputs
+    ha = model.features(a)
+    parts: dict[str, float] = {}
+    loss = torch.zeros((), device=a.device)
+    if options.recon_weight > 0:
+        mse = model.reconstruction_loss(a, ha)
+        parts["mse"] = float(mse.detach())
+        loss = loss + options.recon_weight * mse
+    if b is not None and options.invariance_weight > 0:
+        nce = info_nce(model.project(model.spectrum(a, ha)), model.encode(b), options.temperature)
+        parts["nce"] = float(nce.detach())
+        loss = loss + options.invariance_weight * nce
+    return loss, parts
+
+
+@torch.no_grad()
+def _init_head(
+    model: TCAE, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int, dev: torch.device
+) -> None:
+    """Whitening PCA of the untrained model's clip spectra over a sample of training songs."""
+    rng = np.random.default_rng(seed + 7)
+    chosen = [paths[int(i)] for i in np.sort(rng.permutation(len(paths))[: options.head_sample])]
+    model.eval()
+    embedder = TCAEEmbedder(model, stats, options, dev)
+    spectra = []
+    loader = make_loader(MelClipDataset(chosen, stats), options.embed_batch, shuffle=False, workers=options.workers)
+    for batch in loader:
+        x, _ = usable_batch(batch)
+        if len(x):
+            spectra.append(embedder.spectra(x).cpu())
+    if not spectra:
+        raise ValueError(f"train_tcae: no readable mel among {len(chosen)} files sampled for the embedding head")
+    model.init_head(torch.cat(spectra))
 
 
 def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:
@@ -277,30 +345,35 @@ def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, optio
 
 def _validation_batches(
     mel_paths: dict[int, Path], val_ids: np.ndarray, stats: MelStats, options: TCAEOptions, seed: int
-) -> list[torch.Tensor]:
-    """Fixed crops of the held-out songs (at most 512), read once so every validation is comparable."""
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Fixed, already augmented inputs of the held-out songs (at most 512), made once so every
+    validation is comparable."""
     if len(val_ids) == 0:
         return []
     chosen = val_ids[:512]
-    ds = MelCropDataset([mel_paths[int(i)] for i in chosen], stats, options.raw_crop, seed=seed + 7919)
+    ds = MelCropDataset([mel_paths[int(i)] for i in chosen], stats, options.window, seed=seed + 7919)
+    gen = torch.Generator().manual_seed(seed + 15485863)
     out = []
-    for batch in make_loader(ds, options.embed_batch, shuffle=False, workers=0):
+    for batch in make_loader(ds, max(2, options.batch_size), shuffle=False, workers=0):
         x, _ = usable_batch(batch)
-        if len(x):
-            out.append(x)
+        if len(x) >= 2:
+            out.append(_training_inputs(x, options, gen))
     return out
 
 
 @torch.no_grad()
-def _validation_mse(model: TCAE, batches: list[torch.Tensor], dev: torch.device, use_amp: bool) -> float:
+def _validation_loss(
+    model: TCAE, batches: list[tuple[torch.Tensor, torch.Tensor | None]], options: TCAEOptions,
+    dev: torch.device, use_amp: bool,
+) -> float:
     model.eval()
     total, count = 0.0, 0
-    for x in batches:
-        x = x.to(dev)
+    for a, b in batches:
+        inputs = (a.to(dev), None if b is None else b.to(dev))
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            loss = model.reconstruction_loss(x, model.encode(x))
-        total += float(loss) * len(x)
-        count += len(x)
+            loss, _ = _loss(model, inputs, options)
+        total += float(loss) * len(a)
+        count += len(a)
     return total / max(count, 1)
 
 

@@ -1,0 +1,194 @@
+"""Quick, in-process check of an audio embedding against the fixed 2-D FFT feature on any Melon-layout folder.
+
+Trains the TCAE on every mel of the folder (as ``mugle train`` would), embeds the catalog and the
+queries, and prints P@1 and MRR by cosine over the whole catalog for the TCAE and for the magnitude
+of the 2-D FFT of the log-mel, with bootstrap intervals. It skips the service, so a run costs the
+training and a few seconds more; the figures that count are the ones through the API.
+
+Ground truth, read from ``--truth`` (JSON), either or both of:
+
+- ``version_groups``: lists of song ids that are versions of one melody; each member with a mel asks
+  for another member (leave one out, over the catalog);
+- ``queries``: ``[{"mel": path (relative to the truth file's folder or absolute), "song_id": id}]``:
+  an outside mel must find its song.
+
+``--split half`` keeps only the groups or queries of one half (by a seeded hash of the first id), so
+choices can be made on one half and reported on the other. Example::
+
+    PYTHONPATH=. python benchmarks/tcae_probe.py --data /tmp/demo --truth /tmp/demo/demo_truth.json \\
+        --option steps=200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mugle_nets.mels import FRAMES, fit_length, read_mel  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def fft2_feature(mel: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Magnitude of the 2-D FFT of a (48, T) log-mel (dB) fitted to the dataset's clip length.
+
+    With ``stats`` (per-band mean and deviation) the mel is standardised band by band first.
+    """
+    x = fit_length(np.asarray(mel, dtype=np.float32), FRAMES)
+    if stats is not None:
+        x = (x - stats[0][:, None]) / stats[1][:, None]
+    return np.abs(np.fft.rfft2(x)).reshape(-1).astype(np.float32)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def ranks_for(sims: np.ndarray, targets: list[set[int]]) -> np.ndarray:
+    """1-based rank of the first target column per row (sims: queries x catalog)."""
+    out = []
+    for row, wanted in zip(sims, targets, strict=True):
+        order = np.argsort(-row, kind="stable")
+        out.append(int(np.flatnonzero(np.isin(order, list(wanted)))[0]) + 1)
+    return np.asarray(out)
+
+
+def summary(ranks: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    p1 = (ranks == 1).astype(float)
+    rr = 1.0 / ranks
+    boot = rng.integers(0, len(ranks), size=(1000, len(ranks)))
+    return {
+        "n": int(len(ranks)),
+        "p@1": round(float(p1.mean()), 3),
+        "p@1_ci": [round(float(v), 3) for v in np.percentile(p1[boot].mean(1), [2.5, 97.5])],
+        "mrr": round(float(rr.mean()), 3),
+        "p@10": round(float((ranks <= 10).mean()), 3),
+    }
+
+
+def evaluate_vectors(
+    ids: np.ndarray, vecs: np.ndarray, groups: list[list[int]], query_vecs: np.ndarray | None,
+    query_targets: list[int],
+) -> dict[str, Any]:
+    """P@1/MRR for version groups (leave one out) and for outside queries."""
+    row = {int(s): r for r, s in enumerate(ids)}
+    vecs = normalise(vecs)
+    out: dict[str, Any] = {}
+    if groups:
+        qrows, targets = [], []
+        for g in groups:
+            for s in g:
+                others = {row[o] for o in g if o != s and o in row}
+                if s in row and others:
+                    qrows.append(row[s])
+                    targets.append(others)
+        sims = vecs[qrows] @ vecs.T
+        sims[np.arange(len(qrows)), qrows] = -np.inf
+        out["groups"] = summary(ranks_for(sims, targets))
+    if query_vecs is not None and len(query_targets):
+        keep = [i for i, t in enumerate(query_targets) if t in row]
+        sims = normalise(query_vecs[keep]) @ vecs.T
+        out["queries"] = summary(ranks_for(sims, [{row[query_targets[i]]} for i in keep]))
+    return out
+
+
+def in_half(first_id: int, half: str, seed: int = 12345) -> bool:
+    if half == "all":
+        return True
+    h = (first_id * 2654435761 + seed) % 1000003
+    return (h % 2 == 0) == (half == "a")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--truth", type=Path, required=True)
+    parser.add_argument("--option", action="append", default=[], help="TCAEOptions field=JSON value")
+    parser.add_argument("--split", choices=["all", "a", "b"], default="all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-train", action="store_true", help="baselines only")
+    parser.add_argument("--save", type=Path, default=None, help="models folder to keep the trained TCAE")
+    parser.add_argument("--out", type=Path, default=None, help="append the result as one JSON line here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import torch
+
+    from mugle_nets.tcae import TCAEEmbedder, TCAEOptions
+    from training.tcae import train_tcae
+
+    torch.set_num_threads(args.threads)
+    truth = json.loads(args.truth.read_text(encoding="utf-8"))
+    raw_groups = list(truth.get("version_groups", []))
+    raw_groups += [t["song_ids"] for t in truth.get("tunes", [])]  # the real-audio melodies set
+    groups = [list(map(int, g)) for g in raw_groups if g and in_half(int(g[0]), args.split)]
+    queries = list(truth.get("queries", []))
+    for track in truth.get("tracks", []):  # the real-audio recordings set: queries listed per track
+        queries += [{"mel": q["mel"], "song_id": track["song_id"]} for q in track.get("queries", [])]
+    queries = [q for q in queries if in_half(int(q["song_id"]), args.split)]
+    paths: dict[int, Path] = {}
+    for p in sorted((args.data / "arena_mel").glob("*/*.npy")):
+        paths[int(p.stem)] = p
+    ids = np.array(sorted(paths), dtype=np.int64)
+    mels = {}
+    for i in ids:
+        mel, _ = read_mel(paths[int(i)])
+        if mel is not None:
+            mels[int(i)] = mel
+    ids = np.array(sorted(mels), dtype=np.int64)
+    qmels, qtargets = [], []
+    for q in queries:
+        qp = Path(q["mel"])
+        qp = qp if qp.is_absolute() else args.truth.parent / qp
+        qmels.append(np.load(qp).astype(np.float32))
+        qtargets.append(int(q["song_id"]))
+    result: dict[str, Any] = {"data": str(args.data), "split": args.split, "songs": len(ids), "options": args.option}
+
+    allmel = np.concatenate([mels[int(i)] for i in ids], axis=1)
+    band = (allmel.mean(axis=1), allmel.std(axis=1) + 1e-6)
+    del allmel
+    for name, stats in (("fft2", None), ("fft2 band-std", band)):
+        fft = np.stack([fft2_feature(mels[int(i)], stats) for i in ids])
+        qfft = np.stack([fft2_feature(m, stats) for m in qmels]) if qmels else None
+        result[name] = evaluate_vectors(ids, fft, groups, qfft, qtargets)
+        print(name, json.dumps(result[name]), flush=True)
+
+    if not args.no_train:
+        overrides = {}
+        for item in args.option:
+            key, _, value = item.partition("=")
+            overrides[key] = json.loads(value)
+        options = TCAEOptions(**overrides)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            models = args.save if args.save is not None else Path(tmp)
+            tids, tvecs = train_tcae({int(i): paths[int(i)] for i in ids}, options, seed=args.seed, device="cpu",
+                                     models_dir=models)
+            result["train_s"] = round(time.perf_counter() - started, 1)
+            qvecs = TCAEEmbedder.load(models).embed(qmels) if qmels else None
+        from training.tcae import LAST_INFO
+
+        result["history"] = LAST_INFO.get("history", [])
+        print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
+        result["tcae"] = evaluate_vectors(tids, tvecs, groups, qvecs, qtargets)
+        print("tcae", json.dumps(result["tcae"]), f"train {result['train_s']} s", flush=True)
+    if args.out is not None:
+        with open(args.out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

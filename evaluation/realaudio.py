@@ -146,8 +146,9 @@ def load_demo(folder: Path) -> EvalSet:
             catalog_ids.append(int(song["id"]))
             catalog_mels.append(mel.astype(np.float32))
     position = {s: i for i, s in enumerate(catalog_ids)}
-    queries = [Query(f"song {s}", set(g) - {s}, catalog_mels[position[s]], song_id=s)
-               for g in groups for s in g if s in position]
+    # Only songs with a mel can be found by audio: the others are neither queries nor answers.
+    queries = [Query(f"song {s}", {t for t in g if t != s and t in position}, catalog_mels[position[s]], song_id=s)
+               for g in groups for s in g if s in position and any(t != s and t in position for t in g)]
     return EvalSet("demo versions", folder, catalog_ids, catalog_mels, queries, {"groups": len(groups)},
                    "from one song of a planted version group, find another version of the same melody")
 
@@ -194,13 +195,15 @@ def _upload(q: Query, upload: str) -> tuple[str, bytes, str]:
 
 
 def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_METHODS, depth: int = retrieval.DEPTH,
-                 progress: bool = True, upload: str = "wav") -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
+                 progress: bool = True, upload: str = "wav",
+                 ) -> tuple[dict[str, list[list[int]]], dict[str, Any], Callable[[int], int]]:
     """Ranked lists from the app built on ``artifacts``: uploads (recordings) or catalog ids (melodies).
 
     ``upload`` is ``wav`` (the clip, decoded by the service: the real path) or ``mel`` (the query's mel
     as a ``.npy``, which the service takes as is: the same mel, without the decoding time).
 
-    Returns the lists per method and facts about the served version. A method the version cannot
+    Returns the lists per method, facts about the served version, and the map from any song id to its
+    canonical id in that version (merged duplicates answer as one song). A method the version cannot
     serve (503: no CEL model, no torch) is reported and skipped; any other non-200 answer stops the run.
     """
     from fastapi.testclient import TestClient
@@ -241,10 +244,28 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
         q.relevant = {canon(s) for s in q.relevant}
         if q.group is not None:
             q.group = {canon(s) for s in q.group}
+    served["merged_songs"] = sum(1 for s in data.catalog_ids if canon(s) != s)
     served["train_seconds"] = manifest.get("timings", {})
     served["train_params"] = {k: manifest.get("params", {}).get(k) for k in ("seed", "tcae", "cel") if k in
                               manifest.get("params", {})}
-    return out, served
+    return out, served, canon
+
+
+def canonical_lists(lists: Sequence[Sequence[int]], queries: Sequence[Query], canon: Callable[[int], int]
+                    ) -> list[list[int]]:
+    """Ranked lists in canonical ids as the API answers them: duplicates once, the query's own song left out."""
+    out = []
+    for ranked, q in zip(lists, queries, strict=True):
+        own = canon(q.song_id) if q.song_id is not None else None
+        seen: set[int] = set()
+        row = []
+        for s in ranked:
+            c = canon(s)
+            if c != own and c not in seen:
+                seen.add(c)
+                row.append(c)
+        out.append(row)
+    return out
 
 
 # -- evaluation and report -----------------------------------------------------------------------------
@@ -272,10 +293,14 @@ def evaluate_set(folder: Path, artifacts: Path | None = None, methods: Sequence[
     if methods:
         if not artifacts.exists():
             raise EvaluationSetError(f"{artifacts}: no artifacts; train first (mugle real-audio train --set {folder})")
-        api, served = api_rankings(data, artifacts, methods, progress=progress, upload=upload)
+        api, served, canon = api_rankings(data, artifacts, methods, progress=progress, upload=upload)
         served["upload"] = upload if data.name == "recordings" else None
         rankings.update(api)
-    rankings.update(baseline_rankings(data, seed))
+    baselines = baseline_rankings(data, seed)
+    if served is not None and served["merged_songs"]:
+        # Score the baselines on the catalog the service has: merged duplicates count as one song.
+        baselines = {k: canonical_lists(v, data.queries, canon) for k, v in baselines.items()}
+    rankings.update(baselines)
     return {
         "set": data.name,
         "folder": str(data.folder),

@@ -132,3 +132,12 @@ def test_mugle_cli_hook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exc:
         mugle(["real-audio", "--help"])
     assert exc.value.code == 0 and "build,train,evaluate" in capsys.readouterr().out
+
+
+def test_canonical_lists_merge_duplicates_like_the_api() -> None:
+    from evaluation.realaudio import Query, canonical_lists
+
+    canon = {1: 1, 2: 1, 3: 3, 4: 4, 5: 4}.__getitem__
+    q = Query("song 2", {3}, np.zeros((48, 10)), song_id=2)
+    # 2 is merged into 1 (the query's own song): both are left out; 5 answers as 4, once.
+    assert canonical_lists([[1, 5, 3, 4, 2]], [q], canon) == [[4, 3]]

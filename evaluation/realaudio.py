@@ -171,17 +171,42 @@ def baseline_rankings(data: EvalSet, seed: int = SEED) -> dict[str, list[list[in
 # -- the served API --------------------------------------------------------------------------------------
 
 
-def _canonical_map(version_dir: Path) -> Callable[[int], int]:
+def _canonical_map(version_dir: Path) -> Callable[[int], int | None]:
+    """Any song id -> its canonical id in the version's catalog, or None when the catalog left it out."""
     from app.artifacts import CATALOG
     from app.catalog import Catalog
 
     catalog = Catalog.load(version_dir / CATALOG)
 
-    def canon(song_id: int) -> int:
+    def canon(song_id: int) -> int | None:
         c = catalog.canonical(int(song_id))
-        return int(song_id) if c is None else c
+        return None if c is None or catalog.row(c) is None else int(c)
 
     return canon
+
+
+def restrict_to_served(data: EvalSet, canon: Callable[[int], int | None]) -> int:
+    """Keep only what the service can answer: catalog songs it serves, queries on them, answers among them.
+
+    A dataset's catalog filters (an instrumental title, "Various Artists") leave songs out of the
+    served catalog; asking for them is a 404, and no method can return them. Returns how many catalog
+    songs were left out. Relevant and group sets become canonical ids.
+    """
+    keep = [i for i, s in enumerate(data.catalog_ids) if canon(s) is not None]
+    dropped = len(data.catalog_ids) - len(keep)
+    data.catalog_ids = [data.catalog_ids[i] for i in keep]
+    data.catalog_mels = [data.catalog_mels[i] for i in keep]
+    queries = []
+    for q in data.queries:
+        if q.song_id is not None and canon(q.song_id) is None:
+            continue
+        q.relevant = {c for c in (canon(s) for s in q.relevant) if c is not None}
+        if q.group is not None:
+            q.group = {c for c in (canon(s) for s in q.group) if c is not None}
+        if q.relevant:
+            queries.append(q)
+    data.queries = queries
+    return dropped
 
 
 def _upload(q: Query, upload: str) -> tuple[str, bytes, str]:
@@ -196,7 +221,7 @@ def _upload(q: Query, upload: str) -> tuple[str, bytes, str]:
 
 def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_METHODS, depth: int = retrieval.DEPTH,
                  progress: bool = True, upload: str = "wav",
-                 ) -> tuple[dict[str, list[list[int]]], dict[str, Any], Callable[[int], int]]:
+                 ) -> tuple[dict[str, list[list[int]]], dict[str, Any], Callable[[int], int | None]]:
     """Ranked lists from the app built on ``artifacts``: uploads (recordings) or catalog ids (melodies).
 
     ``upload`` is ``wav`` (the clip, decoded by the service: the real path) or ``mel`` (the query's mel
@@ -217,7 +242,9 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
     canon = _canonical_map(version_dir)
     out: dict[str, list[list[int]]] = {}
     served: dict[str, Any] = {"version": version_dir.name, "skipped": {}}
-    with TestClient(create_app(Settings(artifacts=Path(artifacts)))) as client:
+    served["left_out_songs"] = restrict_to_served(data, canon)
+    # WARNING: one access-log line per query would bury the table.
+    with TestClient(create_app(Settings(artifacts=Path(artifacts), log_level="WARNING"))) as client:
         health = client.get("/health").json()
         served["songs"] = health.get("songs")
         served["models"] = health.get("models")
@@ -239,11 +266,6 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
             else:
                 out[method] = lists
                 served.setdefault("seconds", {})[method] = round(time.perf_counter() - started, 1)
-    # The API answers canonical ids; compare with canonical truth.
-    for q in data.queries:
-        q.relevant = {canon(s) for s in q.relevant}
-        if q.group is not None:
-            q.group = {canon(s) for s in q.group}
     served["merged_songs"] = sum(1 for s in data.catalog_ids if canon(s) != s)
     served["train_seconds"] = manifest.get("timings", {})
     served["train_params"] = {k: manifest.get("params", {}).get(k) for k in ("seed", "tcae", "cel") if k in
@@ -251,7 +273,7 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
     return out, served, canon
 
 
-def canonical_lists(lists: Sequence[Sequence[int]], queries: Sequence[Query], canon: Callable[[int], int]
+def canonical_lists(lists: Sequence[Sequence[int]], queries: Sequence[Query], canon: Callable[[int], int | None]
                     ) -> list[list[int]]:
     """Ranked lists in canonical ids as the API answers them: duplicates once, the query's own song left out."""
     out = []
@@ -261,7 +283,7 @@ def canonical_lists(lists: Sequence[Sequence[int]], queries: Sequence[Query], ca
         row = []
         for s in ranked:
             c = canon(s)
-            if c != own and c not in seen:
+            if c is not None and c != own and c not in seen:
                 seen.add(c)
                 row.append(c)
         out.append(row)
@@ -421,6 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.action == "evaluate":
+        # One line per request from the app and the HTTP client would bury the table.
+        for name in ("app", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.action == "build":
             from training.realaudio.build import run_build

@@ -1,1 +1,3 @@
-"""Offline evaluation: metrics and reports that may use training, the served app and the shared core."""
+"""Offline evaluation of an artifacts version: protocol, baselines, metrics and the report.
+
+Sits above both sides: it may import `training`, `app` and the shared packages."""

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from evaluation import retrieval
-from training.melon import load_mel, mel_path
+from mugle_core.melfile import load_mel, mel_path
 from training.realaudio import layout
 
 logger = logging.getLogger(__name__)
@@ -173,8 +173,8 @@ def baseline_rankings(data: EvalSet, seed: int = SEED) -> dict[str, list[list[in
 
 def _canonical_map(version_dir: Path) -> Callable[[int], int | None]:
     """Any song id -> its canonical id in the version's catalog, or None when the catalog left it out."""
-    from app.artifacts import CATALOG
-    from app.catalog import Catalog
+    from mugle_core.artifacts import CATALOG
+    from mugle_core.catalog import Catalog
 
     catalog = Catalog.load(version_dir / CATALOG)
 

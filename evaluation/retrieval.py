@@ -10,7 +10,7 @@ Every query has a ranked list of catalog song ids and a set of relevant ids. Per
 * ``group@10`` (when the query has a group, e.g. its game): the share of the first 10 results that
   belong to the group.
 
-Intervals: :func:`training.metrics.bootstrap_ci` over the queries.
+Intervals: :func:`evaluation.metrics.bootstrap_ci` over the queries.
 
 The baselines turn each mel into a vector and rank the whole catalog by cosine similarity
 (L2-normalised vectors, inner product):
@@ -29,7 +29,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from training.metrics import bootstrap_ci
+from evaluation.metrics import bootstrap_ci
 
 DEPTH = 100
 N_MELS = 48

@@ -125,7 +125,7 @@ def test_evaluate_through_the_api_and_report(trained_set: Path, tmp_path: Path) 
 
 
 def test_mugle_cli_hook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from app.cli import main as mugle
+    from mugle_cli.main import main as mugle
 
     assert mugle(["real-audio", "evaluate", "--set", str(tmp_path), "--methods", ""]) == 2
     assert "no READY marker" in capsys.readouterr().err

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.melspec import audio_to_mel
-from training.melon import SONG_META, mel_path
+from mugle_core.melfile import mel_path
+from mugle_core.melspec import audio_to_mel
+from training.melon import SONG_META
 from training.realaudio import debs, layout, recordings
 from training.realaudio.midi import TICKS, Note, Part, write_midi
 

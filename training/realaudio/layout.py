@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from training.melon import GENRE_TABLE, SONG_META, SPLIT_FILES, mel_path
+from mugle_core.melfile import mel_path
+from training.melon import GENRE_TABLE, SONG_META, SPLIT_FILES
 
 logger = logging.getLogger(__name__)
 

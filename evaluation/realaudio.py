@@ -65,6 +65,7 @@ class Query:
     wav: Path | None = None  # recordings: the clip uploaded to POST /recommend/audio
     song_id: int | None = None  # melodies: the catalog song asked for with GET /recommend/{id}
     group: set[int] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # melodies: how the performance was played
 
 
 @dataclass
@@ -114,8 +115,10 @@ def load_set(folder: Path) -> EvalSet:
         catalog_ids = [int(s) for tune in truth["tunes"] for s in tune["song_ids"]]
         for tune in truth["tunes"]:
             ids = [int(s) for s in tune["song_ids"]]
+            played = {int(p["song_id"]): p for p in tune.get("performances", [])}
             for s in ids:
-                queries.append(Query(f"song {s}", set(ids) - {s}, np.empty((0, 0)), song_id=s))
+                queries.append(Query(f"song {s}", set(ids) - {s}, np.empty((0, 0)), song_id=s,
+                                     facts=played.get(s, {})))
     else:
         raise EvaluationSetError(f"{folder / layout.TRUTH_FILE}: unknown set {name!r}")
     catalog_mels = [_read_mel(mel_path(folder, s)) for s in catalog_ids]
@@ -293,6 +296,36 @@ def canonical_lists(lists: Sequence[Sequence[int]], queries: Sequence[Query], ca
 # -- evaluation and report -----------------------------------------------------------------------------
 
 
+def pair_factors(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, str]:
+    """How two performances of one tune differ: accompaniment, tempo ratio, key distance."""
+    acc = int(bool(a["accompaniment"])) + int(bool(b["accompaniment"]))
+    ratio = max(a["tempo"], b["tempo"]) / min(a["tempo"], b["tempo"])
+    keys = abs(int(a["transpose"]) - int(b["transpose"]))
+    return {
+        "accompaniment": ("both solo", "one accompanied", "both accompanied")[acc],
+        "tempo": "ratio < 1.1" if ratio < 1.1 else "ratio >= 1.1",
+        "key": "0-2 semitones apart" if keys <= 2 else "3+ semitones apart",
+    }
+
+
+def factor_breakdown(data: EvalSet, rankings: Mapping[str, list[list[int]]]) -> dict[str, Any]:
+    """Melodies: per method, the share of (query, other performance) pairs found in the top 10, by how
+    the two performances differ. Says which change (tempo, accompaniment, key) a method does not survive."""
+    facts = {q.song_id: q.facts for q in data.queries if q.facts}
+    out: dict[str, Any] = {}
+    for method, lists in rankings.items():
+        found: dict[str, list[float]] = {}
+        for ranked, q in zip(lists, data.queries, strict=True):
+            top = set(ranked[:10])
+            for other in q.relevant:
+                if not q.facts or other not in facts:
+                    continue
+                for factor, value in pair_factors(q.facts, facts[other]).items():
+                    found.setdefault(f"{factor}: {value}", []).append(float(other in top))
+        out[method] = {k: {"pairs": len(v), "found@10": round(float(np.mean(v)), 4)} for k, v in sorted(found.items())}
+    return out
+
+
 def score(data: EvalSet, rankings: Mapping[str, list[list[int]]], seed: int = SEED) -> dict[str, Any]:
     """Per method: the metrics' means and bootstrap intervals over the set's queries."""
     results: dict[str, Any] = {}
@@ -331,6 +364,7 @@ def evaluate_set(folder: Path, artifacts: Path | None = None, methods: Sequence[
         "task": data.task,
         "size": {"catalog": len(data.catalog_ids), "queries": len(data.queries), **data.info},
         "results": score(data, rankings, seed),
+        "factors": factor_breakdown(data, rankings) if any(q.facts for q in data.queries) else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -379,6 +413,16 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
             for method, why in s.get("skipped", {}).items():
                 lines.append(f"Method {method} not served: {why}.")
         lines += [""] + table_lines(r) + [""]
+        if r.get("factors"):
+            methods = list(r["factors"])
+            rows = sorted({k for m in methods for k in r["factors"][m]})
+            lines += ["Pairs of performances of one tune found in the top 10, by how the two differ:", "",
+                      "| pair | pairs | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+            for row in rows:
+                n = next(r["factors"][m][row]["pairs"] for m in methods if row in r["factors"][m])
+                cells = [f"{r['factors'][m][row]['found@10']:.3f}" if row in r["factors"][m] else "–" for m in methods]
+                lines.append(f"| {row} | {n} | " + " | ".join(cells) + " |")
+            lines.append("")
     report.write_text("\n".join(lines), encoding="utf-8")
     return json_path
 

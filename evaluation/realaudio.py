@@ -397,7 +397,17 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
              "Written by `mugle real-audio evaluate` (module `evaluation.realaudio`). Each cell: mean over the "
              "queries [95 % bootstrap interval]. Learned methods are measured through the served API; the "
              "baselines rank the same catalog mels by cosine over the whole catalog. MRR is cut at rank 100, "
-             "the API's largest `k`.", "", f"Command: `{command}`", ""]
+             "the API's largest `k`.", "",
+             "Reproduce (the sets are built outside the repository; training is the default `mugle train`, seed 0):",
+             "", "```bash",
+             "nice -n 10 mugle real-audio build --what all --cache /work/cache/realaudio --debs /work/cache/debs",
+             "mugle real-audio train --set /work/cache/realaudio/recordings --out /work/cache/realaudio/recordings/"
+             "artifacts-main",
+             "mugle real-audio train --set /work/cache/realaudio/melodies --out /work/cache/realaudio/melodies/"
+             "artifacts-main",
+             "mugle demo-data --out /work/cache/realaudio/demo && mugle train --data /work/cache/realaudio/demo "
+             "--out /work/cache/realaudio/demo/artifacts --seed 0",
+             command, "```", ""]
     for r in results:
         size = r["size"]
         lines += [f"## {r['set']}", "",

@@ -65,6 +65,7 @@ class Query:
     wav: Path | None = None  # recordings: the clip uploaded to POST /recommend/audio
     song_id: int | None = None  # melodies: the catalog song asked for with GET /recommend/{id}
     group: set[int] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # melodies: how the performance was played
 
 
 @dataclass
@@ -114,8 +115,10 @@ def load_set(folder: Path) -> EvalSet:
         catalog_ids = [int(s) for tune in truth["tunes"] for s in tune["song_ids"]]
         for tune in truth["tunes"]:
             ids = [int(s) for s in tune["song_ids"]]
+            played = {int(p["song_id"]): p for p in tune.get("performances", [])}
             for s in ids:
-                queries.append(Query(f"song {s}", set(ids) - {s}, np.empty((0, 0)), song_id=s))
+                queries.append(Query(f"song {s}", set(ids) - {s}, np.empty((0, 0)), song_id=s,
+                                     facts=played.get(s, {})))
     else:
         raise EvaluationSetError(f"{folder / layout.TRUTH_FILE}: unknown set {name!r}")
     catalog_mels = [_read_mel(mel_path(folder, s)) for s in catalog_ids]
@@ -146,8 +149,9 @@ def load_demo(folder: Path) -> EvalSet:
             catalog_ids.append(int(song["id"]))
             catalog_mels.append(mel.astype(np.float32))
     position = {s: i for i, s in enumerate(catalog_ids)}
-    queries = [Query(f"song {s}", set(g) - {s}, catalog_mels[position[s]], song_id=s)
-               for g in groups for s in g if s in position]
+    # Only songs with a mel can be found by audio: the others are neither queries nor answers.
+    queries = [Query(f"song {s}", {t for t in g if t != s and t in position}, catalog_mels[position[s]], song_id=s)
+               for g in groups for s in g if s in position and any(t != s and t in position for t in g)]
     return EvalSet("demo versions", folder, catalog_ids, catalog_mels, queries, {"groups": len(groups)},
                    "from one song of a planted version group, find another version of the same melody")
 
@@ -170,17 +174,42 @@ def baseline_rankings(data: EvalSet, seed: int = SEED) -> dict[str, list[list[in
 # -- the served API --------------------------------------------------------------------------------------
 
 
-def _canonical_map(version_dir: Path) -> Callable[[int], int]:
+def _canonical_map(version_dir: Path) -> Callable[[int], int | None]:
+    """Any song id -> its canonical id in the version's catalog, or None when the catalog left it out."""
     from mugle_core.artifacts import CATALOG
     from mugle_core.catalog import Catalog
 
     catalog = Catalog.load(version_dir / CATALOG)
 
-    def canon(song_id: int) -> int:
+    def canon(song_id: int) -> int | None:
         c = catalog.canonical(int(song_id))
-        return int(song_id) if c is None else c
+        return None if c is None or catalog.row(c) is None else int(c)
 
     return canon
+
+
+def restrict_to_served(data: EvalSet, canon: Callable[[int], int | None]) -> int:
+    """Keep only what the service can answer: catalog songs it serves, queries on them, answers among them.
+
+    A dataset's catalog filters (an instrumental title, "Various Artists") leave songs out of the
+    served catalog; asking for them is a 404, and no method can return them. Returns how many catalog
+    songs were left out. Relevant and group sets become canonical ids.
+    """
+    keep = [i for i, s in enumerate(data.catalog_ids) if canon(s) is not None]
+    dropped = len(data.catalog_ids) - len(keep)
+    data.catalog_ids = [data.catalog_ids[i] for i in keep]
+    data.catalog_mels = [data.catalog_mels[i] for i in keep]
+    queries = []
+    for q in data.queries:
+        if q.song_id is not None and canon(q.song_id) is None:
+            continue
+        q.relevant = {c for c in (canon(s) for s in q.relevant) if c is not None}
+        if q.group is not None:
+            q.group = {c for c in (canon(s) for s in q.group) if c is not None}
+        if q.relevant:
+            queries.append(q)
+    data.queries = queries
+    return dropped
 
 
 def _upload(q: Query, upload: str) -> tuple[str, bytes, str]:
@@ -194,13 +223,15 @@ def _upload(q: Query, upload: str) -> tuple[str, bytes, str]:
 
 
 def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_METHODS, depth: int = retrieval.DEPTH,
-                 progress: bool = True, upload: str = "wav") -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
+                 progress: bool = True, upload: str = "wav",
+                 ) -> tuple[dict[str, list[list[int]]], dict[str, Any], Callable[[int], int | None]]:
     """Ranked lists from the app built on ``artifacts``: uploads (recordings) or catalog ids (melodies).
 
     ``upload`` is ``wav`` (the clip, decoded by the service: the real path) or ``mel`` (the query's mel
     as a ``.npy``, which the service takes as is: the same mel, without the decoding time).
 
-    Returns the lists per method and facts about the served version. A method the version cannot
+    Returns the lists per method, facts about the served version, and the map from any song id to its
+    canonical id in that version (merged duplicates answer as one song). A method the version cannot
     serve (503: no CEL model, no torch) is reported and skipped; any other non-200 answer stops the run.
     """
     from fastapi.testclient import TestClient
@@ -214,7 +245,9 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
     canon = _canonical_map(version_dir)
     out: dict[str, list[list[int]]] = {}
     served: dict[str, Any] = {"version": version_dir.name, "skipped": {}}
-    with TestClient(create_app(Settings(artifacts=Path(artifacts)))) as client:
+    served["left_out_songs"] = restrict_to_served(data, canon)
+    # WARNING: one access-log line per query would bury the table.
+    with TestClient(create_app(Settings(artifacts=Path(artifacts), log_level="WARNING"))) as client:
         health = client.get("/health").json()
         served["songs"] = health.get("songs")
         served["models"] = health.get("models")
@@ -236,18 +269,61 @@ def api_rankings(data: EvalSet, artifacts: Path, methods: Sequence[str] = API_ME
             else:
                 out[method] = lists
                 served.setdefault("seconds", {})[method] = round(time.perf_counter() - started, 1)
-    # The API answers canonical ids; compare with canonical truth.
-    for q in data.queries:
-        q.relevant = {canon(s) for s in q.relevant}
-        if q.group is not None:
-            q.group = {canon(s) for s in q.group}
+    served["merged_songs"] = sum(1 for s in data.catalog_ids if canon(s) != s)
     served["train_seconds"] = manifest.get("timings", {})
     served["train_params"] = {k: manifest.get("params", {}).get(k) for k in ("seed", "tcae", "cel") if k in
                               manifest.get("params", {})}
-    return out, served
+    return out, served, canon
+
+
+def canonical_lists(lists: Sequence[Sequence[int]], queries: Sequence[Query], canon: Callable[[int], int | None]
+                    ) -> list[list[int]]:
+    """Ranked lists in canonical ids as the API answers them: duplicates once, the query's own song left out."""
+    out = []
+    for ranked, q in zip(lists, queries, strict=True):
+        own = canon(q.song_id) if q.song_id is not None else None
+        seen: set[int] = set()
+        row = []
+        for s in ranked:
+            c = canon(s)
+            if c is not None and c != own and c not in seen:
+                seen.add(c)
+                row.append(c)
+        out.append(row)
+    return out
 
 
 # -- evaluation and report -----------------------------------------------------------------------------
+
+
+def pair_factors(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, str]:
+    """How two performances of one tune differ: accompaniment, tempo ratio, key distance."""
+    acc = int(bool(a["accompaniment"])) + int(bool(b["accompaniment"]))
+    ratio = max(a["tempo"], b["tempo"]) / min(a["tempo"], b["tempo"])
+    keys = abs(int(a["transpose"]) - int(b["transpose"]))
+    return {
+        "accompaniment": ("both solo", "one accompanied", "both accompanied")[acc],
+        "tempo": "ratio < 1.1" if ratio < 1.1 else "ratio >= 1.1",
+        "key": "0-2 semitones apart" if keys <= 2 else "3+ semitones apart",
+    }
+
+
+def factor_breakdown(data: EvalSet, rankings: Mapping[str, list[list[int]]]) -> dict[str, Any]:
+    """Melodies: per method, the share of (query, other performance) pairs found in the top 10, by how
+    the two performances differ. Says which change (tempo, accompaniment, key) a method does not survive."""
+    facts = {q.song_id: q.facts for q in data.queries if q.facts}
+    out: dict[str, Any] = {}
+    for method, lists in rankings.items():
+        found: dict[str, list[float]] = {}
+        for ranked, q in zip(lists, data.queries, strict=True):
+            top = set(ranked[:10])
+            for other in q.relevant:
+                if not q.facts or other not in facts:
+                    continue
+                for factor, value in pair_factors(q.facts, facts[other]).items():
+                    found.setdefault(f"{factor}: {value}", []).append(float(other in top))
+        out[method] = {k: {"pairs": len(v), "found@10": round(float(np.mean(v)), 4)} for k, v in sorted(found.items())}
+    return out
 
 
 def score(data: EvalSet, rankings: Mapping[str, list[list[int]]], seed: int = SEED) -> dict[str, Any]:
@@ -272,10 +348,14 @@ def evaluate_set(folder: Path, artifacts: Path | None = None, methods: Sequence[
     if methods:
         if not artifacts.exists():
             raise EvaluationSetError(f"{artifacts}: no artifacts; train first (mugle real-audio train --set {folder})")
-        api, served = api_rankings(data, artifacts, methods, progress=progress, upload=upload)
+        api, served, canon = api_rankings(data, artifacts, methods, progress=progress, upload=upload)
         served["upload"] = upload if data.name == "recordings" else None
         rankings.update(api)
-    rankings.update(baseline_rankings(data, seed))
+    baselines = baseline_rankings(data, seed)
+    if served is not None and served["merged_songs"]:
+        # Score the baselines on the catalog the service has: merged duplicates count as one song.
+        baselines = {k: canonical_lists(v, data.queries, canon) for k, v in baselines.items()}
+    rankings.update(baselines)
     return {
         "set": data.name,
         "folder": str(data.folder),
@@ -284,6 +364,7 @@ def evaluate_set(folder: Path, artifacts: Path | None = None, methods: Sequence[
         "task": data.task,
         "size": {"catalog": len(data.catalog_ids), "queries": len(data.queries), **data.info},
         "results": score(data, rankings, seed),
+        "factors": factor_breakdown(data, rankings) if any(q.facts for q in data.queries) else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -316,7 +397,17 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
              "Written by `mugle real-audio evaluate` (module `evaluation.realaudio`). Each cell: mean over the "
              "queries [95 % bootstrap interval]. Learned methods are measured through the served API; the "
              "baselines rank the same catalog mels by cosine over the whole catalog. MRR is cut at rank 100, "
-             "the API's largest `k`.", "", f"Command: `{command}`", ""]
+             "the API's largest `k`.", "",
+             "Reproduce (the sets are built outside the repository; training is the default `mugle train`, seed 0):",
+             "", "```bash",
+             "nice -n 10 mugle real-audio build --what all --cache /work/cache/realaudio --debs /work/cache/debs",
+             "mugle real-audio train --set /work/cache/realaudio/recordings --out /work/cache/realaudio/recordings/"
+             "artifacts-main",
+             "mugle real-audio train --set /work/cache/realaudio/melodies --out /work/cache/realaudio/melodies/"
+             "artifacts-main",
+             "mugle demo-data --out /work/cache/realaudio/demo && mugle train --data /work/cache/realaudio/demo "
+             "--out /work/cache/realaudio/demo/artifacts --seed 0",
+             command, "```", ""]
     for r in results:
         size = r["size"]
         lines += [f"## {r['set']}", "",
@@ -332,6 +423,16 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
             for method, why in s.get("skipped", {}).items():
                 lines.append(f"Method {method} not served: {why}.")
         lines += [""] + table_lines(r) + [""]
+        if r.get("factors"):
+            methods = list(r["factors"])
+            rows = sorted({k for m in methods for k in r["factors"][m]})
+            lines += ["Pairs of performances of one tune found in the top 10, by how the two differ:", "",
+                      "| pair | pairs | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+            for row in rows:
+                n = next(r["factors"][m][row]["pairs"] for m in methods if row in r["factors"][m])
+                cells = [f"{r['factors'][m][row]['found@10']:.3f}" if row in r["factors"][m] else "–" for m in methods]
+                lines.append(f"| {row} | {n} | " + " | ".join(cells) + " |")
+            lines.append("")
     report.write_text("\n".join(lines), encoding="utf-8")
     return json_path
 
@@ -396,6 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.action == "evaluate":
+        # One line per request from the app and the HTTP client would bury the table.
+        for name in ("app", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         if args.action == "build":
             from training.realaudio.build import run_build

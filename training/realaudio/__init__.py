@@ -1,7 +1,7 @@
 """Real-audio evaluation sets, built from material installable on the machine (issue 13).
 
 Two sets, each written in the Melon layout (``shared/melon/FORMAT.md``) through the project's own mel
-front end (:mod:`app.melspec`, the dataset's Essentia parameters), outside the repository:
+front end (:mod:`mugle_core.melspec`, the dataset's Essentia parameters), outside the repository:
 
 * ``recordings`` (:mod:`training.realaudio.recordings`): the music of Debian's game-data packages. The
   catalog mel is seconds 20 to 50 of each track; the queries are 30-second WAV excerpts from later in

@@ -17,7 +17,7 @@ Each tune is played :data:`PERFORMANCES` times by fluidsynth with a General MIDI
 * the level (-6..+3 dB),
 
 and is looped to fill :data:`CLIP_S` seconds. The catalog mel of a performance is its whole 30-second
-rendering through :func:`app.melspec.audio_to_mel`. Every performance is a catalog song; the truth file
+rendering through :func:`mugle_core.melspec.audio_to_mel`. Every performance is a catalog song; the truth file
 groups them by tune. Task: from one performance, find another performance of the same tune.
 
 Metadata: artist = the collection, album = the book a tune is in (its ABC file; for Ryan's Mammoth, one

@@ -3,8 +3,8 @@
 Every track of at least :data:`MIN_SECONDS` that libsndfile decodes (Ogg/Vorbis, FLAC, WAV, MP3; also
 inside the ``.pk3`` zip archives some games ship) becomes one catalog song:
 
-* its catalog mel is seconds 20 to 50, computed with :func:`app.melspec.segment_to_mel` exactly as
-  :func:`app.melspec.audio_to_mel` would on the whole file (the Melon dataset's convention);
+* its catalog mel is seconds 20 to 50, computed with :func:`mugle_core.melspec.segment_to_mel` exactly as
+  :func:`mugle_core.melspec.audio_to_mel` would on the whole file (the Melon dataset's convention);
 * its query is a 30-second excerpt from later in the track, starting at the middle of the track minus
   15 s but never before 60 s (so it never overlaps the catalog excerpt), saved as a mono 16-bit WAV at
   the file's own sample rate (what a user would upload to ``POST /recommend/audio``) and as the mel that

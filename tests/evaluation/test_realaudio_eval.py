@@ -132,3 +132,26 @@ def test_mugle_cli_hook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exc:
         mugle(["real-audio", "--help"])
     assert exc.value.code == 0 and "build,train,evaluate" in capsys.readouterr().out
+
+
+def test_canonical_lists_merge_duplicates_like_the_api() -> None:
+    from evaluation.realaudio import Query, canonical_lists
+
+    canon = {1: 1, 2: 1, 3: 3, 4: 4, 5: 4}.__getitem__
+    q = Query("song 2", {3}, np.zeros((48, 10)), song_id=2)
+    # 2 is merged into 1 (the query's own song): both are left out; 5 answers as 4, once.
+    assert canonical_lists([[1, 5, 3, 4, 2]], [q], canon) == [[4, 3]]
+
+
+def test_factor_breakdown_counts_pairs_by_difference() -> None:
+    from evaluation.realaudio import EvalSet, Query, factor_breakdown, pair_factors
+
+    solo = {"accompaniment": False, "tempo": 1.0, "transpose": 0}
+    band = {"accompaniment": True, "tempo": 1.12, "transpose": 3}
+    assert pair_factors(solo, band) == {"accompaniment": "one accompanied", "tempo": "ratio >= 1.1",
+                                        "key": "3+ semitones apart"}
+    mel = np.zeros((48, 10))
+    queries = [Query("song 1", {2}, mel, song_id=1, facts=solo), Query("song 2", {1}, mel, song_id=2, facts=band)]
+    data = EvalSet("melodies", Path("."), [1, 2, 3], [mel] * 3, queries)
+    out = factor_breakdown(data, {"m": [[2, 3], [3] + list(range(10, 20)) + [1]]})
+    assert out["m"]["tempo: ratio >= 1.1"] == {"pairs": 2, "found@10": 0.5}

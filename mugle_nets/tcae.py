@@ -283,7 +283,7 @@ class TCAE(nn.Module):
         self.enc_out = nn.Conv1d(hidden, squeeze, 1)
         self.refine = nn.Conv1d(hidden, n_mels, 1)
         nn.init.zeros_(self.refine.weight)
-        nn.init.zeros_(self.refine.bias)
+        nn.init.zeros_(self.refine.bias)  # type: ignore[arg-type]
         # A fixed whitening PCA of the spectrum (buffers, fitted by init_head), then a learned square map
         # that starts as the identity: Adam's steps are then the same size for every component, so
         # training reweights the components instead of scrambling the largest ones.
@@ -324,7 +324,7 @@ class TCAE(nn.Module):
 
     def project(self, spectrum: torch.Tensor) -> torch.Tensor:
         """(B, spectrum_size) -> (B, dim) in [-1, 1]."""
-        white = (spectrum.float() - self.spec_mean) @ self.whiten
+        white = (spectrum.float() - self.spec_mean) @ self.whiten  # type: ignore[operator]  # buffers
         return torch.tanh(self.head_scale * self.head(white))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -347,8 +347,8 @@ class TCAE(nn.Module):
         std = std.clamp_min(max(float(std[0]) * WHITEN_FLOOR, 1e-6))
         whiten = torch.zeros(self.spectrum_size, self.dim, dtype=torch.float64)
         whiten[:, :k] = (vt[:k] / std[:, None]).T
-        self.spec_mean.copy_(mean.float())
-        self.whiten.copy_(whiten.float())
+        self.spec_mean.copy_(mean.float())  # type: ignore[operator]  # a registered buffer
+        self.whiten.copy_(whiten.float())  # type: ignore[operator]
         nn.init.eye_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 

@@ -116,7 +116,8 @@ class _Mel:
     __slots__ = ("song", "window", "_fp")
 
     def __init__(self, song: Song, window: np.ndarray) -> None:
-        self.song, self.window, self._fp = song, window, None
+        self.song, self.window = song, window
+        self._fp: Fingerprint | None = None
 
     @property
     def fp(self) -> Fingerprint:

@@ -157,9 +157,9 @@ def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[
         # xcorr[k] pairs a's frame t + k with b's frame t; negative k wraps to the end.
         window = np.r_[xcorr[-coarse_lag:], xcorr[: coarse_lag + 1]]
         best = (int(np.argmax(window)) - coarse_lag) * _TIME_POOL
-    lags = set(range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)) | {0}
+    tried = set(range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)) | {0}
     # Lag 0 is always among the lags scored, so that matches() may accept on it alone and agree.
-    score, lag = max((_lag_score(a, b, lag), lag) for lag in sorted(lags))
+    score, lag = max((_lag_score(a, b, lag), lag) for lag in sorted(tried))
     return score, lag
 
 

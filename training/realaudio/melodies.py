@@ -185,7 +185,7 @@ def parse_tune(source: TuneText) -> Tune | None:
 
     try:
         score = converter.parse(source.path) if source.path else converter.parse(source.text, format="abc")
-        part = score.parts[0] if getattr(score, "parts", None) else score
+        part = score.parts[0] if getattr(score, "parts", None) else score  # type: ignore[union-attr]
         # Repeats that music21 cannot expand are played once.
         with contextlib.suppress(Exception):
             part = part.expandRepeats()

@@ -126,7 +126,8 @@ def load_set(folder: Path) -> EvalSet:
         position = {s: i for i, s in enumerate(catalog_ids)}
         for q in queries:
             q.mel = catalog_mels[position[int(q.song_id or 0)]]
-    info: dict[str, Any] = {k: ready[k] for k in ("songs", "queries", "tunes", "playlists", "per_game", "per_collection") if k in ready}
+    keys = ("songs", "queries", "tunes", "playlists", "per_game", "per_collection")
+    info: dict[str, Any] = {k: ready[k] for k in keys if k in ready}
     return EvalSet(name, folder, catalog_ids, catalog_mels, queries, info, str(truth.get("task", "")))
 
 

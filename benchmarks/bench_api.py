@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts a
 
 from mugle_core.artifacts import CATALOG, resolve_current  # noqa: E402
 from mugle_core.catalog import Catalog  # noqa: E402
-from tests.servers import free_port, wait_http  # noqa: E402
+from tests.fixtures.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

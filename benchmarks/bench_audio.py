@@ -35,7 +35,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts and waits for a server
 
-from tests.servers import free_port, wait_http  # noqa: E402
+from tests.fixtures.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 
 from mugle_core.artifacts import CATALOG, resolve_current, set_current  # noqa: E402
 from mugle_core.catalog import Catalog  # noqa: E402
-from tests.servers import free_port, wait_http  # noqa: E402
+from tests.fixtures.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger("bench_load")
 TOKEN = "bench-load-token"
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.artifacts
     versions: list[str] = []
     if root is None:
-        from tests.synthetic import write_synthetic_version
+        from tests.fixtures.synthetic import write_synthetic_version
 
         root = work / "artifacts"
         for i in range(2 if args.swap_every > 0 else 1):

@@ -174,13 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             models = args.save if args.save is not None else Path(tmp)
-            tids, tvecs = train_tcae({int(i): paths[int(i)] for i in ids}, options, seed=args.seed, device="cpu",
+            tids, tvecs, info = train_tcae({int(i): paths[int(i)] for i in ids}, options, seed=args.seed, device="cpu",
                                      models_dir=models)
             result["train_s"] = round(time.perf_counter() - started, 1)
             qvecs = TCAEEmbedder.load(models).embed(qmels) if qmels else None
-        from training.tcae import LAST_INFO
-
-        result["history"] = LAST_INFO.get("history", [])
+        result["history"] = info.get("history", [])
         print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
         result["tcae"] = evaluate_vectors(tids, tvecs, groups, qvecs, qtargets)
         print("tcae", json.dumps(result["tcae"]), f"train {result['train_s']} s", flush=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from evaluation import retrieval
-from tests.test_realaudio_sets import _fake_package, _track
+from tests.training.test_realaudio_sets import _fake_package, _track
 
 
 def test_query_values_on_known_rankings() -> None:

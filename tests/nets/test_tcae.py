@@ -26,7 +26,7 @@ from mugle_nets.mels import (
 )
 from mugle_nets.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions
 from training.demo import generate
-from training.tcae import LAST_INFO, train_tcae
+from training.tcae import train_tcae
 
 torch.set_num_threads(1)
 
@@ -274,8 +274,8 @@ def test_key_change_is_tolerated_before_and_after_training(paths: dict[int, Path
         opts = TCAEOptions(steps=steps, batch_size=16, hidden=32, eval_every=10, tiles=4, stats_sample=40,
                            val_fraction=0.25, lr=lr)
         with tempfile.TemporaryDirectory() as tmp:
-            train_tcae(subset, opts, seed=0, device="cpu", models_dir=Path(tmp))
-            history = list(LAST_INFO["history"])
+            _, _, info = train_tcae(subset, opts, seed=0, device="cpu", models_dir=Path(tmp))
+            history = list(info["history"])
             embedder = TCAEEmbedder.load(Path(tmp))
         base, shifted = embedder.embed(mels), embedder.embed(moved)
         return float(np.mean(np.argmax(shifted @ base.T, axis=1) == np.arange(len(mels)))), history

@@ -435,6 +435,16 @@ def _run_method(
 # -- version retrieval ---------------------------------------------------------------------------------
 
 
+def _read_truth(path: Path) -> Any:
+    """The demo's truth file parsed, or None when the dataset has none; unreadable: an EvaluationError."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"{path}: cannot read ({exc})") from exc
+
+
 def read_version_groups(data: Path, catalog: Catalog) -> list[list[int]] | None:
     """Groups of canonical ids that are versions of one melody, from ``demo_truth.json``; None if absent.
 
@@ -442,12 +452,9 @@ def read_version_groups(data: Path, catalog: Catalog) -> list[list[int]] | None:
     left with fewer than two songs are dropped.
     """
     path = Path(data) / DEMO_TRUTH
-    if not path.is_file():
+    truth = _read_truth(path)
+    if truth is None:
         return None
-    try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: cannot read ({exc})") from exc
     raw = truth.get("version_groups") if isinstance(truth, dict) else None
     if raw is None:
         logger.warning("%s: no 'version_groups' field; version retrieval skipped", path)
@@ -474,12 +481,9 @@ def planted_merges(data: Path, catalog: Catalog) -> dict[str, dict[str, int]] | 
     both songs in the catalog ended up as one canonical song.
     """
     path = Path(data) / DEMO_TRUTH
-    if not path.is_file():
+    truth = _read_truth(path)
+    if truth is None:
         return None
-    try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: cannot read ({exc})") from exc
     kinds = {
         "re-releases": [(r["source"], r["reissue"]) for r in truth.get("reissues", [])],
         "version pairs": [(g[0], s) for g in truth.get("version_groups", []) for s in g[1:]],

@@ -142,15 +142,17 @@ class Health(BaseModel):
                     "version": "20261125-172800-3f9a1c",
                     "songs": 707989,
                     "models": {"music2vec": 615142, "tcae": 707989, "cel": 707989},
+                    "worker": "api-2:7",
                 }
             ]
         }
     )
 
     status: Literal["ok"]
-    version: str
+    version: str = Field(description="the artifacts version this process serves")
     songs: int
     models: ModelCounts
+    worker: str = Field(description="the answering process, hostname:pid (one of several workers or replicas)")
 
 
 class ErrorDetail(BaseModel):

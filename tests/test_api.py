@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,7 +41,8 @@ def client(root: Path):
 def test_health(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body == {"status": "ok", "version": "synthetic-1-60", "songs": 60,
-                    "models": {"music2vec": body["models"]["music2vec"], "tcae": 59, "cel": 59}}
+                    "models": {"music2vec": body["models"]["music2vec"], "tcae": 59, "cel": 59},
+                    "worker": f"{socket.gethostname()}:{os.getpid()}"}
     assert 0 < body["models"]["music2vec"] < 59
 
 

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter
 
 from app.deps import EngineDep
+from app.observability import worker_id
 from app.schemas import Health
 
 logger = logging.getLogger(__name__)
@@ -15,4 +16,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=Health, summary="Service status and the served version")
 def health(engine: EngineDep) -> Health:
-    return Health(status="ok", version=engine.version, songs=len(engine.catalog), models=engine.model_counts())
+    # Several workers or replicas may answer behind one address: say which one this is and what it serves.
+    return Health(status="ok", version=engine.version, songs=len(engine.catalog), models=engine.model_counts(),
+                  worker=worker_id())

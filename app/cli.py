@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -110,8 +111,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: $MUGLE_ARTIFACTS or artifacts)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1,
-                   help="server processes; each loads the version and follows hot swaps (default 1)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("MUGLE_WORKERS", "1") or 1),
+                   help="server processes; each loads the version and follows hot swaps "
+                        "(default: $MUGLE_WORKERS or 1)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("evaluate", help="offline evaluation of an artifacts version, with a report")

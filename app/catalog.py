@@ -45,6 +45,13 @@ class StringColumn:
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
         return self._bytes[start:end].decode("utf-8")
 
+    def take(self, rows: list[int]) -> list[str]:
+        """The strings of ``rows``, with one numpy call for all their bounds."""
+        index = np.asarray(rows, dtype=np.int64)
+        blob = self._bytes
+        return [blob[a:b].decode("utf-8") for a, b in zip(self._offsets[index].tolist(),
+                                                           self._offsets[index + 1].tolist(), strict=True)]
+
     def to_list(self) -> list[str]:
         return [self[i] for i in range(len(self))]
 

@@ -176,6 +176,8 @@ podman image inspect localhost/mugle-api:dev --format '{{json .Config.Healthchec
 podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') or u.find_spec('gensim') else 0)" \
     || die "the slim api image must not contain torch or gensim"
+podman run --rm --entrypoint python localhost/mugle-api:dev -c "import uvloop, httptools" \
+    || die "the api image lacks uvloop or httptools (uvicorn's fast loop and parser)"
 podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import app.main, app.routes.visual; from pathlib import Path; assert (Path(app.main.STATIC_DIR) / 'index.html').is_file()" \
     || die "the api image cannot import the app (packaging) or lacks the page"

@@ -132,11 +132,22 @@ log "hadolint Dockerfile"
 
 # -- 4. build -----------------------------------------------------------------------------------------
 WHEEL_COPIED=""
+stack_down() {
+    timeout 120 "$COMPOSE" -p "$PROJECT" down -v >/dev/null 2>&1 || true
+    # podman-compose's `down` knows only the replica count of the compose file: it leaves the extra
+    # replicas of `--scale` running, and with them the volume. Remove whatever the project still has.
+    local left
+    left="$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT")"
+    # shellcheck disable=SC2086  # one id per word
+    [ -z "$left" ] || podman rm -f -t 5 $left >/dev/null 2>&1 || true
+    podman volume rm -f "${PROJECT}_mugle-data" >/dev/null 2>&1 || true
+    podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+}
 cleanup() {
     local rc=$?
     if [ "${DOCKER_TEST_KEEP:-0}" != 1 ]; then
-        log "compose down -v"
-        timeout 120 "$COMPOSE" -p "$PROJECT" down -v >/dev/null 2>&1 || true
+        log "compose down -v (every replica, the volume, the network)"
+        stack_down
     fi
     [ -n "$WHEEL_COPIED" ] && rm -f "$WHEEL_COPIED"
     log "exit $rc"
@@ -188,7 +199,7 @@ port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 # Each replica looks at `current` every second, so the swap below is seen quickly.
 export WEB_PORT="$port" DEMO_SONGS="$SONGS" DEMO_PLAYLISTS="$PLAYLISTS" TRAIN_ARGS="$TRAIN_ARGS_FAST" FORCE_TRAIN=0 \
     MUGLE_WATCH_INTERVAL_S=1
-timeout 120 "$COMPOSE" -p "$PROJECT" down -v >/dev/null 2>&1 || true
+stack_down
 log "compose up -d --scale api=$REPLICAS (demo: $SONGS songs, $PLAYLISTS playlists; web on 127.0.0.1:$port)"
 timeout 1800 "$COMPOSE" -p "$PROJECT" up -d --scale "api=$REPLICAS" >"$WORK/up.log" 2>&1 \
     || { tail -40 "$WORK/up.log"; die "compose up failed"; }

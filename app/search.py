@@ -307,12 +307,13 @@ class TitleSearch:
         row_list = rows.tolist()
         titles = self.titles.take(row_list)
         artists = self.artists.take(row_list)
-        exact_set = set(exact.tolist())
-        is_exact = np.fromiter((r in exact_set for r in row_list), dtype=bool, count=len(row_list))
+        # `rows` is sorted and holds every exact row: their positions are one binary search away.
+        is_exact = np.zeros(len(rows), dtype=bool)
+        is_exact[np.searchsorted(rows, exact)] = True
         # One C call per comparison kind instead of three Python calls per candidate.
         by_title = process.cdist([title_q], titles, scorer=fuzz.WRatio, dtype=np.float64, workers=1)[0]
         best = by_title
-        has_artist = np.fromiter((bool(a) for a in artists), dtype=bool, count=len(artists))
+        has_artist = self.artists.lengths(rows) > 0
         # Only the best `limit` are shown, exact titles first. The title score alone already gives a bar
         # the others must reach to be shown (the `slots`-th best title score among non-exact rows), and
         # rapidfuzz skips much of its work for strings that cannot reach a cutoff. A score under the bar
@@ -336,14 +337,10 @@ class TitleSearch:
         return [(int(rows[i]), float(score[i])) for i in order.tolist() if score[i] > 0]
 
     def _prefix_scan(self, compact: str) -> np.ndarray:
-        # Bounded: the first matches in popularity order are the most popular songs.
-        out: list[int] = []
-        for row in self.by_popularity[: 50_000].tolist():
-            if self.titles[row].startswith(compact):
-                out.append(row)
-                if len(out) >= CANDIDATES:
-                    break
-        return np.array(out, dtype=np.int64)
+        # Bounded: the first matches in popularity order are the most popular songs. Compared as bytes
+        # in one pass over the 50,000 most popular titles (a Python loop over them took about 40 ms).
+        head = self.by_popularity[: 50_000]
+        return head[self.titles.starts_with(head, compact)][:CANDIDATES].astype(np.int64)
 
     def _search_initials(self, initials: str, limit: int) -> list[tuple[int, float]]:
         text, starts = self._initials, self._initials_starts

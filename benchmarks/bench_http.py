@@ -7,6 +7,9 @@ over an artifacts folder. wrk drives one endpoint at a time; the endpoints take 
 short slices, in a rotating order, so that a change in what else runs on the machine falls on all of them
 alike and the ratios within a run are paired. Each slice's full latency histogram (wrk's, in µs) is kept,
 so the percentiles are those of all requests of an endpoint, not an average of per-slice percentiles.
+The server's own CPU time per request is reported as well (user + system time of the server process over
+a slice, from ``/proc``): waiting for a core taken by other work does not count in it, so on a shared
+machine it is the steadier measure of what each endpoint costs the server.
 
 Requests: ``/recommend/{id}?method=score_total&k=10`` and ``POST /recommend`` (2 to 5 seeds) for 20,000
 distinct random catalog songs, ``/search?q=...&limit=10`` for titles of those songs (whole, or their
@@ -76,6 +79,12 @@ end
 """
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -141,7 +150,8 @@ def _summary(parts: list[dict[str, Any]]) -> dict[str, float]:
     return {"rps": requests / seconds, "rps_min": min(per_round), "rps_max": max(per_round),
             "p50": _percentile(values, counts, 50) / 1000, "p95": _percentile(values, counts, 95) / 1000,
             "p99": _percentile(values, counts, 99) / 1000, "requests": requests,
-            "errors": sum(p["errors"] for p in parts)}
+            "errors": sum(p["errors"] for p in parts),
+            "cpu_us": 1e6 * sum(p["cpu_s"] for p in parts) / max(1, requests)}
 
 
 def bench(artifacts: Path, seconds: float, rounds: int, connections: list[int], distinct: int,
@@ -167,15 +177,21 @@ def bench(artifacts: Path, seconds: float, rounds: int, connections: list[int], 
             for r in range(rounds):
                 order = ENDPOINTS[r % len(ENDPOINTS):] + ENDPOINTS[: r % len(ENDPOINTS)]
                 for name in order:
-                    parts[name].append(_wrk(urls[name], files[name], seconds / rounds, conns, work))
-            bare_rps = _summary(parts["bare"])["rps"]
+                    pid = bare.pid if name == "bare" else app.pid
+                    cpu0 = _cpu_s(pid)
+                    part = _wrk(urls[name], files[name], seconds / rounds, conns, work)
+                    part["cpu_s"] = _cpu_s(pid) - cpu0
+                    parts[name].append(part)
+            bare_summary = _summary(parts["bare"])
+            bare_rps = bare_summary["rps"]
             per_round_bare = [p["requests"] / p["duration_us"] for p in parts["bare"]]
             for name in ENDPOINTS:
                 s = _summary(parts[name])
                 ratios = [p["requests"] / p["duration_us"] / b
                           for p, b in zip(parts[name], per_round_bare, strict=True)]
                 rows.append({"songs": len(catalog), "connections": conns, "endpoint": name, **s,
-                             "vs_bare": s["rps"] / bare_rps, "vs_bare_min": min(ratios), "vs_bare_max": max(ratios)})
+                             "vs_bare": s["rps"] / bare_rps, "vs_bare_min": min(ratios), "vs_bare_max": max(ratios),
+                             "cpu_vs_bare": bare_summary["cpu_us"] / s["cpu_us"]})
     finally:
         for proc in (bare, app):
             proc.terminate()
@@ -196,8 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     print("| songs | conns | endpoint | req/s | per-slice req/s | vs bare | per-slice vs bare | p50 ms | p95 ms "
-          "| p99 ms | requests | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+          "| p99 ms | server CPU µs/req | CPU vs bare | requests | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="mugle-bench-http-") as tmp:
         for path in args.artifacts:
@@ -206,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"| {r['songs']:,} | {r['connections']} | {r['endpoint']} | {r['rps']:,.0f} | "
                       f"{r['rps_min']:,.0f}-{r['rps_max']:,.0f} | {r['vs_bare']:.0%} | "
                       f"{r['vs_bare_min']:.0%}-{r['vs_bare_max']:.0%} | {r['p50']:.2f} | {r['p95']:.2f} | "
-                      f"{r['p99']:.2f} | {r['requests']:,} | {r['errors']} |", flush=True)
+                      f"{r['p99']:.2f} | {r['cpu_us']:.0f} | {r['cpu_vs_bare']:.0%} | {r['requests']:,} | "
+                      f"{r['errors']} |", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

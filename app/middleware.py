@@ -60,6 +60,21 @@ async def send_json_error(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class _StatusOf:
+    """A ``send`` that passes every message on and remembers the answer's status (500 until one starts)."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 # -- request id ------------------------------------------------------------------------------------
 
 
@@ -122,18 +137,12 @@ class AccessLogMiddleware:
         if scope["type"] != "http" or not access_logger.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        status = 500
         started = time.perf_counter()
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answer = _StatusOf(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, answer)
         finally:
+            status = answer.status
             ms = (time.perf_counter() - started) * 1000.0
             method = scope["method"]
             path = scope["path"]
@@ -176,27 +185,20 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
         started = time.perf_counter()
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answer = _StatusOf(send)
         in_progress = self.metrics.in_progress
         in_progress.inc()
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, answer)
         except Exception:
-            status = 500
+            answer.status = 500
             logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
             raise
         finally:
             elapsed = time.perf_counter() - started
             in_progress.dec()
-            self._record(scope, status, elapsed)
+            self._record(scope, answer.status, elapsed)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = route_template(scope, self.router_app)

@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from app.artifacts import CATALOG, resolve_current  # noqa: E402
 from app.catalog import Catalog  # noqa: E402
-from tests.servers import free_port, wait_http  # noqa: E402
+from tests.servers import cpu_seconds, free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +77,6 @@ done = function(summary, latency, requests)
   out:close()
 end
 """
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
@@ -178,9 +172,9 @@ def bench(artifacts: Path, seconds: float, rounds: int, connections: list[int], 
                 order = ENDPOINTS[r % len(ENDPOINTS):] + ENDPOINTS[: r % len(ENDPOINTS)]
                 for name in order:
                     pid = bare.pid if name == "bare" else app.pid
-                    cpu0 = _cpu_s(pid)
+                    cpu0 = cpu_seconds(pid)
                     part = _wrk(urls[name], files[name], seconds / rounds, conns, work)
-                    part["cpu_s"] = _cpu_s(pid) - cpu0
+                    part["cpu_s"] = cpu_seconds(pid) - cpu0
                     parts[name].append(part)
             bare_summary = _summary(parts["bare"])
             bare_rps = bare_summary["rps"]

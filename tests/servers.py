@@ -17,6 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``), for per-request server costs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -52,22 +58,29 @@ def running_server(
     factory: str = "app.main:create_app",
     env: dict[str, str] | None = None,
     log_level: str = "warning",
+    workers: int | None = None,
+    timeout: float = START_TIMEOUT_S,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``uvicorn FACTORY --factory`` (one worker) over ``artifacts``; yield its base URL and process.
 
+    With ``workers``, run ``mugle serve --workers N`` instead (its supervisor is the process yielded).
     The server's output goes to ``log_path``, whose tail is in the error when it does not start.
     """
     port = free_port()
     environ = {**os.environ, "MUGLE_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
                **(env or {})}
-    cmd = [sys.executable, "-m", "uvicorn", factory, "--factory",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", log_level]
+    if workers is None:
+        cmd = [sys.executable, "-m", "uvicorn", factory, "--factory",
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", log_level]
+    else:
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_http(base + "/health", proc)
+            wait_http(base + "/health", proc, timeout=timeout)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text(errors='replace')[-3000:]}") from exc
         yield base, proc

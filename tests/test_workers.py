@@ -11,20 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.artifacts import set_current
-from tests.servers import REPO, free_port, wait_http
+from tests.servers import REPO, running_server
 from tests.synthetic import write_synthetic_version
 
 logger = logging.getLogger(__name__)
@@ -75,29 +72,9 @@ def _wait_all(base: str, workers: set[str], version: str, timeout: float = 30.0)
     pytest.fail(f"not every worker came to {version} within {timeout:.0f} s: {latest}")
 
 
-@contextlib.contextmanager
-def _serve(root: Path, log: Path, watch_s: float) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MUGLE_RELOAD_TOKEN": TOKEN, "MUGLE_WATCH_INTERVAL_S": str(watch_s),
-           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--artifacts", str(root), "--port", str(port),
-           "--workers", str(WORKERS)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(base + "/health", proc, timeout=90)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{exc}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from exc
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def _serve(root: Path, log: Path, watch_s: float) -> contextlib.AbstractContextManager[tuple[str, subprocess.Popen]]:
+    env = {"PYTHONPATH": str(REPO), "MUGLE_RELOAD_TOKEN": TOKEN, "MUGLE_WATCH_INTERVAL_S": str(watch_s)}
+    return running_server(root, log, env=env, workers=WORKERS, timeout=90)
 
 
 def _workers(base: str, timeout: float = 60.0) -> set[str]:

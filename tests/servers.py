@@ -73,7 +73,7 @@ def running_server(
         cmd = [sys.executable, "-m", "uvicorn", factory, "--factory",
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", log_level]
     else:
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "mugle_cli", "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1",
                "--port", str(port), "--workers", str(workers)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=environ, stdout=log, stderr=subprocess.STDOUT)

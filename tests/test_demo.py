@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.textnorm import normalize_artists, normalize_title
+from mugle_core.textnorm import normalize_artists, normalize_title
 from training import demo
 
 SONGS, PLAYLISTS = 200, 150

@@ -14,14 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from app import ranking  # noqa: E402
-from app.artifacts import METRICS, read_manifest  # noqa: E402
-from app.catalog import Catalog  # noqa: E402
-from training import evaluate as ev  # noqa: E402
-from training.cel import CELOptions  # noqa: E402
+from evaluation import evaluate as ev  # noqa: E402
+from mugle_core.artifacts import METRICS, read_manifest  # noqa: E402
+from mugle_core.catalog import Catalog  # noqa: E402
+from mugle_nets.cel import CELOptions  # noqa: E402
+from mugle_nets.tcae import TCAEOptions  # noqa: E402
 from training.demo import generate  # noqa: E402
 from training.melon import read_dataset  # noqa: E402
 from training.pipeline import TrainOptions, train  # noqa: E402
-from training.tcae import TCAEOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")

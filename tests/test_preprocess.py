@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.textnorm import hangul_initials, is_initials_query, normalize_title
+from mugle_core.textnorm import hangul_initials, is_initials_query, normalize_title
 from training.melon import read_dataset
 from training.preprocess import (
     ORIGINAL_EXCLUDED_GENRES,

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.catalog import Catalog
-from app.search import SEARCH_INDEX, TitleSearch, write_search_index
+from app.search import TitleSearch
+from mugle_core.catalog import Catalog
+from mugle_core.searchindex import SEARCH_INDEX, write_search_index
 
 
 def _catalog(tmp: Path, titles: list[tuple[str, str, int]]) -> Catalog:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from app.artifacts import set_current
+from mugle_core.artifacts import set_current
 from tests.servers import REPO, running_server
 from tests.synthetic import write_synthetic_version
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from app.textnorm import normalize_artists, normalize_title
+from mugle_core.textnorm import normalize_artists, normalize_title
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``mugle train``: one dataset folder in, one complete artifacts version out.
 
 Stages: read -> preprocess -> Music2Vec -> TCAE -> CEL -> indexes -> catalog -> manifest. Everything is
-written into a staging folder (:func:`app.artifacts.staging_version`) that is renamed into place only
+written into a staging folder (:func:`mugle_core.artifacts.staging_version`) that is renamed into place only
 when complete, and ``current`` is switched last. Bad data raises before anything is staged; a crash,
 Ctrl-C or a full disk midway removes the staging folder; a SIGKILL can leave a ``.tmp-*`` folder behind,
 which no reader ever looks at. In every case the version already served is untouched.
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from app.artifacts import (
+from mugle_core.artifacts import (
     CATALOG,
     EXTRAS_DIR,
     MANIFEST,
@@ -43,13 +43,15 @@ from app.artifacts import (
     set_current,
     staging_version,
 )
-from app.catalog import Catalog
-from training.cel import CELOptions
+from mugle_core.catalog import Catalog
+from mugle_core.melfile import MEL_DIR
+from mugle_nets.cel import CELOptions
+from mugle_nets.device import resolve_device
+from mugle_nets.tcae import TCAEOptions
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
-from training.melon import MEL_DIR, SPLIT_FILES, read_dataset
+from training.melon import SPLIT_FILES, read_dataset
 from training.music2vec import Music2VecOptions, train_music2vec
 from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
-from training.tcae import TCAEOptions
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +70,8 @@ class TrainOptions:
     deterministic : identical embeddings for a seed on the CPU, at the cost of one Word2Vec worker.
     prep : preprocessing options (filters, duplicate merging, Music2Vec playlist threshold).
     w2v_epochs, w2v_dim, w2v_window, w2v_negative, w2v_ns_exponent, w2v_sample, w2v_workers : Music2Vec.
-    tcae : TCAE options (:class:`training.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
-    cel : CEL options (:class:`training.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
+    tcae : TCAE options (:class:`mugle_nets.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
+    cel : CEL options (:class:`mugle_nets.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
     flat_threshold : below this many vectors an index is exact, above it HNSW.
     neighbours : width of the precomputed neighbour lists the service answers catalog songs from (about
         0.5 KB per song and model on disk); 0 writes none, and the service then searches the indexes.
@@ -143,17 +145,6 @@ class TrainOptions:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; asking for absent CUDA is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but torch sees no CUDA device")
-    return device
 
 
 def dataset_fingerprint(root: Path, splits: tuple[str, ...], mel_ids: np.ndarray) -> str:
@@ -307,7 +298,7 @@ def train(data: Path, out: Path, options: TrainOptions | None = None) -> Path:
 
 
 def _train(data: Path, out: Path, options: TrainOptions) -> Path:
-    device = resolve_device(options.device)
+    device = str(resolve_device(options.device))
     clock = StageClock()
     started = time.perf_counter()
     _seed_everything(options.seed, options.deterministic)
@@ -424,13 +415,13 @@ def write_extras(
 ) -> dict[str, Any]:
     """Precompute what the web page and search read from ``extras/``; returns counts for the manifest.
 
-    - ``search_index.npz``: the title search's candidate index (:func:`app.search.write_search_index`).
+    - ``search_index.npz``: the title search's candidate index (:func:`mugle_core.searchindex.write_search_index`).
     - ``mel_thumbs.npy`` / ``mel_thumbs_ids.npy``: uint8 (n, 48, 96) mel pictures of the songs that got
       a TCAE vector, when there are at most ``thumbs_limit`` of them.
     """
-    from app.routes.visual import mel_thumbnail, write_mel_thumbs
-    from app.search import write_search_index
-    from training.mels import read_mel
+    from mugle_core.pictures import mel_thumbnail, write_mel_thumbs
+    from mugle_core.searchindex import write_search_index
+    from mugle_nets.mels import read_mel
 
     write_search_index(version_dir)
     done: dict[str, Any] = {"search_index": True, "mel_thumbs": 0}
@@ -485,7 +476,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 def _frontend_params() -> dict[str, Any]:
     """The mel front-end parameters, when the audio front-end module exists."""
     try:
-        from app.melspec import MelParams
+        from mugle_core.melspec import MelParams
     except ImportError:
         return {}
     return {"mel": MelParams().as_dict()}
@@ -544,7 +535,7 @@ def run_cel(
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``mugle train``'s options (the preprocessing ones included) to ``parser``.
 
-    ``--data`` and ``--out`` are the CLI's own (``app.cli``); everything else is added here.
+    ``--data`` and ``--out`` are the CLI's own (``mugle_cli.main``); everything else is added here.
     """
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where torch trains (default auto)")

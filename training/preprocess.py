@@ -9,7 +9,7 @@ Two kinds of filter, with different effects (DESIGN.md):
 * **The Music2Vec filter** (``min_playlists``, default 3 as in the original) only decides which songs
   Music2Vec trains on. A song below it stays servable through its audio (``tcae`` and ``cel``).
 
-Duplicates (same :func:`app.textnorm.normalize_title` and same artist set) merge into one canonical id:
+Duplicates (same :func:`mugle_core.textnorm.normalize_title` and same artist set) merge into one canonical id:
 the most popular id of the group, the lowest id on a tie. Every original id keeps resolving through
 ``aliases``. A group's popularity counts the training playlists that contain any of its ids.
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.textnorm import fold, is_instrumental, normalize_artists, normalize_title
+from mugle_core.textnorm import fold, is_instrumental, normalize_artists, normalize_title
 from training.melon import MelonDataset, Song, genre_names
 
 logger = logging.getLogger(__name__)

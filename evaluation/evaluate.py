@@ -17,7 +17,7 @@ Protocol
 * A fusion study re-fuses the served per-model candidate lists with other depths, rank constants and
   normalisations, so a change to ``score_total`` can be judged before it is made.
 
-Results go to ``<version>/metrics.json`` and a Markdown report with plots (:mod:`training.report`).
+Results go to ``<version>/metrics.json`` and a Markdown report with plots (:mod:`evaluation.report`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ import numpy as np
 from scipy import sparse
 from tqdm import tqdm
 
-from app.artifacts import (
+from app.ranking import FUSION_WEIGHTS
+from evaluation import metrics as M
+from mugle_core.artifacts import (
     CATALOG,
     METRICS,
     MODEL_NAMES,
@@ -49,9 +51,7 @@ from app.artifacts import (
     read_manifest,
     resolve_current,
 )
-from app.catalog import SEP, Catalog
-from app.ranking import FUSION_WEIGHTS
-from training import metrics as M
+from mugle_core.catalog import SEP, Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -665,7 +665,7 @@ def evaluate(
 
     Raises
     ------
-    app.artifacts.ArtifactError
+    mugle_core.artifacts.ArtifactError
         When the version is missing or incomplete.
     EvaluationError
         When the version has no held-out playlists, or the dataset does not match it.
@@ -749,7 +749,7 @@ def evaluate(
     results["timings"] = timings
 
     if report:
-        from training.report import write_report
+        from evaluation.report import write_report
 
         out_dir = Path(report_dir) if report_dir is not None else version_dir / "report"
         results["report"] = str(write_report(results, version_dir, out_dir, seed=seed))

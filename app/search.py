@@ -13,7 +13,10 @@ Scoring every title with rapidfuzz costs about 1 s at 707,989 songs, so a query 
    it is never lost among thousands of titles sharing the same bigrams; only the ``limit`` most popular
    exact titles are kept, since they all score 100 and the rest could not be shown.
 2. *Scores.* Only those candidates are scored with rapidfuzz ``WRatio`` against the title, the
-   artists and "title artist". An exact title comes first; ties go to the more popular song.
+   artists and "title artist". An exact title comes first; among exact titles, the one whose version
+   markers (:func:`mugle_core.textnorm.title_key`) match the query's comes first, so ``봄날`` puts the original
+   before ``봄날 (Live)`` and ``봄날 (Live)`` the live version before the original; then the more
+   popular song.
 
 A query made only of Hangul initial consonants (``ㅂㅍㅈ``, ``ㅂ ㅍ ㅈ``) matches titles by their initials:
 exact initials first, then titles whose initials start with the query, then those that contain it.
@@ -36,7 +39,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from mugle_core.catalog import Catalog, StringColumn
-from mugle_core.searchindex import CP_BITS, build_search_arrays, fingerprint, title_crc
+from mugle_core.searchindex import CP_BITS, build_search_arrays, fingerprint, markers_crc, title_crc
 from mugle_core.textnorm import fold, is_initials_query, normalize_title
 
 logger = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ class TitleSearch:
         self.post_rows = arrays["post_rows"]
         self.row_norm = np.sqrt(np.maximum(arrays["row_bigrams"], 1.0)).astype(np.float32)
         self.by_popularity = arrays["by_popularity"]
+        self.markers = arrays["title_markers"]
         # Popularity rank of each row (0 = most popular): orders exact-title hits without a sort key lookup.
         self.pop_rank = np.empty(len(self.by_popularity), dtype=np.int64)
         self.pop_rank[self.by_popularity] = np.arange(len(self.by_popularity))
@@ -112,7 +116,7 @@ class TitleSearch:
             return self._search_initials("".join(query.split()), limit)
         return self._search_text(query, limit)
 
-    def _exact_rows(self, title: str, limit: int) -> np.ndarray:
+    def _exact_rows(self, title: str, limit: int, markers: int = 0) -> np.ndarray:
         """The ``limit`` most popular rows whose normalised title is exactly ``title`` (spacing ignored)."""
         # Spacing does not make a title different: "벚꽃엔딩" is exactly "벚꽃 엔딩".
         title = title.replace(" ", "")
@@ -121,7 +125,8 @@ class TitleSearch:
         rows = self.title_hash_rows[lo:hi]
         # A common title ("love") can have thousands of exact matches; all score 100 and ties go to the
         # more popular, so check them most popular first and stop at `limit`.
-        rows = rows[np.argsort(self.pop_rank[rows], kind="stable")]
+        # Rows with the query's version markers (a :func:`markers_crc`) first: the original for a plain title.
+        rows = rows[np.lexsort((self.pop_rank[rows], self.markers[rows] != markers))]
         out: list[int] = []
         for r in rows.tolist():
             if self.titles[r].replace(" ", "") == title:  # a CRC collision is possible, if rare
@@ -197,7 +202,8 @@ class TitleSearch:
         full_q = fold(query)
         if not full_q:
             return []
-        exact = self._exact_rows(title_q, limit)
+        markers_q = markers_crc(query)
+        exact = self._exact_rows(title_q, limit, markers_q)
         compact = full_q.replace(" ", "")
         cand = self._candidates(compact)
         if len(compact) == 1:
@@ -235,7 +241,10 @@ class TitleSearch:
             best = np.maximum(by_title, np.where(has_artist, np.maximum(by_both, 0.95 * by_artist), 0.0))
         score = np.where(is_exact, 100.0, np.minimum(best, 99.9))
         # Exact first, then score, then the more popular song, then the lower row.
-        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), -score, ~is_exact))[:limit]
+        other_version = self.markers[rows] != markers_q
+        # Exact first, then score, then the version the query names (the original when it names none),
+        # then the more popular song, then the lower row.
+        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), other_version, -score, ~is_exact))[:limit]
         return [(int(rows[i]), float(score[i])) for i in order.tolist() if score[i] > 0]
 
     def _prefix_scan(self, compact: str) -> np.ndarray:

@@ -465,6 +465,32 @@ def read_version_groups(data: Path, catalog: Catalog) -> list[list[int]] | None:
     return groups
 
 
+def planted_merges(data: Path, catalog: Catalog) -> dict[str, dict[str, int]] | None:
+    """How the catalog's duplicate merging treated the demo's planted pairs; None without a truth file.
+
+    For re-releases (should merge), version pairs and same-title pieces (should not): how many pairs with
+    both songs in the catalog ended up as one canonical song.
+    """
+    path = Path(data) / DEMO_TRUTH
+    if not path.is_file():
+        return None
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"{path}: cannot read ({exc})") from exc
+    kinds = {
+        "re-releases": [(r["source"], r["reissue"]) for r in truth.get("reissues", [])],
+        "version pairs": [(g[0], s) for g in truth.get("version_groups", []) for s in g[1:]],
+        "same-title pairs": [(g[0], s) for g in truth.get("same_title_groups", []) for s in g[1:]],
+    }
+    out: dict[str, dict[str, int]] = {}
+    for kind, pairs in kinds.items():
+        both = [(catalog.canonical(int(a)), catalog.canonical(int(b))) for a, b in pairs]
+        both = [(a, b) for a, b in both if a is not None and b is not None]
+        out[kind] = {"merged": sum(a == b for a, b in both), "pairs": len(both)}
+    return out
+
+
 def version_retrieval(
     served: Served, groups: list[list[int]], methods: Sequence[str], *, seed: int, progress: bool
 ) -> dict[str, Any]:
@@ -717,6 +743,7 @@ def evaluate(
             timings[f"{set_name}/{name}"] = round(time.perf_counter() - t0, 3)
         results[set_name] = block
 
+    results["planted_duplicates"] = planted_merges(Path(data), ctx.catalog)
     groups = read_version_groups(Path(data), ctx.catalog)
     if groups:
         methods = [m for m in RETRIEVAL_METHODS if m in served.models or m == "score_total"]

@@ -267,6 +267,10 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, str]) -> st
         out.append("")
     else:
         out += ["No `demo_truth.json` with version groups in the dataset folder.", ""]
+    planted = results.get("planted_duplicates")
+    if planted:
+        out += ["Duplicate merging against the demo's planted pairs (re-releases should merge, the rest not): "
+                + "; ".join(f"{kind} merged {v['merged']} of {v['pairs']}" for kind, v in planted.items()) + ".", ""]
     sweep = (results.get("novelty_sweep") or {}).get("score_total") or []
     if sweep:
         out += ["## Novelty control (`score_total`)", "",

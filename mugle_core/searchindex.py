@@ -24,12 +24,12 @@ import numpy as np
 
 from mugle_core.artifacts import CATALOG, EXTRAS_DIR
 from mugle_core.catalog import SEP, Catalog, pack_strings
-from mugle_core.textnorm import fold, hangul_initials, normalize_title
+from mugle_core.textnorm import fold, hangul_initials, normalize_title, title_key
 
 logger = logging.getLogger(__name__)
 
 SEARCH_INDEX = "search_index.npz"
-FORMAT_VERSION = 2  # 2: posting lists ordered most popular first
+FORMAT_VERSION = 3  # 2: posting lists ordered most popular first; 3: version markers per row
 CP_BITS = 21  # Unicode code points fit in 21 bits
 _SEP_TA = "\x01"  # between title and artists: no bigram spans the two
 _SEP_DOC = "\x00"
@@ -38,6 +38,12 @@ _SEP_DOC = "\x00"
 def title_crc(text: str) -> int:
     """CRC-32 of a title's UTF-8 bytes: the key of the exact-title lookup."""
     return zlib.crc32(text.encode("utf-8"))
+
+
+def markers_crc(title: str) -> int:
+    """Checksum of a title's version markers; 0 for a title without any (the original)."""
+    markers = title_key(title)[1]
+    return title_crc(" ".join(markers)) if markers else 0
 
 
 def fingerprint(catalog: Catalog) -> np.ndarray:
@@ -91,7 +97,9 @@ def build_search_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
     """Normalise every title and artist and build the index arrays (seconds at 700k songs)."""
     start = time.perf_counter()
     n = len(catalog)
-    titles = [normalize_title(t) for t in catalog.columns["title"].to_list()]
+    raw_titles = catalog.columns["title"].to_list()
+    titles = [normalize_title(t) for t in raw_titles]
+    markers = np.fromiter((markers_crc(t) for t in raw_titles), dtype=np.int64, count=n)
     artists = [fold(a.replace(SEP, " ")) for a in catalog.columns["artists"].to_list()]
     hashes = np.fromiter((title_crc(t.replace(" ", "")) for t in titles), dtype=np.int64, count=n)
     hash_order = np.argsort(hashes, kind="stable")
@@ -122,6 +130,7 @@ def build_search_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
         "post_rows": rows,
         "row_bigrams": per_row,
         "by_popularity": by_pop,
+        "title_markers": markers,
         "initials_blob": np.frombuffer(("\n".join(initials) + "\n").encode("utf-8"), dtype=np.uint8),
         "initials_starts": starts,
     }

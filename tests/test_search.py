@@ -129,3 +129,16 @@ def test_scratch_accumulation_matches_the_sorting_path(tmp_path: Path, monkeypat
         held = [index.search(q, 10) for q in queries]
     assert held == free
     assert all(len(hits) == 10 for hits in free[:5])
+
+
+def test_versions_are_separate_results_original_first(tmp_path: Path) -> None:
+    # The live and English versions are more popular than the original, yet a plain title query shows the
+    # original first, and a query naming a version shows that version first; all three are results.
+    titles = [("봄날 (Live)", "BTS", 900), ("봄날", "BTS", 10), ("봄날 (English Ver.)", "BTS", 500),
+              ("봄날의 노래", "Other", 50)]
+    index = TitleSearch.build(_catalog(tmp_path, titles))
+    names = [titles[r][0] for r, _ in index.search("봄날", 5)]
+    assert names[:3] == ["봄날", "봄날 (Live)", "봄날 (English Ver.)"]
+    live = [titles[r][0] for r, _ in index.search("봄날 (라이브)", 5)]
+    assert live[0] == "봄날 (Live)" and set(live[:3]) == {"봄날", "봄날 (Live)", "봄날 (English Ver.)"}
+    assert [titles[r][0] for r, _ in index.search("봄날", 1)] == ["봄날"], "the cut keeps the original"

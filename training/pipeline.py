@@ -308,7 +308,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
     with clock.stage("preprocess"):
         eligible = [p.id for p in dataset.playlists if p.split in options.prep.splits]
         holdout = choose_holdout(eligible, options.holdout, options.seed)
-        prepared = prepare(dataset, options.prep, frozenset(holdout))
+        prepared = prepare(dataset, options.prep, frozenset(holdout), progress=options.progress)
         mel_files = find_mels(data)
         mel_paths = canonical_mels(prepared.aliases, mel_files)
         fingerprint = dataset_fingerprint(data, options.prep.splits, np.array(sorted(mel_files)))
@@ -366,6 +366,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
 
         counts: dict[str, Any] = {label.strip(): n for label, n in prepared.summary}
         counts["extras"] = extras
+        counts["duplicates"] = prepared.duplicates.as_record()
         counts["cpu_s"] = dict(clock.cpu)
         counts["songs with a mel file"] = len(mel_paths)
         counts["reader warnings"] = int(read_report.warnings)
@@ -394,6 +395,19 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
     return final
 
 
+def _duplicate_lines(counts: dict[str, Any]) -> list[str]:
+    """Merges and refusals by reason, with one example each, for the final summary."""
+    record = counts.get("duplicates")
+    if not isinstance(record, dict):
+        return []
+    lines = [f"  duplicate ids merged: {counts.get('merged duplicate ids', 0):,}"]
+    examples = record.get("examples", {})
+    for reason, n in record.get("counts", {}).items():
+        example = examples.get(reason, [])
+        lines.append(f"    {reason}: {n:,}" + (f" (e.g. {example[0]})" if example else ""))
+    return lines
+
+
 def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
     """The final summary: counts per model and time per stage."""
     lines = [f"trained {data} -> {version_dir} (current)", f"  servable songs: {manifest.songs:,}"]
@@ -402,6 +416,7 @@ def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
     for name, entry in manifest.models.items():
         recall = "" if entry.index_type == "flat" else f", recall@10 {entry.recall_at_10}"
         lines.append(f"  {name:<10} {entry.count:>9,} songs x {entry.dim} ({entry.index_type}{recall})")
+    lines.extend(_duplicate_lines(manifest.counts))
     lines.append("  time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()))
     cpu = manifest.counts.get("cpu_s", {})
     if cpu:

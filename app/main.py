@@ -129,8 +129,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     return app
 
 
-def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the service with one uvicorn worker (``mugle serve``)."""
+def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the service under uvicorn (``mugle serve``); ``workers`` > 1 runs that many processes."""
     import uvicorn
 
     settings = Settings(artifacts=Path(artifacts)) if artifacts is not None else Settings()
@@ -141,6 +141,11 @@ def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: in
     else:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         log_config = uvicorn.config.LOGGING_CONFIG
-    # access_log off: the observability middleware already writes one access line per request, with its id.
+    if workers > 1:
+        from app.workers import run_workers
+
+        run_workers(host, port, workers, settings.log_level.lower(), log_config, settings.artifacts)
+        return
+    # access_log off: the middleware already writes one access line per request, with its id.
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
                 log_config=log_config, access_log=False)

@@ -12,17 +12,16 @@ stays bounded whatever clients send; a request that matches no route is labelled
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
+import os
 import re
+import socket
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -43,8 +42,11 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is echoed only when it is short and plain, so it is safe in headers and log lines.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 UNMATCHED = "unmatched"
+_HOSTNAME = socket.gethostname()
 RELOAD_OUTCOMES = ("swapped", "unchanged", "failed")
-REJECT_REASONS = ("body_too_large", "bad_content_length", "timeout")
+REJECT_REASONS = ("body_too_large", "bad_content_length", "uri_too_long", "timeout")
+#: Where the recommend handlers record the ranking method of the request, for the metrics.
+RECOMMEND_METHOD_KEY = "mugle.recommend_method"
 
 #: The id of the request being handled in this context ("-" outside a request).
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("mugle_request_id", default="-")
@@ -68,7 +70,7 @@ def sane_request_id(value: str | None) -> str:
     """
     if value and _SANE_REQUEST_ID.match(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 # -- logs ------------------------------------------------------------------------------------------
@@ -105,7 +107,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         # default=str: an extra that is not JSON-native (a Path, an exception) must never break logging.
-        return json.dumps(data, ensure_ascii=False, default=str)
+        return orjson.dumps(data, default=str).decode("utf-8")
 
 
 _HANDLER_MARK = "_mugle_json_handler"
@@ -291,101 +293,18 @@ def route_template(scope: Scope, app: Any) -> str:
 def recommend_method(scope: Scope) -> str:
     """The ranking method a recommend request used, as a bounded label.
 
-    A route may record it in ``request.state.recommend_method``; otherwise it is read from the ``method``
-    query parameter or, for ``POST /recommend``, from the JSON body the limits layer kept
-    (``scope["mugle.body"]``). The default method applies when none was given.
+    The recommend handlers record it in the scope under :data:`RECOMMEND_METHOD_KEY` (see
+    :func:`note_recommend_method`); a request that did not get that far counts as the default method.
     """
-    state = scope.get("state")
-    method: Any = None
-    if isinstance(state, dict):
-        method = state.get("recommend_method")
-    elif state is not None:
-        method = getattr(state, "recommend_method", None)
-    if method is None:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if query.get("method"):
-            method = query["method"][0]
-    if method is None and scope.get("method") == "POST":
-        body = scope.get("mugle.body")
-        if body:
-            try:
-                data = json.loads(body)
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                method = data.get("method")
-    if method is None:
-        method = "score_total"
+    method = scope.get(RECOMMEND_METHOD_KEY) or "score_total"
     return method if method in METHODS else "other"
 
 
-class ObservabilityMiddleware:
-    """Pure ASGI middleware: request id, access log line, and request metrics.
+def note_recommend_method(scope: Scope, method: str) -> None:
+    """Record the ranking method a recommend handler used, for the metrics (no body is parsed twice)."""
+    scope[RECOMMEND_METHOD_KEY] = method
 
-    Parameters
-    ----------
-    app : the next ASGI application.
-    metrics : where to record.
-    router_app : the FastAPI app, to find the route template of requests refused before routing.
-    """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, router_app: Any = None) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.router_app = router_app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = None
-        for key, value in scope.get("headers", ()):
-            if key == b"x-request-id":
-                incoming = value.decode("latin-1")
-                break
-        rid = sane_request_id(incoming)
-        token = request_id_var.set(rid)
-        status = 500
-        started = time.perf_counter()
-        header = (b"x-request-id", rid.encode("ascii"))
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            await send(message)
-
-        self.metrics.in_progress.inc()
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            status = 500
-            logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.in_progress.dec()
-            self._record(scope, status, elapsed)
-            request_id_var.reset(token)
-
-    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = route_template(scope, self.router_app)
-        method = str(scope.get("method", ""))
-        labels = {"route": route, "method": method, "status": str(status)}
-        self.metrics.requests.labels(**labels).inc()
-        self.metrics.latency.labels(**labels).observe(elapsed)
-        if 200 <= status < 300:
-            if route.startswith("/recommend"):
-                self.metrics.recommend.labels(route=route, method=recommend_method(scope)).observe(elapsed)
-            elif route == "/search":
-                self.metrics.search.observe(elapsed)
-        access_logger.info(
-            "%s %s %d %.1f ms",
-            method,
-            scope.get("path", ""),
-            status,
-            elapsed * 1000.0,
-            extra={"http_method": method, "path": scope.get("path", ""), "route": route, "status": status,
-                   "duration_ms": round(elapsed * 1000.0, 2)},
-        )
+def worker_id() -> str:
+    """This process's name in answers and logs: ``hostname:pid`` (a container's hostname is its id)."""
+    return f"{_HOSTNAME}:{os.getpid()}"

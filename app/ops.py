@@ -25,16 +25,14 @@ load the new version once. Three triggers exist, all going through the same code
 
 Limits
 ------
-Request bodies are bounded (``Content-Length`` is checked first, then the bytes actually streamed), and a
-request that takes longer than ``request_timeout_s`` is answered with 504 and its worker slot released;
-see :class:`LimitsMiddleware`.
+Request targets and bodies are bounded, and a request that takes longer than ``request_timeout_s`` is
+answered with 504 and its slot released; see :mod:`app.middleware`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import threading
@@ -45,163 +43,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.observability import (
-    ASGIApp,
-    Message,
-    Metrics,
-    ObservabilityMiddleware,
-    Receive,
-    Scope,
-    Send,
-    configure_json_logging,
-)
+from app.middleware import install_middleware
+from app.observability import Metrics, configure_json_logging
 from app.settings import Settings
 from mugle_core.artifacts import CURRENT, ArtifactError, read_current, resolve_current
 
 logger = logging.getLogger(__name__)
-
-
-# -- limits ----------------------------------------------------------------------------------------
-
-
-async def _send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"detail": detail}).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode("ascii")),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-class LimitsMiddleware:
-    """Pure ASGI middleware bounding the request body and the time a request may take.
-
-    The body is read completely (up to the limit) before the app sees it, so an oversized body is
-    answered with 413 whatever route it was aimed at and however it was sent (with a
-    ``Content-Length`` or chunked). The whole request, body included, runs as a task that is abandoned
-    after ``timeout_s``: the client gets 504 at once and the server's event loop is free. A synchronous
-    handler already running in a thread cannot be interrupted by Python; it finishes in the background
-    and its answer is discarded, which is why the API also bounds ``k``, ``limit``, seeds and ``q`` so
-    that no single computation is unbounded.
-
-    Parameters
-    ----------
-    app : the next ASGI application.
-    ops : limits to apply.
-    metrics : to count refusals; optional.
-    """
-
-    def __init__(self, app: ASGIApp, ops: Settings, metrics: Metrics | None = None) -> None:
-        self.app = app
-        self.ops = ops
-        self.metrics = metrics
-        # Tasks abandoned on timeout; kept referenced so they are not garbage-collected mid-run.
-        self._abandoned: set[asyncio.Task[None]] = set()
-
-    def _reject(self, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.rejections.labels(reason=reason).inc()
-
-    def _body_limit(self, scope: Scope) -> int:
-        for key, value in scope.get("headers", ()):
-            if key == b"content-type" and value.lower().startswith(b"multipart/form-data"):
-                return self.ops.max_upload_bytes
-        return self.ops.max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self._body_limit(scope)
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length":
-                text = value.decode("latin-1").strip()
-                if not text.isdigit():
-                    self._reject("bad_content_length")
-                    await _send_json(send, 400, f"Content-Length: not a number ({text[:40]!r})")
-                    return
-                if int(text) > limit:
-                    self._reject("body_too_large")
-                    await _send_json(send, 413, f"request body of {int(text)} bytes is over the limit of {limit} bytes")
-                    return
-        timeout = self.ops.request_timeout_s
-        if timeout <= 0:
-            await self._handle(scope, receive, send, limit)
-            return
-
-        response_started = False
-        abandoned = False
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal response_started
-            if abandoned:
-                return  # the client already has its 504; drop the late answer
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        task = asyncio.ensure_future(self._handle(scope, receive, guarded_send, limit))
-        try:
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if not done and response_started:
-                # The answer is already being written: cutting it now would only corrupt it.
-                done, _ = await asyncio.wait({task})
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if done:
-            task.result()  # re-raise the app's exception, if any, for the error middleware
-            return
-        abandoned = True
-        task.cancel()
-        self._abandoned.add(task)
-        task.add_done_callback(self._forget)
-        self._reject("timeout")
-        logger.warning("request %s %s timed out after %.1f s", scope.get("method"), scope.get("path"), timeout)
-        await _send_json(send, 504, f"the request took longer than the limit of {timeout:g} s and was abandoned")
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._abandoned.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("abandoned request ended with %r", task.exception())
-
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client went away before sending its body; nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                self._reject("body_too_large")
-                await _send_json(send, 413, f"request body is over the limit of {limit} bytes")
-                return
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        if body and size <= 65536:
-            scope["mugle.body"] = body  # lets the metrics read the recommend method of a POST
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body, only a disconnect can come
-
-        await self.app(scope, replay, send)
 
 
 # -- hot swap --------------------------------------------------------------------------------------
@@ -437,9 +284,6 @@ def setup_operations(app: FastAPI, settings: Settings) -> None:
     from app.routes.admin import router as admin_router
 
     app.include_router(admin_router)
-    # add_middleware puts the last one outermost: observability wraps the limits, so 413 and 504 answers
-    # are counted, logged and carry the request id like any other.
-    app.add_middleware(LimitsMiddleware, ops=ops, metrics=metrics)
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, router_app=app)
+    install_middleware(app, ops, metrics)
     app.state.ops_installed = True
     logger.debug("operations installed: %s", ops.model_dump())

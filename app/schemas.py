@@ -153,19 +153,21 @@ class Health(BaseModel):
                     "songs": 707989,
                     "models": {"music2vec": 615142, "tcae": 707989, "cel": 707989},
                     "methods": list(METHODS),
+                    "worker": "api-2:7",
                 }
             ]
         }
     )
 
     status: Literal["ok"]
-    version: str
+    version: str = Field(description="the artifacts version this process serves")
     songs: int
     models: ModelCounts
     # The page builds its method picker from this list (mugle_core.names is the one place it is spelled).
     methods: list[Method] = Field(
         default_factory=lambda: list(METHODS), description="the ranking methods of /recommend, fusions first"
     )
+    worker: str = Field(description="the answering process, hostname:pid (one of several workers or replicas)")
 
 
 class ErrorDetail(BaseModel):

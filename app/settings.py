@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     watch_interval_s : seconds between two looks at ``artifacts/current``; 0 turns the watcher off.
     request_timeout_s : longest time a request may take before it is answered with 504; 0 turns it off.
     max_body_bytes : largest request body, except multipart uploads.
+    max_url_bytes : longest request target (path and query string); longer ones are answered with 414.
     max_upload_bytes : largest ``multipart/form-data`` body (an audio clip and its form fields).
     audio_max_bytes, audio_max_seconds : largest audio upload accepted, in bytes and in seconds of audio.
     audio_decode_timeout_s : a decode taking longer is killed and answered with 422.
@@ -49,6 +50,8 @@ class Settings(BaseSettings):
     watch_interval_s: float = Field(default=5.0, ge=0.0)
     request_timeout_s: float = Field(default=15.0, ge=0.0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # nginx's default large_client_header_buffers, so a request is refused alike with or without the proxy.
+    max_url_bytes: int = Field(default=8192, ge=64)
     # The audio route accepts 20 MiB of file; leave room for the multipart framing and form fields.
     max_upload_bytes: int = Field(default=21 * 1024 * 1024, ge=1)
     audio_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)

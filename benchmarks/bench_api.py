@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts and waits for a server
+sys.path.insert(0, str(REPO))  # for tests.fixtures.servers, the one helper that starts and waits for a server
 
 from mugle_core.artifacts import CATALOG, resolve_current  # noqa: E402
 from mugle_core.catalog import Catalog  # noqa: E402
-from tests.fixtures.servers import free_port, wait_http  # noqa: E402
+from tests.fixtures.servers import cpu_seconds, free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _start(artifacts: Path, port: int) -> tuple[subprocess.Popen, float]:
@@ -127,9 +121,9 @@ def bench(artifacts: Path, seconds: float, threads: int, rounds: int = 10, disti
         # of them alike instead of on whichever was measured at that moment.
         for _ in range(rounds):
             for name, paths in endpoints.items():
-                cpu0 = _cpu_s(proc.pid)
+                cpu0 = cpu_seconds(proc.pid)
                 parts[name].append(_drive(port, paths, seconds / rounds, threads))
-                cpu[name] += _cpu_s(proc.pid) - cpu0
+                cpu[name] += cpu_seconds(proc.pid) - cpu0
         results = {name: _summary(parts[name], cpu[name]) for name in endpoints}
         rss = _rss_mb(proc.pid)
     finally:

@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts and waits for a server
+sys.path.insert(0, str(REPO))  # for tests.fixtures.servers, the one helper that starts and waits for a server
 
 from tests.fixtures.servers import free_port, wait_http  # noqa: E402
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from app.main import serve
 
-    serve(artifacts=Path(args.artifacts) if args.artifacts else None, host=args.host, port=args.port)
+    if args.workers < 1:
+        raise ValueError(f"--workers: must be at least 1, got {args.workers}")
+    serve(artifacts=Path(args.artifacts) if args.artifacts else None, host=args.host, port=args.port,
+          workers=args.workers)
     return 0
 
 
@@ -113,6 +117,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=None, help="artifacts folder (default: $MUGLE_ARTIFACTS or artifacts)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=int(os.environ.get("MUGLE_WORKERS", "1") or 1),
+                   help="server processes; each loads the version and follows hot swaps "
+                        "(default: $MUGLE_WORKERS or 1)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("evaluate", help="offline evaluation of an artifacts version, with a report")

@@ -45,6 +45,35 @@ class StringColumn:
         start, end = int(self._offsets[row]), int(self._offsets[row + 1])
         return self._bytes[start:end].decode("utf-8")
 
+    def take(self, rows: list[int]) -> list[str]:
+        """The strings of ``rows``, with one numpy call for all their bounds."""
+        index = np.asarray(rows, dtype=np.int64)
+        blob = self._bytes
+        return [blob[a:b].decode("utf-8") for a, b in zip(self._offsets[index].tolist(),
+                                                           self._offsets[index + 1].tolist(), strict=True)]
+
+    def lengths(self, rows: np.ndarray) -> np.ndarray:
+        """Byte lengths of the strings of ``rows`` (0 for an empty string), without decoding them."""
+        index = np.asarray(rows, dtype=np.int64)
+        lengths: np.ndarray = self._offsets[index + 1] - self._offsets[index]
+        return lengths
+
+    def starts_with(self, rows: np.ndarray, prefix: str) -> np.ndarray:
+        """Whether each string of ``rows`` starts with ``prefix``, compared as UTF-8 bytes (no decoding).
+
+        UTF-8 never splits a character's bytes across a boundary, so this is ``str.startswith`` exactly.
+        """
+        index = np.asarray(rows, dtype=np.int64)
+        want = prefix.encode("utf-8")
+        starts = self._offsets[index]
+        ok: np.ndarray = self._offsets[index + 1] - starts >= len(want)
+        if not len(self._bytes):
+            return ok
+        blob = np.frombuffer(self._bytes, dtype=np.uint8)
+        for j, byte in enumerate(want):
+            ok &= blob[np.minimum(starts + j, len(blob) - 1)] == byte
+        return ok
+
     def to_list(self) -> list[str]:
         return [self[i] for i in range(len(self))]
 

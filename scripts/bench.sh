@@ -16,6 +16,13 @@ for n in 10000 100000 707989; do
     "$PY" benchmarks/make_synthetic_artifacts.py --songs "$n" --out "build/bench-artifacts/$n" --index ivf
 done
 run benchmarks/bench_api.py build/bench-artifacts/10000 build/bench-artifacts/100000 build/bench-artifacts/707989
+run benchmarks/bench_middleware.py
+# wrk drives the server (Debian package `wrk`); skipped with a note where it is missing.
+if command -v wrk >/dev/null; then
+  run benchmarks/bench_http.py build/bench-artifacts/10000 build/bench-artifacts/707989
+else
+  echo "== benchmarks/bench_http.py skipped: wrk is not installed (apt-get install wrk)"
+fi
 [ -f benchmarks/bench_audio.py ] && run benchmarks/bench_audio.py
 [ -f benchmarks/bench_load.py ] && run benchmarks/bench_load.py
 echo "results in build/bench/"

@@ -9,11 +9,16 @@
 #      (no image registry is reachable here);
 #   3. lints the Dockerfile with hadolint;
 #   4. builds all images (torch from a local CPU wheel when pip's find-links folder has one);
-#   5. `podman-compose up -d` with a small demo catalog; waits for /api/health through nginx;
-#      fetches the page, a search and a recommendation through it; checks the train job's exit code;
-#   6. `down -v`, also on failure.
+#   5. `podman-compose up -d --scale api=3` with a small demo catalog: three API replicas behind nginx;
+#      waits for /api/health through nginx; fetches the page, a search and a recommendation through it;
+#      checks the train job's exit code and each replica's HEALTHCHECK;
+#   6. swaps a version under traffic: client threads keep calling the API through nginx while a new
+#      version is written to the shared volume and `current` is pointed at it; every replica watches
+#      `current`; passes when all three replicas answered, all came to serve the new version, and not one
+#      request failed (scripts/swap_under_load.py);
+#   7. `down -v`, also on failure.
 #
-# Environment: DOCKER_TEST_SONGS / DOCKER_TEST_PLAYLISTS (demo size, default 300 / 240),
+# Environment: DOCKER_TEST_SONGS / DOCKER_TEST_PLAYLISTS (demo size, default 300 / 240), DOCKER_TEST_REPLICAS (3),
 # DOCKER_TEST_TRAIN_ARGS (fast training options), DOCKER_TEST_KEEP=1 (leave the stack up),
 # DOCKER_TEST_WORK (state folder, default /tmp/mugle-docker-test), DOCKER_TEST_TIMEOUT (s, health wait).
 set -Eeuo pipefail
@@ -25,6 +30,7 @@ SONGS="${DOCKER_TEST_SONGS:-300}"
 PLAYLISTS="${DOCKER_TEST_PLAYLISTS:-240}"
 TRAIN_ARGS_FAST="${DOCKER_TEST_TRAIN_ARGS:---tcae-steps 40 --cel-epochs 3 --w2v-epochs 5}"
 HEALTH_TIMEOUT="${DOCKER_TEST_TIMEOUT:-600}"
+REPLICAS="${DOCKER_TEST_REPLICAS:-3}"
 PY_IMAGE="docker.io/library/python:3.11-slim"
 NGINX_IMAGE="docker.io/library/nginx:stable"
 COMPOSE="/opt/podman-compose/bin/podman-compose"
@@ -126,11 +132,22 @@ log "hadolint Dockerfile"
 
 # -- 4. build -----------------------------------------------------------------------------------------
 WHEEL_COPIED=""
+stack_down() {
+    timeout 120 "$COMPOSE" -p "$PROJECT" down -v >/dev/null 2>&1 || true
+    # podman-compose's `down` knows only the replica count of the compose file: it leaves the extra
+    # replicas of `--scale` running, and with them the volume. Remove whatever the project still has.
+    local left
+    left="$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT")"
+    # shellcheck disable=SC2086  # one id per word
+    [ -z "$left" ] || podman rm -f -t 5 $left >/dev/null 2>&1 || true
+    podman volume rm -f "${PROJECT}_mugle-data" >/dev/null 2>&1 || true
+    podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true
+}
 cleanup() {
     local rc=$?
     if [ "${DOCKER_TEST_KEEP:-0}" != 1 ]; then
-        log "compose down -v"
-        timeout 120 "$COMPOSE" -p "$PROJECT" down -v >/dev/null 2>&1 || true
+        log "compose down -v (every replica, the volume, the network)"
+        stack_down
     fi
     [ -n "$WHEEL_COPIED" ] && rm -f "$WHEEL_COPIED"
     log "exit $rc"
@@ -170,6 +187,8 @@ podman image inspect localhost/mugle-api:dev --format '{{json .Config.Healthchec
 podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') or u.find_spec('gensim') else 0)" \
     || die "the slim api image must not contain torch or gensim"
+podman run --rm --entrypoint python localhost/mugle-api:dev -c "import uvloop, httptools" \
+    || die "the api image lacks uvloop or httptools (uvicorn's fast loop and parser)"
 podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import importlib.util as u, sys; sys.exit(1 if u.find_spec('training') or u.find_spec('mugle_nets') else 0)" \
     || die "the slim api image must not contain the training or model packages"
@@ -180,10 +199,12 @@ log "image sizes: $(podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' 
 
 # -- 5. run -------------------------------------------------------------------------------------------
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-export WEB_PORT="$port" DEMO_SONGS="$SONGS" DEMO_PLAYLISTS="$PLAYLISTS" TRAIN_ARGS="$TRAIN_ARGS_FAST" FORCE_TRAIN=0
-timeout 120 "$COMPOSE" -p "$PROJECT" down -v >/dev/null 2>&1 || true
-log "compose up -d (demo: $SONGS songs, $PLAYLISTS playlists; web on 127.0.0.1:$port)"
-timeout 1800 "$COMPOSE" -p "$PROJECT" up -d >"$WORK/up.log" 2>&1 \
+# Each replica looks at `current` every second, so the swap below is seen quickly.
+export WEB_PORT="$port" DEMO_SONGS="$SONGS" DEMO_PLAYLISTS="$PLAYLISTS" TRAIN_ARGS="$TRAIN_ARGS_FAST" FORCE_TRAIN=0 \
+    MUGLE_WATCH_INTERVAL_S=1
+stack_down
+log "compose up -d --scale api=$REPLICAS (demo: $SONGS songs, $PLAYLISTS playlists; web on 127.0.0.1:$port)"
+timeout 1800 "$COMPOSE" -p "$PROJECT" up -d --scale "api=$REPLICAS" >"$WORK/up.log" 2>&1 \
     || { tail -40 "$WORK/up.log"; die "compose up failed"; }
 
 # podman-compose starts api once train has stopped, whatever its exit code: check it ourselves.
@@ -234,7 +255,39 @@ log "recommend $sid -> $(python3 -c "import json,sys; print(len(json.loads(sys.a
 check_json "$base/api/recommend/$sid?method=each_top3&k=5" "d['method'] == 'each_top3'" >/dev/null
 code="$(curl -s -o /dev/null -w '%{http_code}' -m 10 "$base/api/songs/987654321")"
 [ "$code" = 404 ] || die "unknown song through nginx gave $code, expected 404"
-podman healthcheck run "${PROJECT}_api_1" >/dev/null 2>&1 && log "api HEALTHCHECK passes" \
-    || die "the api container's HEALTHCHECK fails"
+for i in $(seq "$REPLICAS"); do
+    podman healthcheck run "${PROJECT}_api_$i" >/dev/null 2>&1 || die "the HEALTHCHECK of ${PROJECT}_api_$i fails"
+done
+log "the HEALTHCHECK of all $REPLICAS api replicas passes"
+
+# -- 6. a version swap under traffic ------------------------------------------------------------------
+# The swap writes a copy of the served version under a new name (as `mugle train` would write a new one:
+# into a hidden folder, renamed into place when complete) and points `current` at it. The api replicas
+# mount the volume read-only; this one-off container mounts it writable.
+volume="$(podman volume ls --format '{{.Name}}' | grep -m1 -x "${PROJECT}_mugle-data")" \
+    || die "no volume ${PROJECT}_mugle-data"
+swap_py='
+import json, os, shutil, time
+from pathlib import Path
+from mugle_core.artifacts import MANIFEST, resolve_current, set_current
+root = Path(os.environ["MUGLE_ARTIFACTS"])
+old = resolve_current(root)
+name = "swapped-" + time.strftime("%Y%m%d-%H%M%S")
+tmp = root / (".tmp-" + name)
+shutil.rmtree(tmp, ignore_errors=True)
+shutil.copytree(old, tmp)
+manifest = json.loads((tmp / MANIFEST).read_text())
+manifest["version"] = name
+(tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+tmp.rename(root / name)
+set_current(root, name)
+print(name)'
+log "swapping the version under traffic through nginx ($REPLICAS replicas)"
+python3 scripts/swap_under_load.py --base "$base" --song "$sid" --query "$title" --replicas "$REPLICAS" \
+    -- podman run --rm -v "$volume:/data" --entrypoint python localhost/mugle-api:dev -c "$swap_py" \
+    >"$WORK/swap.json" 2>&1 || { cat "$WORK/swap.json"; die "the swap under traffic failed"; }
+log "swap under traffic: $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
+print(f\"{d['requests']} requests, statuses {d['statuses']}, {len(d['after'])} replicas on {d['target']} \
+{d['all_swapped_after_s']} s after the switch\")" "$WORK/swap.json")"
 
 log "PASS in $(( $(date +%s) - STARTED ))s"

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from app.workers import reload_siblings
+
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["admin"])
 
@@ -77,6 +79,8 @@ async def reload(
 ) -> ReloadResponse:
     _require_token(request, authorization, x_reload_token)
     result = await request.app.state.reloader.reload("api", force=force)
+    if result.outcome != "failed":
+        reload_siblings()  # under `mugle serve --workers N`, the other workers reload too
     if result.outcome == "failed":
         raise HTTPException(
             status_code=409,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from app.deps import EngineDep
 from app.engine import UnknownSongError
+from app.observability import note_recommend_method
 from app.responses import FastJSONResponse
 from app.schemas import MAX_K, ErrorDetail, RecommendResponse, SeedsRequest, SeedsResponse
 from mugle_core.names import Method
@@ -35,6 +36,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses=_ERRORS,
 )
 async def recommend(
+    request: Request,
     engine: EngineDep,
     song_id: Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="any id of the song")],
     method: Annotated[Method, Query(description="ranking method")] = "score_total",
@@ -44,6 +46,7 @@ async def recommend(
     ] = 0.0,
     exclude_artist: Annotated[bool, Query(description="leave out songs by the query song's artists")] = False,
 ) -> FastJSONResponse:
+    note_recommend_method(request.scope, method)
     try:
         song, items = engine.recommend(song_id, method, k, novelty, exclude_artist)
     except UnknownSongError as exc:
@@ -57,7 +60,8 @@ async def recommend(
     summary="Continue a playlist: songs similar to a set of seeds",
     responses=_ERRORS,
 )
-async def recommend_seeds(engine: EngineDep, body: SeedsRequest) -> FastJSONResponse:
+async def recommend_seeds(request: Request, engine: EngineDep, body: SeedsRequest) -> FastJSONResponse:
+    note_recommend_method(request.scope, body.method)
     try:
         seeds, items = engine.recommend_seeds(body.song_ids, body.method, body.k, body.novelty, body.exclude_artist)
     except UnknownSongError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -44,7 +46,8 @@ def test_health(client: TestClient) -> None:
     body = client.get("/health").json()
     assert body == {"status": "ok", "version": "synthetic-1-60", "songs": 60,
                     "models": {"music2vec": body["models"]["music2vec"], "tcae": 59, "cel": 59},
-                    "methods": list(METHODS)}
+                    "methods": list(METHODS),
+                    "worker": f"{socket.gethostname()}:{os.getpid()}"}
     assert 0 < body["models"]["music2vec"] < 59
 
 

@@ -109,6 +109,28 @@ def test_exact_titles_found_in_a_larger_catalog(tmp_path: Path) -> None:
         assert i in [r for r, s in hits if s == 100.0] or titles[i][0] in [titles[r][0] for r, _ in hits]
 
 
+def test_scratch_accumulation_matches_the_sorting_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Candidate scores summed in the shared scratch arrays equal those of the sort-based path, which a
+    query takes when another thread holds the scratch; the scratch is left clean after every query."""
+    import app.search as search_module
+
+    # Short posting-list reads, so that caps, the budget and the cut to CANDIDATES all come into play.
+    monkeypatch.setattr(search_module, "POSTING_CAP", 300)
+    monkeypatch.setattr(search_module, "POSTING_BUDGET", 1500)
+    rng = np.random.default_rng(3)
+    words = ["love", "night", "blue", "dream", "star", "사랑", "밤", "노래", "별빛", "you"]
+    titles = [(" ".join(rng.choice(words, rng.integers(1, 4)).tolist()), f"a{i % 40}", int(rng.integers(0, 20)))
+              for i in range(3000)]
+    index = TitleSearch.build(_catalog(tmp_path, titles))
+    queries = ["love night", "blue", "사랑 노래", "dream star you", "별빛 밤", "lo", "a1"]
+    free = [index.search(q, 10) for q in queries]
+    assert not index._total.any()
+    with index._scratch_lock:  # as if another thread were searching
+        held = [index.search(q, 10) for q in queries]
+    assert held == free
+    assert all(len(hits) == 10 for hits in free[:5])
+
+
 def test_versions_are_separate_results_original_first(tmp_path: Path) -> None:
     # The live and English versions are more popular than the original, yet a plain title query shows the
     # original first, and a query naming a version shows that version first; all three are results.

@@ -8,10 +8,14 @@ can be tested without FAISS or a server.
 Methods (as in the original system, minus its bug of returning the query song first):
 
 ``score_total``
-    each model's candidate at 1-based rank ``r`` scores ``w_model / r`` (:data:`FUSION_WEIGHTS`);
-    scores add up across models, and a song missing from a model's list gets nothing from it.
+    each source's candidate at 1-based rank ``r`` scores ``w_source / r``; scores add up across sources,
+    and a song missing from a source's list gets nothing from it. The sources are the three models and,
+    in versions that have it, the co-occurrence list (``cooc``: songs sharing the most training
+    playlists). The weights are fitted per catalog at training time on a validation split of its
+    training playlists and read from the version's manifest; :data:`FUSION_WEIGHTS` is the fallback for
+    versions from before that.
 ``each_top3``
-    the top 3 of each model in model order, merged without repeats, then the lists' next entries taken
+    the top 3 of each of the three models in model order, merged without repeats, then the lists' next entries taken
     round-robin until ``k`` songs are chosen; the score of the ``i``-th chosen song is ``1 / i``.
 ``music2vec``, ``tcae``, ``cel``
     that model's list, scored by its inner product (cosine similarity for normalised vectors).
@@ -48,6 +52,10 @@ METHODS: tuple[str, ...] = ("score_total", "each_top3", "music2vec", "tcae", "ce
 # still let audio candidates reach the top 10 (for diversity and songs Music2Vec has no vector for)
 # while staying at or above the best single model. A model not named here counts with weight 1.
 FUSION_WEIGHTS: dict[str, float] = {"music2vec": 1.0, "cel": 0.25, "tcae": 0.1}
+MODELS: tuple[str, ...] = ("music2vec", "tcae", "cel")
+COOC = "cooc"
+# Every candidate source a recommendation's ``ranks`` reports (null where a source did not list it).
+SOURCES: tuple[str, ...] = (*MODELS, COOC)
 
 Ranked = list[tuple[int, float]]
 """(catalog row, score) pairs, best first."""
@@ -164,12 +172,17 @@ def rank_method(
     method: str,
     lists: Mapping[str, Sequence[int]],
     sims: Mapping[str, Sequence[float]],
+    weights: Mapping[str, float] | None = None,
 ) -> Ranked:
-    """The full ordered pool of ``method`` (not yet cut to ``k``)."""
+    """The full ordered pool of ``method`` (not yet cut to ``k``).
+
+    ``weights`` are ``score_total``'s per-source weights (the version's fitted ones); None means
+    :data:`FUSION_WEIGHTS`. ``each_top3`` merges the three models only, as the original did.
+    """
     if method == "score_total":
-        return score_total(lists, FUSION_WEIGHTS)
+        return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
     if method == "each_top3":
-        return each_top3(lists)
+        return each_top3({m: rows for m, rows in lists.items() if m in MODELS})
     if method in lists:
         return single_model(lists[method], sims[method])
     if method in METHODS:
@@ -199,6 +212,53 @@ def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, simil
     adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-NOVELTY_STRENGTH * novelty)
     order = np.lexsort((np.arange(len(rows)), -adjusted))  # stable: equal scores keep the model order
     return [(int(rows[i]), float(adjusted[i])) for i in order]
+
+
+def fusion_weights(record: Mapping[str, object] | None) -> dict[str, float]:
+    """``score_total``'s weights from a manifest's ``ranking`` record, or :data:`FUSION_WEIGHTS` without one.
+
+    Raises
+    ------
+    ValueError
+        naming the source whose weight is not a finite non-negative number.
+    """
+    fusion = (record or {}).get("fusion") if isinstance(record, Mapping) else None
+    raw = fusion.get("weights") if isinstance(fusion, Mapping) else None
+    if not raw:
+        return dict(FUSION_WEIGHTS)
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"ranking.fusion.weights: must be an object, got {type(raw).__name__}")
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if name not in SOURCES:
+            raise ValueError(f"ranking.fusion.weights: unknown source {name!r} (known: {', '.join(SOURCES)})")
+        try:
+            w = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            w = float("nan")
+        if not np.isfinite(w) or w < 0:
+            raise ValueError(f"ranking.fusion.weights.{name}: must be a finite number >= 0, got {value!r}")
+        out[str(name)] = w
+    # A source the fit did not name gets no say rather than the implicit weight 1.
+    return {m: out.get(m, 0.0) for m in SOURCES}
+
+
+def sum_lists(
+    lists: Sequence[tuple[Sequence[int], Sequence[float]]], exclude: Iterable[int] = (), depth: int = DEPTH
+) -> tuple[list[int], list[float]]:
+    """Merge several scored lists by summing each row's scores (a seed set's co-occurrence rows).
+
+    Ties go to the lower row. Negative rows (pads) and ``exclude`` are dropped; at most ``depth`` rows.
+    """
+    banned = {int(r) for r in exclude}
+    total: dict[int, float] = {}
+    for rows, scores in lists:
+        for r, s in zip(rows, scores, strict=True):
+            r = int(r)
+            if r >= 0 and r not in banned:
+                total[r] = total.get(r, 0.0) + float(s)
+    best = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
+    return [r for r, _ in best], [s for _, s in best]
 
 
 def ranks_of(rows: Iterable[int], lists: Mapping[str, Sequence[int]], models: Sequence[str]) -> dict[int, dict]:

@@ -16,10 +16,10 @@ from app.artifacts import COOC, MANIFEST, read_manifest
 from app.engine import Engine
 from app.main import create_app
 from app.settings import Settings
-from training.cooc import write_cooc
-from training.fitting import FitError, Fitter, FitOptions, split_validation
-from training.music2vec import Music2VecOptions
 from tests.synthetic import read_truth, write_synthetic_version
+from training.cooc import write_cooc
+from training.fitting import FitError, FitOptions, Fitter, split_validation
+from training.music2vec import Music2VecOptions
 
 
 def _clustered_playlists(seed: int, n_songs: int = 120, n_playlists: int = 400, n_clusters: int = 6) -> list[list[int]]:

@@ -347,7 +347,8 @@ class Fitter:
             if result is None:
                 need = cost(o)
                 if need > self.left(PHASE1_SHARE):
-                    trials.append({**_trial_params(o, sc), "skipped": f"needs ~{need:.1f}s, {self.left(PHASE1_SHARE):.1f}s left"})
+                    left = self.left(PHASE1_SHARE)
+                    trials.append({**_trial_params(o, sc), "skipped": f"needs ~{need:.1f}s, {left:.1f}s left"})
                     return None
                 t0 = time.perf_counter()
                 done = len(epoch_times)

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from app import ranking
 from app.artifacts import (
     CATALOG,
     EXTRAS_DIR,
@@ -46,12 +47,11 @@ from app.artifacts import (
     set_current,
     staging_version,
 )
-from app import ranking
 from app.catalog import Catalog
 from training.cel import CELOptions
 from training.cooc import WIDTH as COOC_WIDTH
 from training.cooc import write_cooc
-from training.fitting import UNFITTED_WEIGHTS, Fitter, FitOptions, split_validation
+from training.fitting import UNFITTED_WEIGHTS, FitOptions, Fitter, split_validation
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import MEL_DIR, SPLIT_FILES, read_dataset
 from training.music2vec import Music2VecOptions, train_music2vec
@@ -405,7 +405,8 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
                     stage_dir, prepared.train_playlists, k=options.cooc_width, alpha=alpha, progress=options.progress
                 )
         if fitter is not None:
-            ranking_record["fusion"].update({k: v for k, v in fitter.record.get("fusion", {}).items() if k != "weights"})
+            fitted = fitter.record.get("fusion", {})
+            ranking_record["fusion"].update({k: v for k, v in fitted.items() if k != "weights"})
             ranking_record["fit"] = fitter.summary()
         else:
             ranking_record["fit"] = {"skipped": "fit budget 0"}

@@ -1,0 +1,82 @@
+"""Training-time cost of the co-occurrence lists (score_total's fourth source) at real size.
+
+Reads a dataset in the Melon layout (by default it generates a metadata-only one with the real counts,
+707,989 songs and 148,826 playlists, with the real mean playlist length of about 46 songs), prepares it
+as training does, and times :func:`training.cooc.write_cooc`: the incidence matrix, the blockwise
+``X^T X`` and the per-song top 64, written as ``cooc.*.npy``. Prints wall and CPU time, peak memory,
+the co-occurrence non-zeros that were ranked, and the files' size.
+
+    python benchmarks/bench_cooc.py --work /work/cache/ranking/bench-cooc
+    python benchmarks/bench_cooc.py --data /path/to/melon --work /tmp/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.cooc import WIDTH, write_cooc  # noqa: E402
+from training.melon import read_dataset  # noqa: E402
+from training.preprocess import PrepOptions, prepare  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset folder (default: generate one under --work)")
+    parser.add_argument("--work", type=Path, default=Path("build/bench-cooc"))
+    parser.add_argument("--songs", type=int, default=707_989)
+    parser.add_argument("--playlists", type=int, default=148_826)
+    parser.add_argument("--playlist-length", type=float, default=46.0, help="mean playlist length when generating")
+    parser.add_argument("--width", type=int, default=WIDTH)
+    parser.add_argument("--alpha", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    data = args.data
+    if data is None:
+        data = args.work / f"data-{args.songs}-{args.playlists}-{args.playlist_length:g}"
+        if not (data / "song_meta.json").is_file():
+            t0 = time.perf_counter()
+            cmd = [sys.executable, "-m", "app.cli", "demo-data", "--out", str(data), "--songs", str(args.songs),
+                   "--playlists", str(args.playlists), "--playlist-length", str(args.playlist_length),
+                   "--no-mels", "--quiet", "--overwrite"]
+            subprocess.run(cmd, check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+            logger.info("generated %s in %.0f s", data, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    prepared = prepare(read_dataset(data, progress=False), PrepOptions())
+    prep_s = time.perf_counter() - t0
+    playlists = prepared.train_playlists
+    entries = sum(len(p) for p in playlists)
+    del prepared
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        record = write_cooc(Path(tmp), playlists, k=args.width, alpha=args.alpha, progress=True)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+    out = {
+        "data": str(data), "training_playlists": len(playlists), "entries": entries,
+        "mean_length": round(entries / max(1, len(playlists)), 1), "songs_with_lists": record["count"],
+        "cooc_nnz": record["cooc_nnz"], "blocks": record["blocks"], "width": args.width,
+        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "read_prepare_s": round(prep_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+        "rss_before_mb": round(rss_before, 0), "files_mb": round(size / 2**20, 1),
+    }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,10 @@ the co-occurrence non-zeros that were ranked, and the files' size.
 
     python benchmarks/bench_cooc.py --work /work/cache/ranking/bench-cooc
     python benchmarks/bench_cooc.py --data /path/to/melon --work /tmp/x
+
+With ``--version DIR`` it instead measures what reading the lists costs the service: in-process
+``Engine.recommend`` (score_total, k 10) for random catalog songs, with the version's co-occurrence lists
+and with them switched off, in alternating rounds on the same songs.
 """
 
 from __future__ import annotations
@@ -42,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--playlist-length", type=float, default=46.0, help="mean playlist length when generating")
     parser.add_argument("--width", type=int, default=WIDTH)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--version", type=Path, default=None,
+                        help="a trained version folder: time the service's requests with and without the lists")
+    parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.version is not None:
+        return serve_cost(args.version, args.requests)
     data = args.data
     if data is None:
         data = args.work / f"data-{args.songs}-{args.playlists}-{args.playlist_length:g}"
@@ -74,6 +83,36 @@ def main(argv: list[str] | None = None) -> int:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
         "rss_before_mb": round(rss_before, 0), "files_mb": round(size / 2**20, 1),
     }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def serve_cost(version: Path, requests: int) -> int:
+    """Per-request time of ``Engine.recommend`` with and without the co-occurrence source."""
+    import numpy as np
+
+    from app.engine import Engine
+
+    engine = Engine.load(version)
+    lists = engine.cooc
+    if lists is None:
+        raise SystemExit(f"{version}: this version has no co-occurrence lists")
+    rng = np.random.default_rng(0)
+    songs = engine.catalog.song_ids[rng.integers(0, len(engine.catalog), requests)].tolist()
+    for s in songs[:2000]:  # warm the song cache and the page cache alike for both variants
+        engine.recommend(s)
+    times: dict[str, list[float]] = {"with cooc": [], "without": []}
+    for _round in range(5):
+        for label, source in (("with cooc", lists), ("without", None)):
+            engine.cooc = source
+            t0 = time.perf_counter()
+            for s in songs[: requests // 5]:
+                engine.recommend(s)
+            times[label].append((time.perf_counter() - t0) / (requests // 5) * 1e6)
+    engine.cooc = lists
+    out = {k: {"median_us": round(float(np.median(v)), 1), "rounds_us": [round(x, 1) for x in v]}
+           for k, v in times.items()}
+    out["added_us"] = round(out["with cooc"]["median_us"] - out["without"]["median_us"], 1)
     print(json.dumps(out, indent=1))
     return 0
 

@@ -187,7 +187,7 @@ def test_ranks_explain_score_total(engine: Engine, truth: dict) -> None:
     for it in items:
         ranks = [r for r in it["ranks"].values() if r is not None]
         assert ranks and all(1 <= r <= ranking.DEPTH for r in ranks)
-        weighted = sum(ranking.FUSION_WEIGHTS.get(m, 1.0) / r for m, r in it["ranks"].items() if r is not None)
+        weighted = sum(engine.weights.get(m, 1.0) / r for m, r in it["ranks"].items() if r is not None)
         assert it["score"] == pytest.approx(weighted, abs=1e-5)
 
 

@@ -123,11 +123,16 @@ def score_total(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float]
     """Sum of ``weight / rank`` across models; ties go to the better best rank, then the lower row.
 
     ``weights`` maps a model name to its weight (missing names weigh 1; ``None``: all weigh 1, the
-    original system's plain sum). A model with weight 0 contributes neither score nor best rank.
+    original system's plain sum). A model with weight 0 contributes neither score nor best rank, unless
+    no weighted model has a list: then the zero-weighted ones rank with equal weights.
     """
     weights = weights or {}
-    named = [(float(weights.get(m, 1.0)), np.asarray(rows, dtype=np.int64)) for m, rows in lists.items()]
-    named = [(w, p) for w, p in named if len(p) and w != 0.0]
+    given = [(float(weights.get(m, 1.0)), np.asarray(rows, dtype=np.int64)) for m, rows in lists.items()]
+    named = [(w, p) for w, p in given if len(p) and w != 0.0]
+    if not named:
+        # Only sources weighted 0 have an answer (a cold-start song with audio alone, when the fitted
+        # weights leave the audio models out): rank by them, equally weighted, rather than answer nothing.
+        named = [(1.0, p) for _, p in given if len(p)]
     if not named:
         return []
     rows = np.concatenate([p for _, p in named])

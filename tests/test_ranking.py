@@ -69,6 +69,11 @@ def test_score_total_weighted_by_hand() -> None:
     assert [r for r, _ in ranking.score_total(lists)][:3] == [10, 20, 30]
     # A model missing from the weights counts fully; weight 0 drops a model's songs entirely.
     assert dict(ranking.score_total(lists, {"tcae": 0.0})) == pytest.approx({10: 1.0, 20: 0.5, 30: 4 / 3, 50: 0.5})
+    # When only zero-weighted models have lists (an audio-only song under weights that leave audio out),
+    # they rank with equal weights instead of leaving the answer empty.
+    audio_only = {"music2vec": [], "tcae": [20, 10, 40], "cel": [30, 50]}
+    assert dict(ranking.score_total(audio_only, {"music2vec": 1.0, "tcae": 0.0, "cel": 0.0})) == pytest.approx(
+        dict(ranking.score_total(audio_only)))
 
 
 def test_served_score_total_uses_the_fusion_weights() -> None:

@@ -154,6 +154,7 @@ class Engine:
         # score_total's per-source weights: fitted for this version at training time (manifest
         # ``ranking.fusion.weights``), or the constant fallback for versions from before that.
         self.weights = dict(weights) if weights is not None else ranking.fusion_weights(manifest.ranking)
+        self.novelty_strength = ranking.novelty_strength(manifest.ranking)
         self.search_index = search
         self.load_seconds = load_seconds
         self._artists_cache: dict[int, frozenset[str]] = {}
@@ -198,6 +199,7 @@ class Engine:
             mi.threads = max(1, faiss_threads)
         try:
             weights = ranking.fusion_weights(manifest.ranking)
+            ranking.novelty_strength(manifest.ranking)
         except ValueError as exc:
             raise ArtifactError(f"{version_dir}/manifest.json: {exc}") from exc
         cooc = None
@@ -411,7 +413,7 @@ class Engine:
                 lists[COOC], sims[COOC] = found
         ranked = ranking.rank_method(method, lists, sims, self.weights)
         ranked = ranking.novelty_rerank(
-            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES
+            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength
         )[:k]
         ranks = ranking.ranks_of((r for r, _ in ranked), lists, ranking.SOURCES)
         return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]

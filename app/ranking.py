@@ -21,7 +21,7 @@ Methods (as in the original system, minus its bug of returning the query song fi
     that model's list, scored by its inner product (cosine similarity for normalised vectors).
 
 Novelty re-rank (``novelty`` in [0, 1]): every ranked song's score is multiplied by
-``(1 + ln(1 + popularity)) ** (-NOVELTY_STRENGTH * novelty)``. At 0 the order is unchanged; at 0.5 a song in
+``(1 + ln(1 + popularity)) ** (-strength * novelty)``. At 0 the order is unchanged; at 0.5 a song in
 1,000 playlists needs about 60 times the score of a song in none to stay ahead, so the lesser-known songs
 among the candidates rise ("hidden gems") while the candidate set, and so the relevance floor, stays
 the models'. Single-model similarities are first mapped from [-1, 1] to [0, 1] so the product is monotone.
@@ -195,7 +195,13 @@ def rank_method(
     raise ValueError(f"method: unknown method {method!r} (expected one of {', '.join(METHODS)})")
 
 
-def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, similarity: bool = False) -> Ranked:
+def novelty_rerank(
+    ranked: Ranked,
+    popularity: np.ndarray,
+    novelty: float,
+    similarity: bool = False,
+    strength: float = NOVELTY_STRENGTH,
+) -> Ranked:
     """Re-rank towards lesser-known songs; see the module docstring for the formula.
 
     Parameters
@@ -204,6 +210,8 @@ def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, simil
     popularity : playlists per catalog row.
     novelty : 0 keeps the order, 1 is the strongest preference for lesser-known songs.
     similarity : the scores are cosine similarities in [-1, 1] (single-model methods).
+    strength : the exponent's scale; each version fits its own at training time (manifest
+        ``ranking.novelty.strength``), :data:`NOVELTY_STRENGTH` for versions from before that.
     """
     if not 0.0 <= novelty <= 1.0:
         raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
@@ -214,9 +222,30 @@ def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, simil
     if similarity:
         base = (np.clip(base, -1.0, 1.0) + 1.0) / 2.0
     pop = popularity[rows].astype(np.float64)
-    adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-NOVELTY_STRENGTH * novelty)
+    adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-strength * novelty)
     order = np.lexsort((np.arange(len(rows)), -adjusted))  # stable: equal scores keep the model order
     return [(int(rows[i]), float(adjusted[i])) for i in order]
+
+
+def novelty_strength(record: Mapping[str, object] | None) -> float:
+    """The novelty strength a manifest's ``ranking`` record fitted, or :data:`NOVELTY_STRENGTH` without one.
+
+    Raises
+    ------
+    ValueError
+        when the recorded strength is not a finite positive number.
+    """
+    block = (record or {}).get("novelty") if isinstance(record, Mapping) else None
+    value = block.get("strength") if isinstance(block, Mapping) else None
+    if value is None:
+        return NOVELTY_STRENGTH
+    try:
+        strength = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        strength = float("nan")
+    if not np.isfinite(strength) or strength <= 0:
+        raise ValueError(f"ranking.novelty.strength: must be a finite number > 0, got {value!r}")
+    return strength
 
 
 def fusion_weights(record: Mapping[str, object] | None) -> dict[str, float]:

@@ -75,8 +75,10 @@ def test_fitting_respects_its_time_bound(budget: float) -> None:
     took = time.perf_counter() - started
     summary = fitter.summary()
     trials = summary["music2vec"]["trials"]
+    assert summary["fusion"]["reference"] in (COOC, "music2vec")
     assert alpha in (0.0, 0.25, 0.5, 0.75, 1.0)
-    assert set(weights) == set(ranking.SOURCES) and weights[COOC] == 1.0
+    assert set(weights) == set(ranking.SOURCES)
+    assert weights[summary["fusion"]["reference"]] == 1.0  # the best single source on validation leads
     assert summary["elapsed_s"] <= took + 0.01
     if budget < 1.0:
         # Nothing fits in a fifth of a second: the given options stay and every trial says why it was skipped.
@@ -101,7 +103,8 @@ def version(tmp_path: Path) -> Path:
     playlists += [[int(ids[0]), int(ids[7]), int(ids[9])], [int(ids[0]), int(ids[7])]]
     record = write_cooc(vdir, playlists, k=16, alpha=0.0)
     data = json.loads((vdir / MANIFEST).read_text())
-    data["ranking"] = {"cooc": record, "fusion": {"weights": {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}}}
+    data["ranking"] = {"cooc": record, "fusion": {"weights": {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}},
+                       "novelty": {"strength": 8.0}}
     (vdir / MANIFEST).write_text(json.dumps(data))
     return vdir
 
@@ -117,6 +120,7 @@ def test_engine_reads_the_fitted_weights_and_the_cooc_list(version: Path) -> Non
     ids = truth["ids"]
     engine = Engine.load(version)
     assert engine.weights == {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}
+    assert engine.novelty_strength == 8.0
     _, items = engine.recommend(ids[0], "score_total", k=5)
     # Cooc alone: song 7 shares two playlists with song 0, so it comes first.
     assert items[0]["song_id"] == ids[7] and items[0]["ranks"]["cooc"] == 1
@@ -137,6 +141,7 @@ def test_old_versions_fall_back_to_the_constant_weights(tmp_path: Path) -> None:
     assert read_manifest(vdir).ranking == {}
     engine = Engine.load(vdir)
     assert engine.weights == ranking.FUSION_WEIGHTS and engine.cooc is None
+    assert engine.novelty_strength == ranking.NOVELTY_STRENGTH
     ids = read_truth(vdir)["ids"]
     _, items = engine.recommend(ids[0], "score_total", k=5)
     assert all(it["ranks"]["cooc"] is None for it in items)

@@ -52,12 +52,21 @@ SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
     "sample": (0.0, 1e-3),
     "score": SCORES,
 }
-# score_total weights tried (cooc is the reference at 1 when the version has co-occurrence lists).
+# score_total weights tried for the sources other than the reference (the best single source, at 1).
+# The small values only fill what the reference leaves short; the large ones fuse.
 WEIGHT_GRID: dict[str, tuple[float, ...]] = {
-    "music2vec": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
-    "cel": (0.0, 0.05, 0.1, 0.25, 0.5),
-    "tcae": (0.0, 0.05, 0.1, 0.25),
+    "cooc": (0.0, 0.005, 0.02, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+    "music2vec": (0.0, 0.005, 0.02, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+    "cel": (0.0, 0.002, 0.005, 0.05, 0.1, 0.25),
+    "tcae": (0.0, 0.002, 0.005, 0.05, 0.1),
 }
+# The reference's weighting: the other sources only fill (a candidate at rank 1 of another source scores
+# less than one at rank 50 of the reference, so it never passes one the reference listed).
+FILL_WEIGHT = 0.005
+# A grid point replaces the reference only with a clear validation gain (paired z over the queries).
+MIN_GAIN_Z = 2.0
+NOVELTY_STRENGTHS: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+NOVELTY_TARGET_RATIO = 0.45
 # Weights of a version whose fusion could not be fitted (budget too small): co-occurrence leads, the
 # embeddings add what it lacks. Chosen as the typical fit on the structure sweep (docs/eval/structures.md).
 UNFITTED_WEIGHTS: dict[str, float] = {"cooc": 1.0, "music2vec": 0.5, "cel": 0.1, "tcae": 0.05}
@@ -255,6 +264,8 @@ class Fitter:
     lists: dict[str, list[list[int]]] = field(default_factory=dict)
     fit_w2v: Music2VecResult | None = None
     fit_score: str = "in_out"
+    fused_lists: dict[str, list[list[int]]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
     # The budget counts the fitting's own time only: training pauses the clock between the phases.
     _spent: float = 0.0
     _since: float | None = field(default_factory=time.perf_counter)
@@ -407,7 +418,7 @@ class Fitter:
         cel_seconds: float,
         have_cooc: bool = True,
     ) -> dict[str, float]:
-        """Fit ``score_total``'s weights; returns them (every source named).
+        """Fit ``score_total``'s weights (every source named in the result) and the novelty strength.
 
         Parameters
         ----------
@@ -416,6 +427,13 @@ class Fitter:
             (ids, vectors); called only when ``cel_seconds`` (the final CEL's measured time) fits.
         cel_seconds : how long the final CEL took.
         have_cooc : whether the version has co-occurrence lists (else the fusion is over the models).
+
+        Notes
+        -----
+        The reference weighting is the strongest single source alone, with the others at a weight
+        so small that they only fill lists it leaves short. A grid point replaces it only when its
+        validation gain is clear (a paired z of at least :data:`MIN_GAIN_Z` over the queries), so that
+        the served fusion follows validation evidence, not validation noise.
         """
         t0 = time.perf_counter()
         lists = dict(self.lists)
@@ -429,40 +447,96 @@ class Fitter:
                 cel_ids, cel_vecs = cel_trainer(self.fit_w2v.ids, self.fit_w2v.query)
                 lists["cel"] = vector_lists(cel_ids, cel_vecs, cel_vecs, self.seeds)
             else:
-                notes["cel"] = f"not fitted: a CEL takes ~{cel_seconds:.1f}s, {self.left():.1f}s of the budget left"
-        singles = {name: figures([x[:K] for x in ls], self.split.queries) for name, ls in lists.items()}
-        base = {m: w for m, w in (UNFITTED_WEIGHTS if have_cooc else ranking.FUSION_WEIGHTS).items()}
-        if not lists or not self.split.queries:
-            weights = {m: base.get(m, 0.0) for m in ranking.SOURCES}
+                notes["cel"] = (f"not fitted (weight 0 but for audio-only songs): a CEL takes ~{cel_seconds:.1f}s, "
+                                f"{self.left():.1f}s of the budget left")
+        queries = self.split.queries
+        if not lists or not queries:
+            weights = dict(UNFITTED_WEIGHTS if have_cooc else ranking.FUSION_WEIGHTS)
+            weights = {m: weights.get(m, 0.0) for m in ranking.SOURCES}
             self.record["fusion"] = {"weights": weights, "fitted": False, "note": "no validation lists", **notes}
             return weights
-        reference = ranking.COOC if ranking.COOC in lists else "music2vec"
-        axes = {m: WEIGHT_GRID[m] for m in ranking.MODELS if m in lists and m != reference}
-        names = list(axes)
-        best_w: dict[str, float] | None = None
-        best_fig: dict[str, float] = {}
-        best_obj = -1.0
-        tried = 0
-        for combo in _grid([axes[m] for m in names]):
-            if self.left() <= 0 and best_w is not None:
-                notes["grid"] = f"stopped by the budget after {tried} weightings"
-                break
-            w = {reference: 1.0, **dict(zip(names, combo, strict=True))}
-            fused = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in w}, w)[:K]]
-                     for i in range(len(self.split.queries))]
-            fig = figures(fused, self.split.queries)
-            tried += 1
-            if objective(fig) > best_obj + 1e-12:
-                best_w, best_fig, best_obj = w, fig, objective(fig)
-        assert best_w is not None
-        # A source that could not be listed (e.g. CEL over budget) keeps its fallback share.
-        weights = {m: float(best_w.get(m, base.get(m, 0.0) if m not in lists else 0.0)) for m in ranking.SOURCES}
+        singles = {name: figures([x[:K] for x in ls], queries) for name, ls in lists.items()}
+        names = [m for m in ranking.SOURCES if m in lists]
+        reference = max(names, key=lambda m: (objective(singles[m]), m == ranking.COOC))
+        others = [m for m in names if m != reference]
+        combos = [{reference: 1.0, **dict(zip(others, c, strict=True))}
+                  for c in _grid([WEIGHT_GRID.get(m, WEIGHT_GRID["cel"]) for m in others])]
+        fill = {reference: 1.0, **{m: FILL_WEIGHT for m in others}}
+        if fill not in combos:
+            combos.append(fill)
+        per_query = _grid_objectives(lists, names, combos, queries)  # (queries, combos)
+        ref_i = combos.index(fill)
+        best_i = int(np.argmax(per_query.mean(axis=0)))
+        diff = per_query[:, best_i] - per_query[:, ref_i]
+        z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if diff.std() > 0 else 0.0
+        chosen_i = best_i if z >= MIN_GAIN_Z else ref_i
+        weights = {m: float(combos[chosen_i].get(m, 0.0)) for m in ranking.SOURCES}
+        fused = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, weights)[:K]]
+                 for i in range(len(queries))]
         self.record["fusion"] = {
-            "weights": weights, "fitted": True, "reference": reference, "grid_points": tried,
-            "validation": best_fig, "single_sources": singles, "seconds": round(time.perf_counter() - t0, 3), **notes,
+            "weights": weights, "fitted": True, "reference": reference, "grid_points": len(combos),
+            "validation": figures(fused, queries), "single_sources": singles,
+            "best_grid_point": {"weights": combos[best_i], "objective_gain": round(float(diff.mean()), 5),
+                                "z": round(z, 2), "adopted": chosen_i == best_i},
+            "seconds": round(time.perf_counter() - t0, 3), **notes,
         }
-        logger.info("fit: fusion weights %s (%s; single sources %s)", weights, best_fig, singles)
+        self.fused_lists = {m: lists[m] for m in names}
+        self.weights = weights
+        logger.info("fit: fusion weights %s (%s; single sources %s)", weights, self.record["fusion"]["validation"],
+                    singles)
         return weights
+
+    def fit_novelty(self, popularity: Mapping[int, int] | None = None, level: float = 0.5) -> float:
+        """The smallest novelty strength at which ``novelty=level`` halves the top 10's median popularity.
+
+        Measured on the validation queries with the fitted fusion and ``popularity`` (default: playlists
+        per song in the fitting split, so the validation playlists do not count); falls back to
+        :data:`app.ranking.NOVELTY_STRENGTH` when no strength of :data:`NOVELTY_STRENGTHS` halves it
+        within a 10 % hit-rate cost.
+        """
+        t0 = time.perf_counter()
+        queries = self.split.queries
+        if not self.fused_lists or not queries:
+            return ranking.NOVELTY_STRENGTH
+        if popularity is None:
+            counted: dict[int, int] = {}
+            for p in self.split.fit_playlists:
+                for s in p:
+                    counted[s] = counted.get(s, 0) + 1
+            popularity = counted
+        weights = self.weights
+        pools = [ranking.score_total({m: ls[i] for m, ls in self.fused_lists.items()}, weights)
+                 for i in range(len(queries))]
+        songs = sorted({r for pool in pools for r, _ in pool})
+        index = {s: i for i, s in enumerate(songs)}
+        pop = np.array([popularity.get(s, 0) for s in songs], dtype=np.int64)
+        pools = [[(index[r], v) for r, v in pool] for pool in pools]
+
+        def top(strength: float, nov: float) -> list[list[int]]:
+            return [[songs[r] for r, _ in ranking.novelty_rerank(pool, pop, nov, strength=strength)[:K]]
+                    for pool in pools]
+
+        base = top(ranking.NOVELTY_STRENGTH, 0.0)
+        base_fig = figures(base, queries)
+        base_pop = float(np.median([popularity.get(s, 0) for t in base for s in t])) if any(base) else 0.0
+        table: dict[str, Any] = {}
+        chosen = None
+        for strength in NOVELTY_STRENGTHS:
+            lists = top(strength, level)
+            fig = figures(lists, queries)
+            med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
+            ratio = med / base_pop if base_pop else 1.0
+            cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
+            table[f"{strength:g}"] = {"median_popularity_ratio": round(ratio, 3), "hit_rate_cost": round(cost, 4)}
+            # A margin below one half: the held-out playlists are not the validation ones.
+            if chosen is None and ratio <= NOVELTY_TARGET_RATIO and cost <= 0.1:
+                chosen = strength
+        strength = float(chosen) if chosen is not None else ranking.NOVELTY_STRENGTH
+        self.record["novelty"] = {"strength": strength, "level": level, "fitted": chosen is not None,
+                                  "median_popularity_at_0": base_pop, "by_strength": table,
+                                  "seconds": round(time.perf_counter() - t0, 3)}
+        logger.info("fit: novelty strength %g (%s)", strength, table.get(f"{strength:g}"))
+        return strength
 
     def summary(self) -> dict[str, Any]:
         """The manifest's ``ranking.fit`` record."""
@@ -476,6 +550,45 @@ class Fitter:
             "within_budget": self.elapsed() <= self.options.budget_s,
             **self.record,
         }
+
+
+def _grid_objectives(
+    lists: Mapping[str, Sequence[Sequence[int]]],
+    names: Sequence[str],
+    combos: Sequence[Mapping[str, float]],
+    queries: Sequence[ValQuery],
+) -> np.ndarray:
+    """HitRate@10 + nDCG@10 of every weighting, per query: an array (queries, weightings).
+
+    Each query's candidates are scored ``sum_source w / rank`` for all weightings at once (a matrix
+    product); ties go to the better best rank, then the lower id, as :func:`app.ranking.score_total`.
+    """
+    w = np.array([[float(c.get(m, 0.0)) for c in combos] for m in names])  # (sources, combos)
+    disc = 1.0 / np.log2(np.arange(K) + 2.0)
+    out = np.zeros((len(queries), len(combos)))
+    for qi, q in enumerate(queries):
+        cand: dict[int, int] = {}
+        for m in names:
+            for s in lists[m][qi]:
+                cand.setdefault(s, len(cand))
+        if not cand:
+            continue
+        songs = np.fromiter(cand, dtype=np.int64, count=len(cand))
+        inv = np.zeros((len(songs), len(names)))
+        best = np.full(len(songs), 1 << 30)
+        for j, m in enumerate(names):
+            for r, s in enumerate(lists[m][qi], start=1):
+                i = cand[s]
+                inv[i, j] = 1.0 / r
+                best[i] = min(best[i], r)
+        pre = np.lexsort((songs, best))  # tie order: best rank, then id
+        scores = inv[pre] @ w  # (candidates, combos)
+        order = np.argsort(-scores, axis=0, kind="stable")[:K]
+        rel = np.array([s in q.relevant for s in songs[pre]], dtype=np.float64)
+        gains = rel[order] * (scores[order, np.arange(len(combos))] > 0)
+        ideal = disc[: min(K, len(q.relevant))].sum()
+        out[qi] = (gains.max(axis=0) if len(gains) else 0.0) + (gains * disc[: len(gains), None]).sum(axis=0) / ideal
+    return out
 
 
 def _grid(axes: Sequence[Sequence[float]]) -> Iterable[tuple[float, ...]]:

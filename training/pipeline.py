@@ -369,6 +369,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             with clock.stage("fit_fusion"):
                 fitter.resume()
                 weights = fit_fusion(fitter, tcae_ids, tcae_vecs, options, device, clock.timings["cel"])
+                fitter.fit_novelty()
                 fitter.pause()
         with clock.stage("indexes"):
             # The fitted scoring: input vectors against output vectors (IN-OUT), or against each other.
@@ -408,6 +409,9 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             fitted = fitter.record.get("fusion", {})
             ranking_record["fusion"].update({k: v for k, v in fitted.items() if k != "weights"})
             ranking_record["fit"] = fitter.summary()
+            if "novelty" in fitter.record:
+                ranking_record["novelty"] = {"strength": fitter.record["novelty"]["strength"],
+                                             "fitted": fitter.record["novelty"]["fitted"]}
         else:
             ranking_record["fit"] = {"skipped": "fit budget 0"}
 

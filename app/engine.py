@@ -155,6 +155,7 @@ class Engine:
         # ``ranking.fusion.weights``), or the constant fallback for versions from before that.
         self.weights = dict(weights) if weights is not None else ranking.fusion_weights(manifest.ranking)
         self.novelty_strength = ranking.novelty_strength(manifest.ranking)
+        self.novelty_head = ranking.novelty_head(manifest.ranking)
         self.search_index = search
         self.load_seconds = load_seconds
         self._artists_cache: dict[int, frozenset[str]] = {}
@@ -200,6 +201,7 @@ class Engine:
         try:
             weights = ranking.fusion_weights(manifest.ranking)
             ranking.novelty_strength(manifest.ranking)
+            ranking.novelty_head(manifest.ranking)
         except ValueError as exc:
             raise ArtifactError(f"{version_dir}/manifest.json: {exc}") from exc
         cooc = None
@@ -413,7 +415,8 @@ class Engine:
                 lists[COOC], sims[COOC] = found
         ranked = ranking.rank_method(method, lists, sims, self.weights)
         ranked = ranking.novelty_rerank(
-            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength
+            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength,
+            head=self.novelty_head,
         )[:k]
         ranks = ranking.ranks_of((r for r, _ in ranked), lists, ranking.SOURCES)
         return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]

@@ -201,6 +201,7 @@ def novelty_rerank(
     novelty: float,
     similarity: bool = False,
     strength: float = NOVELTY_STRENGTH,
+    head: int = 0,
 ) -> Ranked:
     """Re-rank towards lesser-known songs; see the module docstring for the formula.
 
@@ -212,6 +213,9 @@ def novelty_rerank(
     similarity : the scores are cosine similarities in [-1, 1] (single-model methods).
     strength : the exponent's scale; each version fits its own at training time (manifest
         ``ranking.novelty.strength``), :data:`NOVELTY_STRENGTH` for versions from before that.
+    head : how many of the best-ranked songs keep their place (fitted with the strength: the first few
+        places carry most of the hits, the rest can go to lesser-known songs); the rest is re-ranked.
+        Reported scores are made non-increasing down the list.
     """
     if not 0.0 <= novelty <= 1.0:
         raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
@@ -223,8 +227,28 @@ def novelty_rerank(
         base = (np.clip(base, -1.0, 1.0) + 1.0) / 2.0
     pop = popularity[rows].astype(np.float64)
     adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-strength * novelty)
-    order = np.lexsort((np.arange(len(rows)), -adjusted))  # stable: equal scores keep the model order
-    return [(int(rows[i]), float(adjusted[i])) for i in order]
+    head = max(0, min(int(head), len(rows)))
+    rest = np.arange(head, len(rows))
+    order = np.concatenate([np.arange(head), rest[np.lexsort((rest, -adjusted[rest]))]])  # stable on ties
+    scores = adjusted[order]
+    if head:
+        scores = np.maximum.accumulate(scores[::-1])[::-1]  # the kept head must not score below what follows
+    return [(int(rows[i]), float(v)) for i, v in zip(order.tolist(), scores.tolist(), strict=True)]
+
+
+def novelty_head(record: Mapping[str, object] | None) -> int:
+    """How many top places the novelty re-rank keeps, from a manifest's ``ranking`` record (0 without one).
+
+    Raises
+    ------
+    ValueError
+        when the recorded value is not a non-negative integer.
+    """
+    block = (record or {}).get("novelty") if isinstance(record, Mapping) else None
+    value = block.get("head", 0) if isinstance(block, Mapping) else 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"ranking.novelty.head: must be an integer >= 0, got {value!r}")
+    return value
 
 
 def novelty_strength(record: Mapping[str, object] | None) -> float:

@@ -104,7 +104,7 @@ def version(tmp_path: Path) -> Path:
     record = write_cooc(vdir, playlists, k=16, alpha=0.0)
     data = json.loads((vdir / MANIFEST).read_text())
     data["ranking"] = {"cooc": record, "fusion": {"weights": {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}},
-                       "novelty": {"strength": 8.0}}
+                       "novelty": {"strength": 8.0, "head": 2}}
     (vdir / MANIFEST).write_text(json.dumps(data))
     return vdir
 
@@ -120,7 +120,7 @@ def test_engine_reads_the_fitted_weights_and_the_cooc_list(version: Path) -> Non
     ids = truth["ids"]
     engine = Engine.load(version)
     assert engine.weights == {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}
-    assert engine.novelty_strength == 8.0
+    assert engine.novelty_strength == 8.0 and engine.novelty_head == 2
     _, items = engine.recommend(ids[0], "score_total", k=5)
     # Cooc alone: song 7 shares two playlists with song 0, so it comes first.
     assert items[0]["song_id"] == ids[7] and items[0]["ranks"]["cooc"] == 1
@@ -141,7 +141,7 @@ def test_old_versions_fall_back_to_the_constant_weights(tmp_path: Path) -> None:
     assert read_manifest(vdir).ranking == {}
     engine = Engine.load(vdir)
     assert engine.weights == ranking.FUSION_WEIGHTS and engine.cooc is None
-    assert engine.novelty_strength == ranking.NOVELTY_STRENGTH
+    assert engine.novelty_strength == ranking.NOVELTY_STRENGTH and engine.novelty_head == 0
     ids = read_truth(vdir)["ids"]
     _, items = engine.recommend(ids[0], "score_total", k=5)
     assert all(it["ranks"]["cooc"] is None for it in items)

@@ -323,3 +323,16 @@ def test_load_refuses_inconsistent_artifacts(version: Path, tmp_path: Path, brea
     breakage(broken)
     with pytest.raises(ArtifactError, match=message):
         Engine.load(broken)
+
+
+def test_novelty_head_keeps_the_best_places_and_reranks_the_rest() -> None:
+    ranked = [(0, 1.0), (1, 0.5), (2, 0.33), (3, 0.25), (4, 0.2)]
+    popularity = np.array([500, 400, 300, 1, 0])
+    plain = ranking.novelty_rerank(ranked, popularity, 1.0, strength=8.0)
+    kept = ranking.novelty_rerank(ranked, popularity, 1.0, strength=8.0, head=2)
+    assert [r for r, _ in plain][:2] == [4, 3]  # without a head the obscure songs take the top
+    assert [r for r, _ in kept][:2] == [0, 1]  # with head 2 the two best keep their places
+    assert sorted(r for r, _ in kept[2:]) == [2, 3, 4] and kept[2][0] == 4
+    scores = [s for _, s in kept]
+    assert scores == sorted(scores, reverse=True)  # reported scores never increase down the list
+    assert ranking.novelty_rerank(ranked, popularity, 0.0, head=2) == ranked

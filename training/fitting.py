@@ -66,6 +66,7 @@ FILL_WEIGHT = 0.005
 # A grid point replaces the reference only with a clear validation gain (paired z over the queries).
 MIN_GAIN_Z = 2.0
 NOVELTY_STRENGTHS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 14.0, 16.0)
+NOVELTY_HEADS: tuple[int, ...] = (0, 1, 2, 3, 4)
 NOVELTY_TARGET_RATIO = 0.5
 NOVELTY_MAX_COST = 0.1
 # Weights of a version whose fusion could not be fitted (budget too small): co-occurrence leads, the
@@ -499,18 +500,19 @@ class Fitter:
                     singles)
         return weights
 
-    def fit_novelty(self, popularity: Mapping[int, int] | None = None, level: float = 0.5) -> float:
-        """The smallest novelty strength at which ``novelty=level`` halves the top 10's median popularity.
+    def fit_novelty(self, popularity: Mapping[int, int] | None = None, level: float = 0.5) -> tuple[float, int]:
+        """The novelty strength and kept head at which ``novelty=level`` halves the top 10's median popularity.
 
         Measured on the validation queries with the fitted fusion and ``popularity`` (default: playlists
-        per song in the fitting split, so the validation playlists do not count), among
-        :data:`NOVELTY_STRENGTHS`. When no strength halves it within a 10 % hit-rate cost, the strongest
-        one within that cost is taken (``fitted`` says whether the halving was reached on validation).
+        per song in the fitting split, so the validation playlists do not count), over
+        :data:`NOVELTY_STRENGTHS` x :data:`NOVELTY_HEADS`: of the settings that halve it within a 10 %
+        hit-rate cost, the one that costs least; when none does, the one that lowers the median most
+        within that cost (``fitted`` says whether the halving was reached on validation).
         """
         t0 = time.perf_counter()
         queries = self.split.queries
         if not self.fused_lists or not queries:
-            return ranking.NOVELTY_STRENGTH
+            return ranking.NOVELTY_STRENGTH, 0
         if popularity is None:
             counted: dict[int, int] = {}
             for p in self.split.fit_playlists:
@@ -525,34 +527,47 @@ class Fitter:
         pop = np.array([popularity.get(s, 0) for s in songs], dtype=np.int64)
         pools = [[(index[r], v) for r, v in pool] for pool in pools]
 
-        def top(strength: float, nov: float) -> list[list[int]]:
-            return [[songs[r] for r, _ in ranking.novelty_rerank(pool, pop, nov, strength=strength)[:K]]
+        def top(strength: float, nov: float, head: int = 0) -> list[list[int]]:
+            return [[songs[r] for r, _ in ranking.novelty_rerank(pool, pop, nov, strength=strength, head=head)[:K]]
                     for pool in pools]
 
         base = top(ranking.NOVELTY_STRENGTH, 0.0)
         base_fig = figures(base, queries)
         base_pop = float(np.median([popularity.get(s, 0) for t in base for s in t])) if any(base) else 0.0
         table: dict[str, Any] = {}
-        chosen = None
-        within_cost = None
-        for strength in NOVELTY_STRENGTHS:
-            lists = top(strength, level)
-            fig = figures(lists, queries)
-            med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
-            ratio = med / base_pop if base_pop else 1.0
-            cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
-            table[f"{strength:g}"] = {"median_popularity_ratio": round(ratio, 3), "hit_rate_cost": round(cost, 4)}
-            if cost <= NOVELTY_MAX_COST:
-                within_cost = strength
-                if ratio <= NOVELTY_TARGET_RATIO:
-                    chosen = strength
+        halving: list[tuple[float, float, int]] = []  # (cost, strength, head) of settings that halve
+        lowest: tuple[float, float, int] | None = None  # (ratio, strength, head) within the cost
+        stopped = False
+        for head in NOVELTY_HEADS:
+            for strength in NOVELTY_STRENGTHS:
+                if self.left() <= 0 and table:
+                    stopped = True
                     break
-        strength = float(chosen if chosen is not None else within_cost or ranking.NOVELTY_STRENGTH)
-        self.record["novelty"] = {"strength": strength, "level": level, "fitted": chosen is not None,
+                lists = top(strength, level, head)
+                fig = figures(lists, queries)
+                med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
+                ratio = med / base_pop if base_pop else 1.0
+                cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
+                table[f"head {head}, strength {strength:g}"] = {"median_popularity_ratio": round(ratio, 3),
+                                                                "hit_rate_cost": round(cost, 4)}
+                if cost <= NOVELTY_MAX_COST:
+                    if ratio <= NOVELTY_TARGET_RATIO:
+                        halving.append((cost, strength, head))
+                    if lowest is None or ratio < lowest[0]:
+                        lowest = (ratio, strength, head)
+        if halving:
+            _, strength, head = min(halving)
+        elif lowest is not None:
+            _, strength, head = lowest
+        else:
+            strength, head = ranking.NOVELTY_STRENGTH, 0
+        self.record["novelty"] = {"strength": float(strength), "head": int(head), "level": level,
+                                  "fitted": bool(halving), "stopped_by_budget": stopped,
                                   "median_popularity_at_0": base_pop, "by_strength": table,
                                   "seconds": round(time.perf_counter() - t0, 3)}
-        logger.info("fit: novelty strength %g (%s)", strength, table.get(f"{strength:g}"))
-        return strength
+        logger.info("fit: novelty strength %g, head %d (%s)", strength, head,
+                    table.get(f"head {head}, strength {strength:g}"))
+        return float(strength), int(head)
 
     def summary(self) -> dict[str, Any]:
         """The manifest's ``ranking.fit`` record."""

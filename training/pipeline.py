@@ -410,8 +410,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             ranking_record["fusion"].update({k: v for k, v in fitted.items() if k != "weights"})
             ranking_record["fit"] = fitter.summary()
             if "novelty" in fitter.record:
-                ranking_record["novelty"] = {"strength": fitter.record["novelty"]["strength"],
-                                             "fitted": fitter.record["novelty"]["fitted"]}
+                ranking_record["novelty"] = {k: fitter.record["novelty"][k] for k in ("strength", "head", "fitted")}
         else:
             ranking_record["fit"] = {"skipped": "fit budget 0"}
 

@@ -56,6 +56,8 @@ MODELS: tuple[str, ...] = ("music2vec", "tcae", "cel")
 COOC = "cooc"
 # Every candidate source a recommendation's ``ranks`` reports (null where a source did not list it).
 SOURCES: tuple[str, ...] = (*MODELS, COOC)
+# The sources that need playlist history; a query none of them can answer is a cold-start one.
+PLAYLIST_SOURCES: tuple[str, ...] = ("music2vec", COOC)
 
 Ranked = list[tuple[int, float]]
 """(catalog row, score) pairs, best first."""
@@ -185,6 +187,10 @@ def rank_method(
     :data:`FUSION_WEIGHTS`. ``each_top3`` merges the three models only, as the original did.
     """
     if method == "score_total":
+        if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
+            # A song without playlist history (cold start): the fitted weights were fitted on warm songs,
+            # where the playlist sources lead; between the audio models alone the constant weights hold.
+            weights = None
         return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
     if method == "each_top3":
         return each_top3({m: rows for m, rows in lists.items() if m in MODELS})

@@ -336,3 +336,14 @@ def test_novelty_head_keeps_the_best_places_and_reranks_the_rest() -> None:
     scores = [s for _, s in kept]
     assert scores == sorted(scores, reverse=True)  # reported scores never increase down the list
     assert ranking.novelty_rerank(ranked, popularity, 0.0, head=2) == ranked
+
+
+def test_cold_start_queries_fuse_the_audio_models_with_the_constant_weights() -> None:
+    fitted = {"music2vec": 1.0, "cooc": 1.0, "cel": 0.002, "tcae": 0.0}
+    audio = {"tcae": [20, 10, 40], "cel": [30, 50]}
+    sims = {"tcae": [0.9, 0.8, 0.7], "cel": [0.9, 0.8]}
+    # No playlist source answers: the fitted (warm) weights would drop tcae; the constant ones fuse both.
+    assert ranking.rank_method("score_total", audio, sims, fitted) == ranking.score_total(audio, ranking.FUSION_WEIGHTS)
+    warm = {**audio, "cooc": [60, 70]}
+    assert ranking.rank_method("score_total", warm, {**sims, "cooc": [3.0, 2.0]}, fitted) == ranking.score_total(
+        warm, fitted)

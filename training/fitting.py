@@ -65,6 +65,8 @@ WEIGHT_GRID: dict[str, tuple[float, ...]] = {
 FILL_WEIGHT = 0.005
 # A grid point replaces the reference only with a clear validation gain (paired z over the queries).
 MIN_GAIN_Z = 2.0
+# "Reaches the best single source" on validation, with room for the fill weights' reordering of the tail.
+REACH_TOL = 0.005
 NOVELTY_STRENGTHS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 14.0, 16.0)
 NOVELTY_HEADS: tuple[int, ...] = (0, 1, 2, 3, 4)
 NOVELTY_TARGET_RATIO = 0.5
@@ -477,12 +479,13 @@ class Fitter:
         ref_i = combos.index(fill)
         obj = per_query.mean(axis=0)
         best_i = int(np.lexsort((-obj, -np.round(reach, 6)))[0])  # the smallest shortfall, then HR + nDCG
-        if reach[ref_i] >= 1.0 - 1e-9:
-            reaching = np.flatnonzero(reach >= 1.0 - 1e-9)
+        ref_reaches = bool(reach[ref_i] >= 1.0 - REACH_TOL)
+        if ref_reaches:
+            reaching = np.flatnonzero(reach >= 1.0 - REACH_TOL)
             best_i = int(reaching[np.argmax(obj[reaching])])
         diff = per_query[:, best_i] - per_query[:, ref_i]
         z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if diff.std() > 0 else 0.0
-        chosen_i = best_i if (z >= MIN_GAIN_Z or reach[ref_i] < 1.0 - 1e-9) else ref_i
+        chosen_i = best_i if (z >= MIN_GAIN_Z or not ref_reaches) else ref_i
         weights = {m: float(combos[chosen_i].get(m, 0.0)) for m in ranking.SOURCES}
         fused = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, weights)[:K]]
                  for i in range(len(queries))]

@@ -38,8 +38,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # -- serve: the slim API image ----------------------------------------------------------------------
 FROM serve-deps AS serve
 ARG PIP_CERT
+# Only what serving runs: the service, the shared package and the `mugle` command (its training and
+# evaluation subcommands import their packages lazily, and those are not in this image).
+COPY mugle_core ./mugle_core
 COPY app ./app
-COPY training ./training
+COPY mugle_cli ./mugle_cli
 COPY README.md ./
 # Editable: the source tree in /opt/mugle is the installed package, subpackages (app.routes) and the
 # page (app/static) included, whatever pyproject.toml's package list names.
@@ -75,8 +78,11 @@ RUN set -e; \
 # -- serve-audio: the API with torch for audio queries ------------------------------------------------
 FROM torch AS serve-audio
 ARG PIP_CERT
+# As serve, plus the model networks that embed an uploaded clip.
+COPY mugle_core ./mugle_core
+COPY mugle_nets ./mugle_nets
 COPY app ./app
-COPY training ./training
+COPY mugle_cli ./mugle_cli
 COPY README.md ./
 # Editable: the source tree in /opt/mugle is the installed package, subpackages (app.routes) and the
 # page (app/static) included, whatever pyproject.toml's package list names.
@@ -91,8 +97,12 @@ CMD ["mugle", "serve", "--host", "0.0.0.0", "--port", "8000"]
 FROM torch AS train
 ARG PIP_CERT
 COPY pyproject.toml ./
+COPY mugle_core ./mugle_core
+COPY mugle_nets ./mugle_nets
 COPY app ./app
 COPY training ./training
+COPY evaluation ./evaluation
+COPY mugle_cli ./mugle_cli
 COPY README.md ./
 # Versions are pinned by pyproject.toml (and torch by the stage above).
 # hadolint ignore=DL3013

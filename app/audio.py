@@ -4,7 +4,7 @@ Reading an upload
     :func:`read_upload` takes the raw bytes of an upload and returns a ``(48, T)`` float32 mel.
     A ``.npy`` file (recognised by its magic bytes, not its name) is taken as a mel and validated;
     anything else is decoded with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, MP3 and more) and
-    turned into a mel by :mod:`app.melspec`. Decoding runs in a separate process forked from a
+    turned into a mel by :mod:`mugle_core.melspec`. Decoding runs in a separate process forked from a
     forkserver, so a file that makes the decoder loop, crash or eat memory costs that child only:
     after ``decode_timeout_s`` it is killed and the request gets a 422. Only the excerpt the mel
     needs (30 s plus a little context) is decoded, so a 10-minute upload costs no more than a
@@ -35,13 +35,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf  # at module level so the forkserver preloads it and each decoder child starts warm
 
-from app.artifacts import MODELS_DIR
-from app.melspec import CONTEXT_S, MelParams, audio_to_mel, clip_window, segment_to_mel
+from mugle_core.artifacts import MODELS_DIR
+from mugle_core.melspec import CONTEXT_S, MelParams, audio_to_mel, clip_window, segment_to_mel
 
 logger = logging.getLogger(__name__)
 
 NPY_MAGIC = b"\x93NUMPY"
-# Same floor as training's reader (training.mels.MIN_FRAMES): fewer frames carry too little of a song.
+# Same floor as training's reader (mugle_nets.mels.MIN_FRAMES): fewer frames carry too little of a song.
 MIN_FRAMES = 32
 # Versions whose audio models stay loaded; older ones are dropped so a hot swap frees memory.
 CACHED_VERSIONS = 2
@@ -336,7 +336,7 @@ class AudioEmbedders:
         models_dir = Path(version_dir) / MODELS_DIR
         started = time.perf_counter()
         try:
-            from training.tcae import TCAEEmbedder
+            from mugle_nets.tcae import TCAEEmbedder
         except ImportError as exc:
             raise AudioModelsUnavailable(
                 f"query by audio needs torch and the training package ({exc}); install the 'train' extra"
@@ -347,7 +347,7 @@ class AudioEmbedders:
             raise AudioModelsUnavailable(f"TCAE model of {version_dir} cannot be loaded: {exc}") from exc
         cel = None
         try:
-            from training.cel import CELEmbedder
+            from mugle_nets.cel import CELEmbedder
 
             cel = CELEmbedder.load(models_dir)
         except ImportError as exc:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from app import ranking
-from app.artifacts import COOC, ArtifactError, ids_file, knn_file, knn_sims_file
 from app.rowfile import NpyRows
+from mugle_core.artifacts import COOC, ArtifactError, ids_file, knn_file, knn_sims_file
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The loaded artifacts version and the recommendation logic on top of it.
 
 :meth:`Engine.load` validates a version folder completely (manifest, catalog, every index and its
-row maps) and refuses it with an :class:`~app.artifacts.ArtifactError` naming the problem, so a served
+row maps) and refuses it with an :class:`~mugle_core.artifacts.ArtifactError` naming the problem, so a served
 engine is always consistent. Nothing here imports torch or gensim.
 """
 
@@ -19,7 +19,10 @@ import faiss
 import numpy as np
 
 from app import ranking
-from app.artifacts import (
+from app.cooc import CoocLists
+from app.rowfile import NpyRows
+from app.search import TitleSearch
+from mugle_core.artifacts import (
     CATALOG,
     COOC,
     EXTRAS_DIR,
@@ -34,10 +37,8 @@ from app.artifacts import (
     query_file,
     read_manifest,
 )
-from app.catalog import SEP, Catalog
-from app.cooc import CoocLists
-from app.rowfile import NpyRows
-from app.search import SEARCH_INDEX, TitleSearch
+from mugle_core.catalog import SEP, Catalog
+from mugle_core.searchindex import SEARCH_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class ModelIndex:
     row_of_catalog: np.ndarray  # catalog row -> query row, -1 when the song has no vector in this model
     hnsw: bool
     threads: int = 1
-    knn: NpyRows | None = None  # query row -> its precomputed nearest index rows (see app.artifacts.knn_file)
+    knn: NpyRows | None = None  # query row -> its precomputed nearest index rows (see mugle_core.artifacts.knn_file)
     knn_sims: NpyRows | None = None
 
     def neighbours(

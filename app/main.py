@@ -2,7 +2,7 @@
 
 The engine is loaded once in the lifespan and kept on ``app.state.engine``; handlers read it through
 :data:`app.deps.EngineDep` so that it can be swapped atomically at runtime. With missing or inconsistent
-artifacts the app refuses to start and logs the reason (an :class:`~app.artifacts.ArtifactError`).
+artifacts the app refuses to start and logs the reason (an :class:`~mugle_core.artifacts.ArtifactError`).
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.artifacts import MANIFEST, ArtifactError, resolve_current
 from app.engine import Engine
-from app.observability import configure_json_logging
+from app.observability import configure_json_logging, route_uvicorn_logs
 from app.ops import setup_operations
 from app.routes import health, recommend, search, songs
 from app.settings import Settings
+from mugle_core.artifacts import MANIFEST, ArtifactError, resolve_current
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Routers other parts of the project contribute; each is optional until its module exists.
 OPTIONAL_ROUTERS: tuple[str, ...] = ("app.routes.audio", "app.routes.visual")
+# Packages whose log level MUGLE_LOG_LEVEL sets: the service and the shared code it runs.
+SERVICE_LOGGERS: tuple[str, ...] = ("app", "mugle_core", "mugle_nets")
 
 
 def version_dir_of(artifacts: Path) -> Path:
@@ -69,7 +71,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.audio import preload
 
         preload(app.state.engine.version_dir)
-    yield
+    if settings.log_json:
+        route_uvicorn_logs()  # uvicorn may have configured its loggers after the app was built
+    reloader = app.state.reloader
+    await reloader.start()
+    try:
+        yield
+    finally:
+        await reloader.stop()
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -82,7 +91,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         startup when omitted.
     """
     settings = settings or Settings()
-    logging.getLogger("app").setLevel(settings.log_level)
+    for name in SERVICE_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
     app = FastAPI(
         title="Mugle",
         version="0.1.0",
@@ -110,10 +120,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         router = _optional_router(name)
         if router is not None:
             app.include_router(router)
+    setup_operations(app, settings)  # metrics, limits, admin routes, the reloader the lifespan runs
     if (STATIC_DIR / "index.html").is_file():
         # Mounted last: a mount at "/" only sees paths no API route matched.
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
-    setup_operations(app, settings)
     return app
 
 

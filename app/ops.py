@@ -39,15 +39,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.routing import Mount
 
-from app.artifacts import CURRENT, ArtifactError, read_current, resolve_current
 from app.observability import (
     ASGIApp,
     Message,
@@ -57,9 +54,9 @@ from app.observability import (
     Scope,
     Send,
     configure_json_logging,
-    route_uvicorn_logs,
 )
 from app.settings import Settings
+from mugle_core.artifacts import CURRENT, ArtifactError, read_current, resolve_current
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +395,7 @@ class Reloader:
 
     def status(self) -> dict[str, Any]:
         """Served version, what ``current`` names, known versions and reload history, for ``/admin/status``."""
-        from app.artifacts import list_versions
+        from mugle_core.artifacts import list_versions
 
         return {
             "version": _served_version(self.app),
@@ -413,28 +410,17 @@ class Reloader:
 # -- wiring ----------------------------------------------------------------------------------------
 
 
-def _before_catch_all(app: FastAPI, first_new: int) -> None:
-    """Move the routes added from index ``first_new`` on in front of a mount at ``/``.
-
-    The web page is mounted at ``/`` and matches every path, so routes appended after it would never
-    be reached.
-    """
-    routes = app.router.routes
-    new = routes[first_new:]
-    del routes[first_new:]
-    at = next((i for i, r in enumerate(routes) if isinstance(r, Mount) and r.path in ("", "/")), len(routes))
-    routes[at:at] = new
-
-
 def setup_operations(app: FastAPI, settings: Settings) -> None:
     """Install metrics, request ids, JSON logs, limits, the admin routes and the hot-swap triggers.
 
-    Call once inside ``create_app`` before the app starts; a second call on the same app does nothing.
-    Sets ``app.state.ops_installed``, ``app.state.metrics``, ``app.state.reloader`` and ``app.state.ops``.
+    :func:`app.main.create_app` calls it before mounting the page at ``/`` (a mount there matches every
+    path, so routes added after it would never be reached); its lifespan starts and stops the reloader.
+    A second call on the same app does nothing. Sets ``app.state.ops_installed``, ``app.state.metrics``,
+    ``app.state.reloader`` and ``app.state.ops``.
 
     Parameters
     ----------
-    app : the FastAPI app (its lifespan, if any, is kept and wrapped).
+    app : the FastAPI app.
     settings : the service settings; including the operational fields.
     """
     if getattr(app.state, "ops_installed", False):
@@ -450,41 +436,10 @@ def setup_operations(app: FastAPI, settings: Settings) -> None:
 
     from app.routes.admin import router as admin_router
 
-    before = len(app.router.routes)
     app.include_router(admin_router)
-    _before_catch_all(app, before)
     # add_middleware puts the last one outermost: observability wraps the limits, so 413 and 504 answers
     # are counted, logged and carry the request id like any other.
     app.add_middleware(LimitsMiddleware, ops=ops, metrics=metrics)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, router_app=app)
-
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(instance: Any) -> AsyncIterator[Any]:
-        async with inner(instance) as state:
-            if ops.log_json:
-                route_uvicorn_logs()  # uvicorn may have configured its loggers after the app was built
-            await reloader.start()
-            try:
-                yield state
-            finally:
-                await reloader.stop()
-
-    app.router.lifespan_context = lifespan
     app.state.ops_installed = True
     logger.debug("operations installed: %s", ops.model_dump())
-
-
-def create_app_with_operations() -> FastAPI:
-    """An app from the environment's settings with operations installed: ``uvicorn --factory`` target.
-
-    Equivalent to ``create_app`` once that calls :func:`setup_operations` itself.
-    """
-    from app.main import create_app
-
-    settings = Settings()
-    app = create_app(settings)
-    if not getattr(app.state, "ops_installed", False):
-        setup_operations(app, settings)
-    return app

@@ -13,94 +13,40 @@ Scoring every title with rapidfuzz costs about 1 s at 707,989 songs, so a query 
    it is never lost among thousands of titles sharing the same bigrams; only the ``limit`` most popular
    exact titles are kept, since they all score 100 and the rest could not be shown.
 2. *Scores.* Only those candidates are scored with rapidfuzz ``WRatio`` against the title, the
-   artists and "title artist". An exact title comes first; ties go to the more popular song.
+   artists and "title artist". An exact title comes first; among exact titles, the one whose version
+   markers (:func:`mugle_core.textnorm.title_key`) match the query's comes first, so ``봄날`` puts the original
+   before ``봄날 (Live)`` and ``봄날 (Live)`` the live version before the original; then the more
+   popular song.
 
 A query made only of Hangul initial consonants (``ㅂㅍㅈ``, ``ㅂ ㅍ ㅈ``) matches titles by their initials:
 exact initials first, then titles whose initials start with the query, then those that contain it.
 
-Every string goes through :mod:`app.textnorm`, the normaliser training uses to merge duplicates. The
-index is numpy arrays; :func:`write_search_index` precomputes it into ``extras/search_index.npz`` of a
-version (normalising 700k titles in Python takes about 3 s, loading the file a fraction of that), and
-:meth:`TitleSearch.for_catalog` uses that file when it matches the catalog and builds in memory otherwise.
+Every string goes through :mod:`mugle_core.textnorm`, the normaliser training uses to merge duplicates. The
+index is numpy arrays (:mod:`mugle_core.searchindex` builds them); training precomputes them into
+``extras/search_index.npz`` of a version (normalising 700k titles in Python takes about 3 s, loading the
+file a fraction of that), and :meth:`TitleSearch.for_catalog` uses that file when it matches the catalog
+and builds in memory otherwise.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from app.artifacts import CATALOG, EXTRAS_DIR
-from app.catalog import SEP, Catalog, StringColumn, pack_strings
-from app.textnorm import fold, hangul_initials, is_initials_query, normalize_title
+from mugle_core.catalog import Catalog, StringColumn
+from mugle_core.searchindex import CP_BITS, build_search_arrays, fingerprint, markers_crc, title_crc
+from mugle_core.textnorm import fold, is_initials_query, normalize_title
 
 logger = logging.getLogger(__name__)
 
-SEARCH_INDEX = "search_index.npz"
-FORMAT_VERSION = 2  # 2: posting lists ordered most popular first
 CANDIDATES = 300  # songs rescored by rapidfuzz per query: bounded work whatever the catalog size
 POSTING_CAP = 4096  # entries read from one bigram's posting list (its most popular songs)
 POSTING_BUDGET = 40_000  # entries read per query over all its bigrams, rarest bigram first
 INITIALS_SCAN_CAP = 2000  # initials matches collected, most popular first
-_CP_BITS = 21  # Unicode code points fit in 21 bits
-_SEP_TA = "\x01"  # between title and artists: no bigram spans the two
-_SEP_DOC = "\x00"
-
-
-def _crc(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
-
-
-def _fingerprint(catalog: Catalog) -> np.ndarray:
-    """Identifies the catalog text an index was built from (song count + checksums of titles and artists)."""
-    title = catalog.columns["title"]
-    artists = catalog.columns["artists"]
-    return np.array(
-        [FORMAT_VERSION, len(catalog), zlib.crc32(title._bytes), zlib.crc32(artists._bytes)], dtype=np.int64
-    )
-
-
-def _bigram_postings(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised inverted index of character bigrams: (vocab keys, offsets, rows, bigrams per row).
-
-    Within one bigram the rows are ascending, so passing the texts in popularity order gives posting
-    lists in popularity order (rows are then popularity ranks).
-    """
-    if n == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, np.zeros(1, dtype=np.int64), empty.astype(np.int32), np.zeros(0, dtype=np.float32)
-    full = _SEP_DOC.join(texts) + _SEP_DOC
-    cp = np.frombuffer(full.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-    lengths = np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=n)
-    doc = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    first, second = cp[:-1], cp[1:]
-    valid = (first > 1) & (second > 1)  # drop pairs that touch a separator
-    keys = (first[valid] << _CP_BITS) | second[valid]
-    rows = doc[:-1][valid]
-    row_bits = max(1, int(n - 1).bit_length())
-    if 2 * _CP_BITS + row_bits <= 63:
-        # One int64 sort of (bigram, row) is much faster than a lexsort of two columns.
-        # np.sort + diff, not np.unique: numpy's hash-based unique is several times slower here.
-        pairs = np.sort((keys << row_bits) | rows)
-        if len(pairs):
-            pairs = pairs[np.r_[True, np.diff(pairs) != 0]]
-        keys, rows = pairs >> row_bits, pairs & ((1 << row_bits) - 1)
-    else:  # pragma: no cover - catalogs beyond 2 million songs
-        order = np.lexsort((rows, keys))
-        keys, rows = keys[order], rows[order]
-        keep = np.ones(len(keys), dtype=bool)
-        keep[1:] = (np.diff(keys) != 0) | (np.diff(rows) != 0)
-        keys, rows = keys[keep], rows[keep]
-    starts = np.flatnonzero(np.r_[True, np.diff(keys) != 0]) if len(keys) else np.zeros(0, dtype=np.int64)
-    vocab = keys[starts]
-    offsets = np.r_[starts, len(keys)].astype(np.int64)
-    per_row = np.bincount(rows, minlength=n).astype(np.float32)
-    return vocab, offsets, rows.astype(np.int32), per_row
 
 
 class TitleSearch:
@@ -108,7 +54,8 @@ class TitleSearch:
 
     Parameters
     ----------
-    arrays : the index arrays as built by :meth:`build_arrays` (or loaded from ``search_index.npz``).
+    arrays : the index arrays as built by :func:`~mugle_core.searchindex.build_search_arrays` (or loaded
+        from ``search_index.npz``).
     popularity : playlists per catalog row, for ties.
     """
 
@@ -122,6 +69,7 @@ class TitleSearch:
         self.post_rows = arrays["post_rows"]
         self.row_norm = np.sqrt(np.maximum(arrays["row_bigrams"], 1.0)).astype(np.float32)
         self.by_popularity = arrays["by_popularity"]
+        self.markers = arrays["title_markers"]
         # Popularity rank of each row (0 = most popular): orders exact-title hits without a sort key lookup.
         self.pop_rank = np.empty(len(self.by_popularity), dtype=np.int64)
         self.pop_rank[self.by_popularity] = np.arange(len(self.by_popularity))
@@ -135,51 +83,9 @@ class TitleSearch:
 
     # -- building -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def build_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
-        """Normalise every title and artist and build the index arrays (seconds at 700k songs)."""
-        start = time.perf_counter()
-        n = len(catalog)
-        titles = [normalize_title(t) for t in catalog.columns["title"].to_list()]
-        artists = [fold(a.replace(SEP, " ")) for a in catalog.columns["artists"].to_list()]
-        hashes = np.fromiter((_crc(t.replace(" ", "")) for t in titles), dtype=np.int64, count=n)
-        hash_order = np.argsort(hashes, kind="stable")
-        texts = [t.replace(" ", "") + _SEP_TA + a.replace(" ", "") for t, a in zip(titles, artists, strict=True)]
-        by_pop = np.lexsort((np.arange(n), -catalog.popularity.astype(np.int64))).astype(np.int64)
-        # Index the texts in popularity order: each posting list then starts with its most popular songs,
-        # and a capped read of a long list keeps the songs a user most likely means.
-        vocab, offsets, ranks, per_rank = _bigram_postings([texts[i] for i in by_pop.tolist()], n)
-        rows = by_pop[ranks].astype(np.int32)
-        per_row = np.empty_like(per_rank)
-        per_row[by_pop] = per_rank
-        initials = [hangul_initials(titles[i]) for i in by_pop.tolist()]
-        starts = np.zeros(n + 1, dtype=np.int64)
-        if n:
-            np.cumsum([len(s) + 1 for s in initials], out=starts[1:])
-        title_blob, title_offsets = pack_strings(titles)
-        artist_blob, artist_offsets = pack_strings(artists)
-        arrays = {
-            "fingerprint": _fingerprint(catalog),
-            "title_blob": title_blob,
-            "title_offsets": title_offsets,
-            "artist_blob": artist_blob,
-            "artist_offsets": artist_offsets,
-            "title_hash": hashes[hash_order],
-            "title_hash_rows": hash_order.astype(np.int64),
-            "vocab": vocab,
-            "post_offsets": offsets,
-            "post_rows": rows,
-            "row_bigrams": per_row,
-            "by_popularity": by_pop,
-            "initials_blob": np.frombuffer(("\n".join(initials) + "\n").encode("utf-8"), dtype=np.uint8),
-            "initials_starts": starts,
-        }
-        logger.info("built search index over %d songs in %.2f s", n, time.perf_counter() - start)
-        return arrays
-
     @classmethod
     def build(cls, catalog: Catalog) -> TitleSearch:
-        return cls(cls.build_arrays(catalog), catalog.popularity)
+        return cls(build_search_arrays(catalog), catalog.popularity)
 
     @classmethod
     def for_catalog(cls, catalog: Catalog, path: Path | None = None) -> TitleSearch:
@@ -188,7 +94,7 @@ class TitleSearch:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     arrays = {k: data[k] for k in data.files}
-                if np.array_equal(arrays.get("fingerprint"), _fingerprint(catalog)):
+                if np.array_equal(arrays.get("fingerprint"), fingerprint(catalog)):
                     return cls(arrays, catalog.popularity)
                 logger.warning("%s: built for another catalog; rebuilding the search index in memory", path)
             except (OSError, ValueError, KeyError) as exc:
@@ -205,16 +111,17 @@ class TitleSearch:
             return self._search_initials("".join(query.split()), limit)
         return self._search_text(query, limit)
 
-    def _exact_rows(self, title: str, limit: int) -> np.ndarray:
+    def _exact_rows(self, title: str, limit: int, markers: int = 0) -> np.ndarray:
         """The ``limit`` most popular rows whose normalised title is exactly ``title`` (spacing ignored)."""
         # Spacing does not make a title different: "벚꽃엔딩" is exactly "벚꽃 엔딩".
         title = title.replace(" ", "")
-        h = _crc(title)
+        h = title_crc(title)
         lo, hi = np.searchsorted(self.title_hash, [h, h + 1])
         rows = self.title_hash_rows[lo:hi]
         # A common title ("love") can have thousands of exact matches; all score 100 and ties go to the
         # more popular, so check them most popular first and stop at `limit`.
-        rows = rows[np.argsort(self.pop_rank[rows], kind="stable")]
+        # Rows with the query's version markers (a :func:`markers_crc`) first: the original for a plain title.
+        rows = rows[np.lexsort((self.pop_rank[rows], self.markers[rows] != markers))]
         out: list[int] = []
         for r in rows.tolist():
             if self.titles[r].replace(" ", "") == title:  # a CRC collision is possible, if rare
@@ -225,7 +132,7 @@ class TitleSearch:
 
     def _candidates(self, compact: str) -> np.ndarray:
         cp = [ord(c) for c in compact]
-        keys = np.unique(np.array([(a << _CP_BITS) | b for a, b in zip(cp, cp[1:], strict=False)], dtype=np.int64))
+        keys = np.unique(np.array([(a << CP_BITS) | b for a, b in zip(cp, cp[1:], strict=False)], dtype=np.int64))
         if not len(keys) or not len(self.vocab):
             return np.zeros(0, dtype=np.int64)
         pos = np.searchsorted(self.vocab, keys)
@@ -259,7 +166,8 @@ class TitleSearch:
         full_q = fold(query)
         if not full_q:
             return []
-        exact = self._exact_rows(title_q, limit)
+        markers_q = markers_crc(query)
+        exact = self._exact_rows(title_q, limit, markers_q)
         compact = full_q.replace(" ", "")
         cand = self._candidates(compact)
         if len(compact) == 1:
@@ -280,7 +188,10 @@ class TitleSearch:
         is_exact = np.isin(rows, exact)
         score = np.where(is_exact, 100.0, np.minimum(best, 99.9))
         # Exact first, then score, then the more popular song, then the lower row.
-        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), -score, ~is_exact))[:limit]
+        other_version = self.markers[rows] != markers_q
+        # Exact first, then score, then the version the query names (the original when it names none),
+        # then the more popular song, then the lower row.
+        order = np.lexsort((rows, -self.popularity[rows].astype(np.int64), other_version, -score, ~is_exact))[:limit]
         return [(int(rows[i]), float(score[i])) for i in order.tolist() if score[i] > 0]
 
     def _prefix_scan(self, compact: str) -> np.ndarray:
@@ -316,15 +227,3 @@ class TitleSearch:
         # Python's sort is stable and the scan went by popularity, so equal scores stay most popular first.
         found.sort(key=lambda t: -t[1])
         return found[:limit]
-
-
-def write_search_index(version_dir: Path, catalog: Catalog | None = None) -> Path:
-    """Precompute ``extras/search_index.npz`` for a version (training calls this; the app only reads it)."""
-    version_dir = Path(version_dir)
-    catalog = catalog or Catalog.load(version_dir / CATALOG)
-    arrays = TitleSearch.build_arrays(catalog)
-    out = version_dir / EXTRAS_DIR / SEARCH_INDEX
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as fh:
-        np.savez(fh, **arrays)
-    return out

@@ -35,8 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.servers, the one helper that starts and waits for a server
 
-from app.artifacts import CATALOG, resolve_current  # noqa: E402
-from app.catalog import Catalog  # noqa: E402
+from mugle_core.artifacts import CATALOG, resolve_current  # noqa: E402
+from mugle_core.catalog import Catalog  # noqa: E402
 from tests.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -57,10 +57,10 @@ def make_clip(seconds: float = 30.0, sr: int = 44100, seed: int = 0) -> bytes:
 
 def train_demo(root: Path) -> Path:
     """A demo catalog and a version with default-size audio models, trained briefly."""
-    from training.cel import CELOptions
+    from mugle_nets.cel import CELOptions
+    from mugle_nets.tcae import TCAEOptions
     from training.demo import generate
     from training.pipeline import TrainOptions, train
-    from training.tcae import TCAEOptions
 
     generate(root / "data", songs=300, playlists=200, seed=0, progress=False)
     options = TrainOptions(seed=0, device="cpu", progress=False, w2v_epochs=2,

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         data = args.work / f"data-{args.songs}-{args.playlists}-{args.playlist_length:g}"
         if not (data / "song_meta.json").is_file():
             t0 = time.perf_counter()
-            cmd = [sys.executable, "-m", "app.cli", "demo-data", "--out", str(data), "--songs", str(args.songs),
+            cmd = [sys.executable, "-m", "mugle_cli", "demo-data", "--out", str(data), "--songs", str(args.songs),
                    "--playlists", str(args.playlists), "--playlist-length", str(args.playlist_length),
                    "--no-mels", "--quiet", "--overwrite"]
             subprocess.run(cmd, check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

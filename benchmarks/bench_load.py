@@ -1,6 +1,6 @@
 """Sustained mixed load against one real uvicorn worker: requests/s, latency percentiles, error count.
 
-The server runs in a subprocess exactly as in production (``uvicorn --factory app.ops:create_app_with_operations``,
+The server runs in a subprocess exactly as in production (``uvicorn --factory app.main:create_app``,
 one worker, metrics and access logs on). Closed-loop clients (threads, one keep-alive connection each)
 send a mixed workload for ``--duration`` seconds:
 
@@ -44,8 +44,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.artifacts import CATALOG, resolve_current, set_current  # noqa: E402
-from app.catalog import Catalog  # noqa: E402
+from mugle_core.artifacts import CATALOG, resolve_current, set_current  # noqa: E402
+from mugle_core.catalog import Catalog  # noqa: E402
 from tests.servers import free_port, wait_http  # noqa: E402
 
 logger = logging.getLogger("bench_load")
@@ -72,7 +72,7 @@ def start_server(root: Path, port: int, log_path: Path, faiss_threads: int) -> s
         "MUGLE_FAISS_THREADS": str(faiss_threads),
         "PYTHONPATH": str(REPO),
     }
-    cmd = [sys.executable, "-m", "uvicorn", "app.ops:create_app_with_operations", "--factory",
+    cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child for its whole life
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

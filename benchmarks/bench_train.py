@@ -36,10 +36,10 @@ _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from training.pipeline import TrainOptions, train
-from app.artifacts import read_manifest
-from training.cel import CELOptions
+from mugle_core.artifacts import read_manifest
+from mugle_nets.cel import CELOptions
 from training.preprocess import PrepOptions
-from training.tcae import TCAEOptions
+from mugle_nets.tcae import TCAEOptions
 raw = json.loads(sys.argv[3])
 for key, cls in (("tcae", TCAEOptions), ("cel", CELOptions), ("prep", PrepOptions)):
     if key in raw:

@@ -61,7 +61,7 @@ def run_catalog(name: str, work: Path, retrain: bool) -> dict[str, Any]:
     _, opts = CATALOGS[name]
     data, arts, log = work / name / "data", work / name / "artifacts", work / name / "log.txt"
     (work / name).mkdir(parents=True, exist_ok=True)
-    py = [sys.executable, "-m", "app.cli"]
+    py = [sys.executable, "-m", "mugle_cli"]
     timings: dict[str, float] = {}
     if not (data / "song_meta.json").is_file():
         t0 = time.perf_counter()

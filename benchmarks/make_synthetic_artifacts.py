@@ -28,7 +28,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from app.artifacts import (
+from mugle_core.artifacts import (
     CATALOG,
     MANIFEST,
     MODEL_NAMES,
@@ -42,8 +42,8 @@ from app.artifacts import (
     set_current,
     staging_version,
 )
-from app.catalog import Catalog
-from app.search import write_search_index
+from mugle_core.catalog import Catalog
+from mugle_core.searchindex import write_search_index
 from training.indexes import NEIGHBOURS, write_neighbours
 from training.indexes import build_index as training_index
 

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 mkdir -p build/bench
 PY=.venv/bin/python
 run() { echo "== $*"; "$PY" "$@" | tee "build/bench/$(basename "$1" .py).txt"; }
-run benchmarks/bench_reader.py
+run benchmarks/bench_reader.py  # writes about 8.5 GB of candidate mels under build/bench-real once
+run benchmarks/bench_duplicates.py
 [ -f benchmarks/bench_train.py ] && run benchmarks/bench_train.py
 run benchmarks/bench_knn.py
 # The service benchmark needs synthetic versions at three sizes; they are written once and reused.

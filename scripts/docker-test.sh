@@ -171,6 +171,9 @@ podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import importlib.util as u, sys; sys.exit(1 if u.find_spec('torch') or u.find_spec('gensim') else 0)" \
     || die "the slim api image must not contain torch or gensim"
 podman run --rm --entrypoint python localhost/mugle-api:dev -c \
+    "import importlib.util as u, sys; sys.exit(1 if u.find_spec('training') or u.find_spec('mugle_nets') else 0)" \
+    || die "the slim api image must not contain the training or model packages"
+podman run --rm --entrypoint python localhost/mugle-api:dev -c \
     "import app.main, app.routes.visual; from pathlib import Path; assert (Path(app.main.STATIC_DIR) / 'index.html').is_file()" \
     || die "the api image cannot import the app (packaging) or lacks the page"
 log "image sizes: $(podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep mugle- | tr '\n' ' ')"
@@ -217,8 +220,8 @@ python3 -c "import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d['status'
     || die "unhealthy: $health"
 # a real title of the served catalog (read inside the api container), searched for through nginx
 title="$(podman exec "${PROJECT}_api_1" python -c "
-from app.artifacts import resolve_current, CATALOG
-from app.catalog import Catalog
+from mugle_core.artifacts import resolve_current, CATALOG
+from mugle_core.catalog import Catalog
 import os
 c = Catalog.load(resolve_current(os.environ['MUGLE_ARTIFACTS']) / CATALOG)
 print(c.columns['title'][len(c) // 2])")" || die "cannot read a title from the served catalog"

@@ -17,7 +17,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app.artifacts import (
+from mugle_core.artifacts import (
     CATALOG,
     EXTRAS_DIR,
     MANIFEST,
@@ -33,7 +33,7 @@ from app.artifacts import (
     query_file,
     set_current,
 )
-from app.catalog import Catalog
+from mugle_core.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 

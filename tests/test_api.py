@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import ArtifactError
 from app.deps import get_engine
 from app.engine import Engine
 from app.main import create_app
 from app.settings import Settings
+from mugle_core.artifacts import ArtifactError
 from tests.synthetic import read_truth, write_synthetic_version
 
 

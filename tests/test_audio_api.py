@@ -24,7 +24,7 @@ import pytest
 import soundfile as sf
 
 from app.audio import AudioInputError, AudioLimits, decode_isolated, read_upload
-from app.melspec import MelParams, audio_to_mel, hz_to_mel, mel_to_hz
+from mugle_core.melspec import MelParams, audio_to_mel, hz_to_mel, mel_to_hz
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
@@ -41,10 +41,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A demo dataset and an artifacts version trained on it by the real pipeline."""
     torch = pytest.importorskip("torch", reason="training needs torch")
     try:
-        from training.cel import CELOptions
+        from mugle_nets.cel import CELOptions
+        from mugle_nets.tcae import TCAEOptions
         from training.demo import generate
         from training.pipeline import TrainOptions, train
-        from training.tcae import TCAEOptions
     except ImportError as exc:
         pytest.skip(f"the training pipeline is not importable yet: {exc}")
     torch.set_num_threads(1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.baselines import EASE, ItemCooccurrence, ItemKNN
-from training.evaluate import Query, paired_comparison
+from evaluation.baselines import EASE, ItemCooccurrence, ItemKNN
+from evaluation.evaluate import Query, paired_comparison
 
 # Songs 1..5; popularity 1:2, 2:3, 3:2, 4:2, 5:1.
 PLAYLISTS = [[1, 2, 3], [1, 2], [2, 4], [3, 4, 5]]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import EXTRAS_DIR
-from app.routes.visual import mel_thumbnail, write_mel_thumbs
+from mugle_core.artifacts import EXTRAS_DIR
+from mugle_core.pictures import mel_thumbnail, write_mel_thumbs
 from tests.servers import REPO, running_server
 from tests.synthetic import read_truth, song_id_of, write_synthetic_version
 
@@ -256,10 +256,10 @@ def audio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("audio")
     if not folder:
         torch = pytest.importorskip("torch", reason="training the audio models needs torch")
-        from training.cel import CELOptions
+        from mugle_nets.cel import CELOptions
+        from mugle_nets.tcae import TCAEOptions
         from training.demo import generate
         from training.pipeline import TrainOptions, train
-        from training.tcae import TCAEOptions
 
         torch.set_num_threads(1)
         generate(root / "data", songs=40, playlists=40, seed=0, progress=False)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import training.cel as cel_module
-from training.cel import MODEL_FILE, CELEmbedder, CELOptions, train_cel
+from mugle_nets.cel import MODEL_FILE, CELEmbedder, CELOptions
+from training.cel import train_cel
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.artifacts import COOC, ids_file, knn_file, knn_sims_file
+from mugle_core.artifacts import COOC, ids_file, knn_file, knn_sims_file
 from training import cooc
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.textnorm import normalize_artists, normalize_title
+from mugle_core.textnorm import normalize_artists, normalize_title, title_key
 from training import demo
+from training.same_recording import same_recording
 
 SONGS, PLAYLISTS = 200, 150
 SONG_KEYS = {"id", "song_name", "artist_name_basket", "artist_id_basket", "album_name", "album_id",
@@ -166,8 +167,9 @@ def test_versions_share_melody_not_recording(tiny: Path) -> None:
     songs = _load(tiny, "song_meta.json")
     for group in truth["version_groups"]:
         assert 2 <= len(group) <= 3
-        # Versions carry different titles: training must not merge them as duplicates.
-        assert len({normalize_title(songs[s]["song_name"]) for s in group}) == len(group)
+        # Versions carry their lead's title plus a marker: one title for search, distinct keys for merging.
+        assert len({normalize_title(songs[s]["song_name"]) for s in group}) == 1
+        assert len({title_key(songs[s]["song_name"]) for s in group}) == len(group)
         present = [s for s in group if s in pos]
         for a in present:
             others = [pos[b] for b in present if b != a]
@@ -186,7 +188,7 @@ def test_versions_share_melody_not_recording(tiny: Path) -> None:
     assert hits / tried >= 0.8
 
 
-def test_duplicates_share_title_artists_audio(tiny: Path) -> None:
+def test_duplicates_share_title_key_artists_recording(tiny: Path) -> None:
     truth = _load(tiny, demo.TRUTH_FILE)
     songs = _load(tiny, "song_meta.json")
     missing = set(truth["missing_mels"])
@@ -197,16 +199,17 @@ def test_duplicates_share_title_artists_audio(tiny: Path) -> None:
     for group in groups:
         first = songs[group[0]]
         for sid in group[1:]:
-            assert songs[sid]["song_name"] == first["song_name"]
+            assert title_key(songs[sid]["song_name"]) == title_key(first["song_name"])
             assert songs[sid]["artist_name_basket"] == first["artist_name_basket"]
             assert songs[sid]["album_id"] != first["album_id"]
         present = [s for s in group if s not in missing]
         if len(present) >= 2:
-            a, b = (_mel(tiny, s).astype(np.float32) for s in present[:2])
-            assert np.abs(a - b).mean() < 0.5
-    # Apart from planted duplicates, (normalised title, artists) is unique: no accidental merges.
-    keys = Counter((normalize_title(s["song_name"]), normalize_artists(s["artist_name_basket"]))
-                   for s in songs if s["id"] not in in_group)
+            assert same_recording(*(_mel(tiny, s).astype(np.float32) for s in present[:2]))
+    # Apart from planted duplicates and same-title pieces, (title key, artists) is unique: no accidental
+    # candidates for merging.
+    planted = in_group | {s for g in truth["same_title_groups"] for s in g}
+    keys = Counter((title_key(s["song_name"]), normalize_artists(s["artist_name_basket"]))
+                   for s in songs if s["id"] not in planted)
     assert keys.most_common(1)[0][1] == 1
 
 

@@ -14,14 +14,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from app import ranking  # noqa: E402
-from app.artifacts import METRICS, read_manifest  # noqa: E402
-from app.catalog import Catalog  # noqa: E402
-from training import evaluate as ev  # noqa: E402
-from training.cel import CELOptions  # noqa: E402
+from evaluation import evaluate as ev  # noqa: E402
+from mugle_core.artifacts import METRICS, read_manifest  # noqa: E402
+from mugle_core.catalog import Catalog  # noqa: E402
+from mugle_nets.cel import CELOptions  # noqa: E402
+from mugle_nets.tcae import TCAEOptions  # noqa: E402
 from training.demo import generate  # noqa: E402
 from training.melon import read_dataset  # noqa: E402
 from training.pipeline import TrainOptions, train  # noqa: E402
-from training.tcae import TCAEOptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +265,33 @@ def test_metrics_json_is_strict(trained: tuple[Path, Path, Path], results: dict)
 
     json.loads(text, parse_constant=no_constants)
     assert not any(isinstance(v, float) and math.isnan(v) for v in results["counts"].values())
+
+
+def test_version_retrieval_runs_on_distinct_versions(trained: tuple[Path, Path, Path], results: dict) -> None:
+    # The planted versions carry their lead's title plus a marker ("(Live)", "(English Ver.)"); none may be
+    # merged into another, so version retrieval sees every planted group whose songs are in the catalog.
+    data, _, version_dir = trained
+    catalog = Catalog.load(version_dir / "catalog.npz")
+    truth = json.loads((data / ev.DEMO_TRUTH).read_text(encoding="utf-8"))
+    complete = 0
+    for group in truth["version_groups"]:
+        canon = [catalog.canonical(s) for s in group]
+        present = [c for c in canon if c is not None]
+        assert len(set(present)) == len(present), f"versions {group} merged: {canon}"
+        assert all(c == s for c, s in zip(canon, group, strict=True) if c is not None)
+        complete += len(present) >= 2
+    block = results["version_retrieval"]
+    assert block["groups"] == complete > 0
+    no_mel = len(set(truth["missing_mels"]) & {s for g in truth["version_groups"] for s in g})
+    for method in ("tcae", "cel"):
+        assert block["songs"] - no_mel <= block[method]["answered"] <= block["songs"], method
+        mrr = block[method]["mrr"]
+        assert 0.0 <= mrr["low"] <= mrr["mean"] <= mrr["high"] <= 1.0, method
+    manifest = read_manifest(version_dir)
+    assert manifest.counts["duplicates"]["counts"]["kept apart: version marker"] > 0
+    planted = results["planted_duplicates"]
+    assert planted["version pairs"]["merged"] == 0 and planted["version pairs"]["pairs"] > 0
+    assert planted["same-title pairs"]["merged"] == 0
+    assert planted["re-releases"]["merged"] >= 0.95 * planted["re-releases"]["pairs"] > 0
+    report = (Path(results["report"])).read_text(encoding="utf-8")
+    assert "re-releases merged" in report

@@ -20,10 +20,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.artifacts import CATALOG, CURRENT, MANIFEST, TMP_PREFIX, index_file, list_versions, read_current
 from app.main import create_app
-from app.ops import setup_operations
 from app.settings import Settings
+from mugle_core.artifacts import CATALOG, CURRENT, MANIFEST, TMP_PREFIX, index_file, list_versions, read_current
 from tests.synthetic import write_synthetic_version
 
 logger = logging.getLogger(__name__)
@@ -38,10 +37,7 @@ BAD = "v-bad"
 def build_app(root: Path, monkeypatch: pytest.MonkeyPatch, watch_interval_s: float = 0) -> FastAPI:
     monkeypatch.setenv("MUGLE_WATCH_INTERVAL_S", str(watch_interval_s))
     settings = Settings(artifacts=root, reload_token=TOKEN)
-    app = create_app(settings)
-    if not getattr(app.state, "ops_installed", False):
-        setup_operations(app, settings)
-    return app
+    return create_app(settings)
 
 
 def answers(client: TestClient) -> list:
@@ -152,7 +148,7 @@ def test_training_killed_with_sigkill_changes_nothing(tmp_path: Path, monkeypatc
     with TestClient(build_app(root, monkeypatch, watch_interval_s=0.1)) as client:
         before = answers(client)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        cmd = [sys.executable, "-m", "app.cli", "train", "--data", str(data), "--out", str(root), "--device", "cpu"]
+        cmd = [sys.executable, "-m", "mugle_cli", "train", "--data", str(data), "--out", str(root), "--device", "cpu"]
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 120

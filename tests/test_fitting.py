@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import ranking
-from app.artifacts import COOC, MANIFEST, read_manifest
 from app.engine import Engine
 from app.main import create_app
 from app.settings import Settings
+from mugle_core.artifacts import COOC, MANIFEST, read_manifest
 from tests.synthetic import read_truth, write_synthetic_version
 from training.cooc import write_cooc
 from training.fitting import FitError, FitOptions, Fitter, split_validation
@@ -148,7 +148,7 @@ def test_old_versions_fall_back_to_the_constant_weights(tmp_path: Path) -> None:
 
 
 def test_bad_weights_refuse_the_version(version: Path) -> None:
-    from app.artifacts import ArtifactError
+    from mugle_core.artifacts import ArtifactError
 
     _set_weights(version, {"music2vec": -1.0})
     with pytest.raises(ArtifactError, match="music2vec"):

@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from app.artifacts import ids_file, index_file, knn_file, knn_sims_file, query_file
+from mugle_core.artifacts import ids_file, index_file, knn_file, knn_sims_file, query_file
 from training.indexes import build_index, neighbour_lists, recall_at_k, write_model
 from training.music2vec import l2_normalise
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.artifacts import set_current
-from app.cli import main as cli_main
+from mugle_cli.main import main as cli_main
+from mugle_core.artifacts import set_current
 from tests.servers import running_server
 from tests.synthetic import FIXED_TITLES, song_id_of, write_synthetic_version
 
@@ -38,7 +38,7 @@ def serve(root: Path, log_path: Path, **env: str) -> Iterator[tuple[str, subproc
     """Run the app with operations (one worker, JSON logs) over ``root``; yield its base URL and process."""
     environ = {"MUGLE_RELOAD_TOKEN": TOKEN, "MUGLE_WATCH_INTERVAL_S": "0", "MUGLE_LOG_JSON": "true",
                "PYTHONPATH": str(REPO), **env}
-    with running_server(root, log_path, factory="app.ops:create_app_with_operations", env=environ,
+    with running_server(root, log_path, factory="app.main:create_app", env=environ,
                         log_level="info") as served:
         yield served
 

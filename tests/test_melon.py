@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mugle_core.melfile import load_mel, mel_path
 from training.melon import (
     MelonFormatError,
     genre_names,
-    load_mel,
-    mel_path,
     normalize_issue_date,
     read_dataset,
     read_genre_table,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from app.melspec import (
+from mugle_core.melspec import (
     MelParams,
     audio_to_mel,
     clip_window,

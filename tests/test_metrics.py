@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training import metrics as m
+from evaluation import metrics as m
 
 
 def test_hit_rate_counts_only_the_first_k() -> None:

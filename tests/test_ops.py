@@ -14,12 +14,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.artifacts import CURRENT, MANIFEST, ArtifactError, index_file, list_versions, read_current, set_current
-from app.cli import main as cli_main
 from app.main import create_app
 from app.observability import JsonFormatter, RequestIdFilter
-from app.ops import setup_operations
 from app.settings import Settings
+from mugle_cli.main import main as cli_main
+from mugle_core.artifacts import CURRENT, MANIFEST, ArtifactError, index_file, list_versions, read_current, set_current
 from tests.synthetic import song_id_of, write_synthetic_version
 
 logger = logging.getLogger(__name__)
@@ -37,10 +36,7 @@ def build_app(root: Path, monkeypatch: pytest.MonkeyPatch, token: str | None = T
     for key, value in env.items():
         monkeypatch.setenv(f"MUGLE_{key.upper()}", str(value))
     settings = Settings(artifacts=root, reload_token=token, cors_origins=cors or [])
-    app = create_app(settings)
-    if not getattr(app.state, "ops_installed", False):
-        setup_operations(app, settings)
-    return app
+    return create_app(settings)
 
 
 @pytest.fixture()

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.artifacts import (
+from app.engine import Engine
+from mugle_core.artifacts import (
     CATALOG,
     check_version_files,
     ids_file,
@@ -29,14 +30,13 @@ from app.artifacts import (
     read_current,
     read_manifest,
 )
-from app.catalog import Catalog
-from app.engine import Engine
+from mugle_core.catalog import Catalog
+from mugle_nets.cel import CELOptions
+from mugle_nets.tcae import TCAEOptions
 from training import pipeline
-from training.cel import CELOptions
 from training.demo import generate
 from training.melon import MelonFormatError
 from training.pipeline import TrainOptions, add_train_arguments, choose_holdout, options_from_args, train
-from training.tcae import TCAEOptions
 
 torch.set_num_threads(1)
 faiss.omp_set_num_threads(1)
@@ -270,8 +270,8 @@ def test_killed_training_leaves_current_untouched(trained, demo, sig):
         "import sys, torch; torch.set_num_threads(1)\n"
         "from pathlib import Path\n"
         "from training.pipeline import TrainOptions, train\n"
-        "from training.tcae import TCAEOptions\n"
-        "from training.cel import CELOptions\n"
+        "from mugle_nets.tcae import TCAEOptions\n"
+        "from mugle_nets.cel import CELOptions\n"
         f"train(Path(sys.argv[1]), Path(sys.argv[2]), TrainOptions(device='cpu', progress=False, version={name!r},"
         " w2v_dim=16, cel=CELOptions(dim=16),"
         " tcae=TCAEOptions(steps=100000, batch_size=8, hidden=16, eval_every=100000, dim=16, blend_dim=8)))\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.textnorm import hangul_initials, is_initials_query, normalize_title
+from mugle_core.textnorm import hangul_initials, is_initials_query, normalize_title
 from training.melon import read_dataset
 from training.preprocess import (
     ORIGINAL_EXCLUDED_GENRES,
@@ -113,5 +113,6 @@ def test_cli_options() -> None:
     assert opts.excluded_genres == ORIGINAL_EXCLUDED_GENRES and opts.min_playlists == 5
     opts = prep_options_from_args(parser.parse_args(["--exclude-genres", "GN0100, GN0200", "--keep-instrumental"]))
     assert opts.excluded_genres == {"GN0100", "GN0200"} and not opts.drop_instrumental
+    assert opts.audio_check and not prep_options_from_args(parser.parse_args(["--no-audio-check"])).audio_check
     with pytest.raises(SystemExit, match="playlist-splits"):
         prep_options_from_args(parser.parse_args(["--playlist-splits", "train,bogus"]))

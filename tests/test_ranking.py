@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from app import ranking
-from app.artifacts import MANIFEST, ArtifactError, ids_file, knn_file, knn_sims_file, query_file
 from app.engine import Engine, UnknownSongError
+from mugle_core.artifacts import MANIFEST, ArtifactError, ids_file, knn_file, knn_sims_file, query_file
 from tests.synthetic import read_truth, write_synthetic_version
 
 faiss.omp_set_num_threads(1)

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.catalog import Catalog
-from app.search import SEARCH_INDEX, TitleSearch, write_search_index
+from app.search import TitleSearch
+from mugle_core.catalog import Catalog
+from mugle_core.searchindex import SEARCH_INDEX, write_search_index
 
 
 def _catalog(tmp: Path, titles: list[tuple[str, str, int]]) -> Catalog:
@@ -106,3 +107,16 @@ def test_exact_titles_found_in_a_larger_catalog(tmp_path: Path) -> None:
         assert hits[0][1] == 100.0
         assert titles[hits[0][0]][0] == titles[i][0]
         assert i in [r for r, s in hits if s == 100.0] or titles[i][0] in [titles[r][0] for r, _ in hits]
+
+
+def test_versions_are_separate_results_original_first(tmp_path: Path) -> None:
+    # The live and English versions are more popular than the original, yet a plain title query shows the
+    # original first, and a query naming a version shows that version first; all three are results.
+    titles = [("봄날 (Live)", "BTS", 900), ("봄날", "BTS", 10), ("봄날 (English Ver.)", "BTS", 500),
+              ("봄날의 노래", "Other", 50)]
+    index = TitleSearch.build(_catalog(tmp_path, titles))
+    names = [titles[r][0] for r, _ in index.search("봄날", 5)]
+    assert names[:3] == ["봄날", "봄날 (Live)", "봄날 (English Ver.)"]
+    live = [titles[r][0] for r, _ in index.search("봄날 (라이브)", 5)]
+    assert live[0] == "봄날 (Live)" and set(live[:3]) == {"봄날", "봄날 (Live)", "봄날 (English Ver.)"}
+    assert [titles[r][0] for r, _ in index.search("봄날", 1)] == ["봄날"], "the cut keeps the original"

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.demo import generate
-from training.mels import (
+from mugle_nets.mels import (
     FRAMES,
     N_MELS,
     STATS_FILE,
@@ -23,7 +22,9 @@ from training.mels import (
     read_mel,
     usable_batch,
 )
-from training.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions, train_tcae
+from mugle_nets.tcae import MODEL_FILE, TCAEEmbedder, TCAEOptions
+from training.demo import generate
+from training.tcae import train_tcae
 
 torch.set_num_threads(1)
 
@@ -193,7 +194,7 @@ def test_deterministic_for_a_seed(paths: dict[int, Path]) -> None:
 
 
 def test_fixed_feature_ignores_start_time_and_level() -> None:
-    from training.tcae import modulation_spectrum
+    from mugle_nets.tcae import modulation_spectrum
 
     rng = np.random.default_rng(1)
     clip = torch.from_numpy(rng.normal(size=(1, N_MELS, FRAMES)).astype(np.float32))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.artifacts import EXTRAS_DIR
-from app.catalog import Catalog
 from app.main import create_app
-from app.routes.visual import local_pca, mel_thumbnail, popularity_stats, write_mel_thumbs
+from app.routes.visual import local_pca, popularity_stats
 from app.settings import Settings
+from mugle_core.artifacts import EXTRAS_DIR
+from mugle_core.catalog import Catalog
+from mugle_core.pictures import mel_thumbnail, write_mel_thumbs
 from tests.synthetic import read_truth, write_synthetic_version
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from app.artifacts import COOC, ids_file, knn_file, knn_sims_file
+from mugle_core.artifacts import COOC, ids_file, knn_file, knn_sims_file
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,13 @@ so that models and the offline evaluation can be checked against a known answer:
   of the theme's genres; a theme also colours its recordings' sound (tempo, spectral tilt, drums);
 - version groups: two or three songs that share one melody (a Korean and an English version, a
   cover) but differ in title, timbre, tempo and loudness;
-- duplicate groups: one recording re-issued under several ids (same title, artists and audio);
+- version titles: a version by the same artist carries its lead's title plus a marker (``(Live)``,
+  ``(English Ver.)``, ``(어쿠스틱 버전)``, ...), so only the marker tells it from the original;
+- duplicate groups: one recording re-issued under another id and album, under the same title or a
+  decorated one (``(feat. X)``, ``(From "..." OST)``, ``(Remastered)``), with an identical mel or one
+  shifted by up to a second and a few dB (``reissues`` in the truth file says which);
+- same-title groups: two or three different pieces by one artist on different albums under one
+  generic title ("Intro", "Outro", "인트로"): never duplicates;
 - songs without a mel file (the cold, audio-less path);
 - what was withheld from the val/test playlists.
 
@@ -32,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from app.textnorm import normalize_artists, normalize_title
+from mugle_core.textnorm import normalize_artists, normalize_title
 
 logger = logging.getLogger(__name__)
 
@@ -720,6 +726,8 @@ def _write(
         seen.add(key)
     for src, dup in dup_pairs:
         titles[dup] = titles[src]
+    plant = _plant_titles(seed, titles, version_groups, dup_pairs, artist_of, album_of, multi | various,
+                          title_eng, artist_names)
 
     genre_extra = rng.integers(0, len(_GENRES), n)
     dtl_pick = rng.random((n, 2))
@@ -888,7 +896,7 @@ def _write(
         # Tempo and loudness belong to the melody's lead recording, versions deviate slightly.
         lead_tempo = tempo_lo[song_theme] + rng.random(n) * (tempo_hi - tempo_lo)[song_theme]
         gain = rng.uniform(-2.0, 2.0, n)
-        exact_copy = rng.random(n) < 0.5
+        rng.random(n)  # drawn (and unused) so that the streams after it stay as they were
         bar = _bar(progress, n, "demo mels")
         cache: dict[int, np.ndarray] = {}
         dup_sources = {s for s, _ in dup_pairs}
@@ -902,8 +910,7 @@ def _write(
                 if mel is None:
                     mel = _render_song(seed, rec, melody_of, song_genre, song_theme, lead_tempo, tempo_mult,
                                        gain, themes, timbres)
-                if not exact_copy[i]:
-                    mel = mel + np.random.default_rng([seed, i, 29]).normal(0, 0.2, mel.shape).astype(np.float32)
+                mel = reissue_mel(mel, seed, i, plant.reissue_audio[i])
             else:
                 mel = _render_song(seed, i, melody_of, song_genre, song_theme, lead_tempo, tempo_mult,
                                    gain, themes, timbres)
@@ -934,6 +941,9 @@ def _write(
         "playlist_theme": {str(int(pl_ids[p])): theme_names[int(pl_theme[p])] for p in range(playlists)},
         "version_groups": version_groups,
         "duplicate_groups": [[s, d] for s, d in dup_pairs],
+        "reissues": plant.reissues,
+        "version_markers": {str(k): v for k, v in sorted(plant.version_markers.items())},
+        "same_title_groups": plant.same_title_groups,
         "missing_mels": np.flatnonzero(missing).tolist() if mels else [],
         "popularity_rank": pop_rank.tolist(),
         "withheld": withheld,
@@ -945,8 +955,122 @@ def _write(
         "playlists": {k: len(v) for k, v in files.items()},
         "playlist_entries": int(sum(len(r["songs"]) for r in records)),
         "themes": n_themes, "version_groups": len(version_groups), "duplicate_groups": len(dup_pairs),
+        "same_title_groups": len(plant.same_title_groups),
         "mels_written": written, "mels_missing": int(missing.sum()) if mels else 0,
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Re-releases, versions with markers, one title for several pieces
+# ----------------------------------------------------------------------------------------------
+
+# Share of songs that get a generic title ("Intro") shared with another piece by the same artist.
+SAME_TITLE_SHARE = 0.01
+# What a real catalog writes after a title: markers of another recording, and decorations of a release.
+_LANGUAGE_MARKERS = {False: ["(English Ver.)", "(Eng Ver.)", "(영어 버전)", "(English Version)"],
+                     True: ["(Korean Ver.)", "(한국어 버전)", "(Korean Version)"]}
+_STYLE_MARKERS = ["(Live)", "(라이브)", "(Acoustic Ver.)", "(어쿠스틱 버전)", "(Piano Ver.)", "(피아노 버전)",
+                  "(Remix)", "(리믹스)", "(Japanese Ver.)", "(일본어 버전)", "(Demo)", "(Band Ver.)",
+                  "(Radio Edit)", "(Live Ver.)", "(Orchestra Ver.)", "- Live"]
+_DECORATIONS = ['(feat. {artist})', '(From "{album}" OST)', "(Remastered)", "({year} Remaster)",
+                "[Prod. by {artist}]", "(Bonus Track)", "(With {artist})"]
+_GENERIC_TITLES = ["Intro", "Outro", "Interlude", "인트로", "Prologue", "Epilogue", "Skit", "아웃트로"]
+REISSUE_AUDIO = ("identical", "level", "offset")
+
+
+@dataclass
+class _Plant:
+    """What :func:`_plant_titles` planted, for the mels and the truth file."""
+
+    version_markers: dict[int, str]
+    reissues: list[dict[str, Any]]
+    reissue_audio: dict[int, str]
+    same_title_groups: list[list[int]]
+
+
+def _plant_titles(
+    seed: int, titles: list[str], version_groups: list[list[int]], dup_pairs: list[tuple[int, int]],
+    artist_of: np.ndarray, album_of: np.ndarray, not_solo: np.ndarray, title_eng: np.ndarray,
+    artist_names: list[str],
+) -> _Plant:
+    """Give versions their markers, re-releases their decorations, and some pieces one generic title.
+
+    Edits ``titles`` in place. Its own random stream, so the rest of the catalog is unchanged:
+
+    - every later member of a version group is titled like the group's first song plus a marker:
+      the other language's ``(English Ver.)`` / ``(한국어 버전)`` for the first, a style (``(Live)``,
+      ``(어쿠스틱 버전)``, ``(Remix)``, ...) for the next;
+    - half of the re-releases carry a release decoration (``(feat. X)``, ``(From "..." OST)``,
+      ``(Remastered)``, ``[Prod. by X]``); each re-release's mel is identical, level-shifted, or
+      offset by up to a second and level-shifted (see :func:`reissue_mel`);
+    - :data:`SAME_TITLE_SHARE` of the songs become groups of two or three different pieces by one
+      artist on different albums under one generic title ("Intro", "Outro", "인트로", ...).
+    """
+    rng = np.random.default_rng([seed, 41])
+    markers: dict[int, str] = {}
+    for g in version_groups:
+        lead = g[0]
+        styles = rng.permutation(len(_STYLE_MARKERS)).tolist()
+        for k, sid in enumerate(g[1:]):
+            if k == 0 and title_eng[sid] != title_eng[lead]:
+                options = _LANGUAGE_MARKERS[bool(title_eng[lead])]
+                marker = options[int(rng.integers(len(options)))]
+            else:
+                marker = _STYLE_MARKERS[styles[k]]
+            titles[sid] = f"{titles[lead]} {marker}"
+            markers[sid] = marker
+
+    reissues: list[dict[str, Any]] = []
+    audio: dict[int, str] = {}
+    for src, dup in dup_pairs:
+        kind = REISSUE_AUDIO[int(rng.integers(len(REISSUE_AUDIO)))]
+        audio[dup] = kind
+        title = "same"
+        if rng.random() < 0.5:
+            deco = _DECORATIONS[int(rng.integers(len(_DECORATIONS)))]
+            other = artist_names[int(rng.integers(len(artist_names)))]
+            titles[dup] = f"{titles[src]} " + deco.format(artist=other, album=titles[src],
+                                                          year=int(rng.integers(2005, 2021)))
+            title = "decorated"
+        reissues.append({"source": src, "reissue": dup, "title": title, "audio": kind})
+
+    # Different pieces, one title: free solo songs of one artist on different albums.
+    taken = {s for g in version_groups for s in g} | {s for pair in dup_pairs for s in pair}
+    free = [i for i in rng.permutation(len(titles)).tolist() if i not in taken and not not_solo[i]]
+    by_artist: dict[int, dict[int, int]] = {}
+    for i in free:
+        by_artist.setdefault(int(artist_of[i]), {}).setdefault(int(album_of[i]), i)  # one song per album
+    target = int(round(len(titles) * SAME_TITLE_SHARE))
+    groups: list[list[int]] = []
+    planted = 0
+    for albums in by_artist.values():
+        if planted >= target:
+            break
+        if len(albums) < 2:
+            continue
+        size = min(len(albums), 2 if rng.random() < 0.7 else 3)
+        group = sorted(list(albums.values())[:size])
+        name = _GENERIC_TITLES[int(rng.integers(len(_GENERIC_TITLES)))]
+        for i in group:
+            titles[i] = name
+        groups.append(group)
+        planted += size
+    return _Plant(markers, reissues, audio, groups)
+
+
+def reissue_mel(mel: np.ndarray, seed: int, song_id: int, kind: str) -> np.ndarray:
+    """A re-release's mel: the same recording, ``identical``, at another ``level`` (+-1..4 dB, a little
+    noise), or with its window ``offset`` by 3 to 60 frames (up to a second) as well."""
+    if kind == "identical":
+        return mel
+    rng = np.random.default_rng([seed, song_id, 29])
+    out = mel.astype(np.float32)
+    if kind == "offset":
+        shift = int(rng.integers(3, 61)) * (1 if rng.random() < 0.5 else -1)
+        out = np.roll(out, -shift, axis=1)  # the frames that wrap round stand for the other side's music
+    level = float(rng.uniform(1.0, 4.0)) * (1 if rng.random() < 0.5 else -1)
+    out = out + level + rng.normal(0.0, 0.2, out.shape).astype(np.float32)
+    return np.clip(out, -80.0, 12.0)
 
 
 def _blend(a: _Timbre, b: _Timbre, w: float) -> _Timbre:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from app import ranking
+from mugle_core import fusion as ranking
 from training import cooc
 from training.music2vec import Music2VecOptions, Music2VecResult, train_music2vec
 

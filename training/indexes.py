@@ -1,4 +1,4 @@
-"""FAISS inner-product indexes over L2-normalised vectors, written in the layout of :mod:`app.artifacts`.
+"""FAISS inner-product indexes over L2-normalised vectors, written in the layout of :mod:`mugle_core.artifacts`.
 
 Below :data:`FLAT_THRESHOLD` rows the exact ``IndexFlatIP`` is used: a scan of that many 128-d vectors
 stays in cache and takes well under a millisecond. Above it an HNSW graph over 8-bit scalar-quantised
@@ -7,7 +7,7 @@ vectors is built (``IndexHNSWSQ``: 128 bytes of codes per 128-d vector instead o
 recall@10 against exact float search is measured on a sample of queries; ``efSearch`` (then ``M``) is
 raised until the target recall is met, and the value reached is stored in the index file and the manifest.
 
-Each model's neighbour lists (:func:`app.artifacts.knn_file`) are then precomputed with that same index,
+Each model's neighbour lists (:func:`mugle_core.artifacts.knn_file`) are then precomputed with that same index,
 so the service answers a catalog song by reading one row instead of searching three indexes.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app.artifacts import ModelEntry, ids_file, index_file, knn_file, knn_sims_file, query_file
+from mugle_core.artifacts import ModelEntry, ids_file, index_file, knn_file, knn_sims_file, query_file
 from training.music2vec import l2_normalise
 
 logger = logging.getLogger(__name__)

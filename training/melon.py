@@ -14,8 +14,9 @@ short or unparseable, a playlist entry naming an unknown song id or repeating on
 playlist), a playlist left empty (dropped), ``songs[i]["id"] != i`` (ids are used as given).
 The first few messages of every kind are kept as examples; ``report.summary()`` prints them.
 
-Mel files (``arena_mel/<id // 1000>/<id>.npy``) are read one at a time by :func:`load_mel`, which
-never raises: it returns a status that callers count (missing, unreadable, bad shape, short/padded).
+Mel files (``arena_mel/<id // 1000>/<id>.npy``) are read one at a time by
+:func:`mugle_core.melfile.load_mel`, which never raises: it returns a status that callers count
+(missing, unreadable, bad shape, short/padded).
 """
 
 from __future__ import annotations
@@ -34,9 +35,6 @@ logger = logging.getLogger(__name__)
 SONG_META = "song_meta.json"
 GENRE_TABLE = "genre_gn_all.json"
 SPLIT_FILES: dict[str, str] = {"train": "train.json", "val": "val.json", "test": "test.json"}
-MEL_DIR = "arena_mel"
-MEL_BANDS = 48
-MEL_FRAMES = 1876
 _EXAMPLES_PER_KIND = 5
 
 
@@ -332,37 +330,3 @@ def genre_names(codes: list[str], table: dict[str, str]) -> list[str]:
         if name not in out:
             out.append(name)
     return out
-
-
-# -- mels -------------------------------------------------------------------------------------------
-
-
-def mel_path(root: Path, song_id: int) -> Path:
-    return Path(root) / MEL_DIR / str(song_id // 1000) / f"{song_id}.npy"
-
-
-def load_mel(path: Path, frames: int = MEL_FRAMES, min_frames: int = 64) -> tuple[np.ndarray | None, str]:
-    """Load one mel safely.
-
-    Returns ``(mel, status)`` with status ``ok``, ``padded`` (shorter than ``frames``: edge-padded),
-    ``missing``, ``unreadable``, ``bad shape`` or ``too short``; ``mel`` is float32 ``(48, frames)``
-    or None. Longer mels are cut to ``frames``. Never raises for a bad file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None, "missing"
-    try:
-        mel = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return None, "unreadable"
-    if mel.ndim != 2 or mel.shape[0] != MEL_BANDS or not np.issubdtype(mel.dtype, np.number):
-        return None, "bad shape"
-    mel = mel.astype(np.float32, copy=False)
-    if not np.isfinite(mel).all():
-        return None, "unreadable"
-    n = mel.shape[1]
-    if n < min_frames:
-        return None, "too short"
-    if n < frames:
-        return np.pad(mel, ((0, 0), (0, frames - n)), mode="edge"), "padded"
-    return np.ascontiguousarray(mel[:, :frames]), "ok"

@@ -1,10 +1,10 @@
 """``mugle train``: one dataset folder in, one complete artifacts version out.
 
 Stages: read -> preprocess -> fit (validation split: co-occurrence exponent, Music2Vec search) -> Music2Vec
--> TCAE -> CEL -> fit_fusion (score_total's weights) -> indexes -> co-occurrence lists -> catalog ->
+-> TCAE -> CEL -> fit_fusion (score_total's weights, novelty) -> indexes -> co-occurrence lists -> catalog ->
 manifest. The fitting (:mod:`training.fitting`) uses only the training playlists, never the held-out
 ones, and stays inside ``--fit-budget`` seconds; what it chose is the manifest's ``ranking`` record. Everything is
-written into a staging folder (:func:`app.artifacts.staging_version`) that is renamed into place only
+written into a staging folder (:func:`mugle_core.artifacts.staging_version`) that is renamed into place only
 when complete, and ``current`` is switched last. Bad data raises before anything is staged; a crash,
 Ctrl-C or a full disk midway removes the staging folder; a SIGKILL can leave a ``.tmp-*`` folder behind,
 which no reader ever looks at. In every case the version already served is untouched.
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from app import ranking
-from app.artifacts import (
+from mugle_core import fusion as ranking
+from mugle_core.artifacts import (
     CATALOG,
     EXTRAS_DIR,
     MANIFEST,
@@ -47,16 +47,18 @@ from app.artifacts import (
     set_current,
     staging_version,
 )
-from app.catalog import Catalog
-from training.cel import CELOptions
+from mugle_core.catalog import Catalog
+from mugle_core.melfile import MEL_DIR
+from mugle_nets.cel import CELOptions
+from mugle_nets.device import resolve_device
+from mugle_nets.tcae import TCAEOptions
 from training.cooc import WIDTH as COOC_WIDTH
 from training.cooc import write_cooc
 from training.fitting import UNFITTED_WEIGHTS, FitOptions, Fitter, split_validation
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
-from training.melon import MEL_DIR, SPLIT_FILES, read_dataset
+from training.melon import SPLIT_FILES, read_dataset
 from training.music2vec import Music2VecOptions, train_music2vec
 from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
-from training.tcae import TCAEOptions
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,8 @@ class TrainOptions:
     deterministic : identical embeddings for a seed on the CPU, at the cost of one Word2Vec worker.
     prep : preprocessing options (filters, duplicate merging, Music2Vec playlist threshold).
     w2v_epochs, w2v_dim, w2v_window, w2v_negative, w2v_ns_exponent, w2v_sample, w2v_workers : Music2Vec.
-    tcae : TCAE options (:class:`training.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
-    cel : CEL options (:class:`training.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
+    tcae : TCAE options (:class:`mugle_nets.tcae.TCAEOptions`: steps, crop, batch size, loader workers, ...).
+    cel : CEL options (:class:`mugle_nets.cel.CELOptions`: epochs, batch size, margin, modality dropout, ...).
     flat_threshold : below this many vectors an index is exact, above it HNSW.
     neighbours : width of the precomputed neighbour lists the service answers catalog songs from (about
         0.5 KB per song and model on disk); 0 writes none, and the service then searches the indexes.
@@ -156,17 +158,6 @@ class TrainOptions:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; asking for absent CUDA is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but torch sees no CUDA device")
-    return device
 
 
 def dataset_fingerprint(root: Path, splits: tuple[str, ...], mel_ids: np.ndarray) -> str:
@@ -320,7 +311,7 @@ def train(data: Path, out: Path, options: TrainOptions | None = None) -> Path:
 
 
 def _train(data: Path, out: Path, options: TrainOptions) -> Path:
-    device = resolve_device(options.device)
+    device = str(resolve_device(options.device))
     clock = StageClock()
     started = time.perf_counter()
     _seed_everything(options.seed, options.deterministic)
@@ -330,7 +321,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
     with clock.stage("preprocess"):
         eligible = [p.id for p in dataset.playlists if p.split in options.prep.splits]
         holdout = choose_holdout(eligible, options.holdout, options.seed)
-        prepared = prepare(dataset, options.prep, frozenset(holdout))
+        prepared = prepare(dataset, options.prep, frozenset(holdout), progress=options.progress)
         mel_files = find_mels(data)
         mel_paths = canonical_mels(prepared.aliases, mel_files)
         fingerprint = dataset_fingerprint(data, options.prep.splits, np.array(sorted(mel_files)))
@@ -427,6 +418,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
 
         counts: dict[str, Any] = {label.strip(): n for label, n in prepared.summary}
         counts["extras"] = extras
+        counts["duplicates"] = prepared.duplicates.as_record()
         counts["cpu_s"] = dict(clock.cpu)
         counts["songs with a mel file"] = len(mel_paths)
         counts["reader warnings"] = int(read_report.warnings)
@@ -456,6 +448,19 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
     return final
 
 
+def _duplicate_lines(counts: dict[str, Any]) -> list[str]:
+    """Merges and refusals by reason, with one example each, for the final summary."""
+    record = counts.get("duplicates")
+    if not isinstance(record, dict):
+        return []
+    lines = [f"  duplicate ids merged: {counts.get('merged duplicate ids', 0):,}"]
+    examples = record.get("examples", {})
+    for reason, n in record.get("counts", {}).items():
+        example = examples.get(reason, [])
+        lines.append(f"    {reason}: {n:,}" + (f" (e.g. {example[0]})" if example else ""))
+    return lines
+
+
 def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
     """The final summary: counts per model and time per stage."""
     lines = [f"trained {data} -> {version_dir} (current)", f"  servable songs: {manifest.songs:,}"]
@@ -464,6 +469,7 @@ def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
     for name, entry in manifest.models.items():
         recall = "" if entry.index_type == "flat" else f", recall@10 {entry.recall_at_10}"
         lines.append(f"  {name:<10} {entry.count:>9,} songs x {entry.dim} ({entry.index_type}{recall})")
+    lines.extend(_duplicate_lines(manifest.counts))
     lines.append("  time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()))
     cpu = manifest.counts.get("cpu_s", {})
     if cpu:
@@ -477,13 +483,13 @@ def write_extras(
 ) -> dict[str, Any]:
     """Precompute what the web page and search read from ``extras/``; returns counts for the manifest.
 
-    - ``search_index.npz``: the title search's candidate index (:func:`app.search.write_search_index`).
+    - ``search_index.npz``: the title search's candidate index (:func:`mugle_core.searchindex.write_search_index`).
     - ``mel_thumbs.npy`` / ``mel_thumbs_ids.npy``: uint8 (n, 48, 96) mel pictures of the songs that got
       a TCAE vector, when there are at most ``thumbs_limit`` of them.
     """
-    from app.routes.visual import mel_thumbnail, write_mel_thumbs
-    from app.search import write_search_index
-    from training.mels import read_mel
+    from mugle_core.pictures import mel_thumbnail, write_mel_thumbs
+    from mugle_core.searchindex import write_search_index
+    from mugle_nets.mels import read_mel
 
     write_search_index(version_dir)
     done: dict[str, Any] = {"search_index": True, "mel_thumbs": 0}
@@ -538,7 +544,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 def _frontend_params() -> dict[str, Any]:
     """The mel front-end parameters, when the audio front-end module exists."""
     try:
-        from app.melspec import MelParams
+        from mugle_core.melspec import MelParams
     except ImportError:
         return {}
     return {"mel": MelParams().as_dict()}
@@ -625,7 +631,7 @@ def run_cel(
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``mugle train``'s options (the preprocessing ones included) to ``parser``.
 
-    ``--data`` and ``--out`` are the CLI's own (``app.cli``); everything else is added here.
+    ``--data`` and ``--out`` are the CLI's own (``mugle_cli.main``); everything else is added here.
     """
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", choices=DEVICES, default="auto", help="where torch trains (default auto)")

@@ -9,9 +9,12 @@ Two kinds of filter, with different effects (DESIGN.md):
 * **The Music2Vec filter** (``min_playlists``, default 3 as in the original) only decides which songs
   Music2Vec trains on. A song below it stays servable through its audio (``tcae`` and ``cel``).
 
-Duplicates (same :func:`app.textnorm.normalize_title` and same artist set) merge into one canonical id:
-the most popular id of the group, the lowest id on a tie. Every original id keeps resolving through
-``aliases``. A group's popularity counts the training playlists that contain any of its ids.
+Duplicates are one recording under several ids (:mod:`training.duplicates` holds the rule: same title key
+with its version markers, same artists, and mels that agree when there are mels). Each group merges into
+one canonical id: the most popular id of the group, the lowest id on a tie. Every original id keeps
+resolving through ``aliases``. A group's popularity counts the training playlists that contain any of its
+ids, each playlist once. The summary counts merges and refusals by reason (``Prepared.duplicates`` keeps
+examples of each).
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ import argparse
 import functools
 import itertools
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.textnorm import fold, is_instrumental, normalize_artists, normalize_title
+from mugle_core.melfile import load_mel, mel_path
+from mugle_core.textnorm import fold, is_instrumental
+from training.duplicates import DuplicateReport, find_duplicates
 from training.melon import MelonDataset, Song, genre_names
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class PrepOptions:
 
     min_playlists: int = 3
     merge_duplicates: bool = True
+    audio_check: bool = True  # let the mels decide whether two candidates are one recording
     drop_instrumental: bool = True
     drop_various_artists: bool = True
     excluded_genres: frozenset[str] = frozenset()
@@ -61,6 +69,7 @@ class Prepared:
     train_playlist_ids: list[int]
     w2v_songs: set[int]
     summary: list[tuple[str, int]] = field(default_factory=list)
+    duplicates: DuplicateReport = field(default_factory=DuplicateReport)
 
     def summary_text(self) -> str:
         return "\n".join(f"{label:<48} {n:>10,}" for label, n in self.summary)
@@ -77,8 +86,18 @@ def _song_dict(song: Song, genres: list[str]) -> dict[str, Any]:
     }
 
 
+def mel_reader(root: Path) -> Callable[[int], np.ndarray | None]:
+    """Song id -> its mel from ``root/arena_mel`` (padded when short), or None when missing or unreadable."""
+
+    def read(song_id: int) -> np.ndarray | None:
+        return load_mel(mel_path(root, song_id))[0]
+
+    return read
+
+
 def prepare(
-    dataset: MelonDataset, options: PrepOptions | None = None, holdout_ids: frozenset[int] | set[int] = frozenset()
+    dataset: MelonDataset, options: PrepOptions | None = None, holdout_ids: frozenset[int] | set[int] = frozenset(),
+    *, progress: bool = False,
 ) -> Prepared:
     """Filter, merge duplicates and build the training playlists (held-out playlists excluded)."""
     options = options or PrepOptions()
@@ -115,20 +134,24 @@ def prepare(
     size = int(max(flat.max(initial=-1), max((s.id for s in kept), default=-1))) + 1
     raw_pop = np.bincount(flat, minlength=size)
 
-    # Duplicate groups.
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for song in kept:
-        key = (normalize_title(song.title), normalize_artists(song.artists)) if options.merge_duplicates else (song.id,)
-        groups[key].append(song.id)
+    # Duplicate groups: one recording under several ids.
+    report = DuplicateReport()
+    if options.merge_duplicates:
+        reader = mel_reader(dataset.root) if options.audio_check else None
+        groups, report = find_duplicates(kept, raw_pop, reader, progress=progress)
+    else:
+        groups = [[song.id] for song in kept]
     aliases: dict[int, int] = {}
     alias_of = np.full(size, -1, dtype=np.int64)
-    for ids in groups.values():
+    for ids in groups:
         canonical = min(ids, key=lambda i: (-raw_pop[i], i))
         for i in ids:
             aliases[i] = canonical
         alias_of[ids] = canonical
     n_canonical = len(groups)
     summary.append(("  merged duplicate ids", len(kept) - n_canonical))
+    if options.merge_duplicates:
+        summary.extend(report.summary())
     summary.append(("servable songs (canonical)", n_canonical))
 
     # Training playlists in canonical ids, curator's order, repeats after merging removed.
@@ -162,8 +185,11 @@ def prepare(
         train_playlist_ids=train_ids,
         w2v_songs=w2v_songs,
         summary=summary,
+        duplicates=report,
     )
     logger.info("preprocessing:\n%s", prepared.summary_text())
+    for reason, examples in report.examples.items():
+        logger.info("%s, e.g. %s", reason, "; ".join(examples))
     return prepared
 
 
@@ -172,6 +198,8 @@ def add_prep_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-playlists", type=int, default=3,
                    help="Music2Vec trains on songs in at least this many training playlists (default 3)")
     g.add_argument("--no-merge-duplicates", action="store_true", help="keep duplicate ids as separate songs")
+    g.add_argument("--no-audio-check", action="store_true",
+                   help="merge duplicates by title key and artists alone, without comparing their mels")
     g.add_argument("--keep-instrumental", action="store_true", help="keep instrumental/MR/ASMR titles")
     g.add_argument("--keep-various-artists", action="store_true", help="keep 'Various Artists' songs")
     g.add_argument("--exclude-genres", default="",
@@ -194,6 +222,7 @@ def prep_options_from_args(args: argparse.Namespace) -> PrepOptions:
     return PrepOptions(
         min_playlists=args.min_playlists,
         merge_duplicates=not args.no_merge_duplicates,
+        audio_check=not args.no_audio_check,
         drop_instrumental=not args.keep_instrumental,
         drop_various_artists=not args.keep_various_artists,
         excluded_genres=excluded,

@@ -2,10 +2,8 @@
 
 - ``GET /songs/{id}/mel``: the song's mel-spectrogram as a small uint8 image,
   ``{"song_id", "bands", "frames", "values"}`` with ``values`` row-major over (bands, frames) and band 0
-  the lowest. The thumbnails are precomputed at training time into ``extras/mel_thumbs.npy``
-  (uint8, shape (n, bands, frames)) with the row -> song id map ``extras/mel_thumbs_ids.npy`` (int64,
-  ascending); :func:`mel_thumbnail` makes one. Without them the answer is 404 and the page leaves the
-  picture out.
+  the lowest. The thumbnails are precomputed at training time (:mod:`mugle_core.pictures`). Without
+  them the answer is 404 and the page leaves the picture out.
 - ``GET /songs/{id}/map?model=cel&k=15``: the song and its ``k`` nearest neighbours in one model's space,
   projected to 2-D by a PCA of just those vectors. A local PCA per request costs well under a
   millisecond for 16 x 128 values and shows the neighbourhood's own main directions, which a global
@@ -25,62 +23,21 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
 
-from app.artifacts import EXTRAS_DIR
 from app.deps import EngineDep
 from app.engine import Engine
 from app.schemas import ErrorDetail
+from mugle_core.artifacts import EXTRAS_DIR
+from mugle_core.pictures import MEL_THUMBS, MEL_THUMBS_IDS
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["visual"])
 
-MEL_THUMBS = "mel_thumbs.npy"
-MEL_THUMBS_IDS = "mel_thumbs_ids.npy"
-THUMB_FRAMES = 96
 GEM_PERCENTILE = 25.0
 MAX_MAP_K = 50
 
 SongId = Annotated[int, PathParam(ge=0, le=2**62, description="any id of the song (merged duplicates resolve)")]
 ModelName = Literal["music2vec", "tcae", "cel"]
-
-
-# -- precomputation (called by training) --------------------------------------------------------------
-
-
-def mel_thumbnail(mel: np.ndarray, frames: int = THUMB_FRAMES) -> np.ndarray:
-    """Shrink a (bands, T) mel-spectrogram to uint8 (bands, frames) for display.
-
-    Time is averaged into ``frames`` equal bins (nearest frame when T < frames). Values are scaled
-    between the 2nd and 99.5th percentile of the clip, so a quiet and a loud song both use the whole
-    colour range; a constant clip maps to zeros.
-    """
-    mel = np.asarray(mel, dtype=np.float64)
-    if mel.ndim != 2 or mel.shape[1] == 0:
-        raise ValueError(f"mel: expected a 2-D (bands, frames) array, got shape {mel.shape}")
-    mel = np.nan_to_num(mel, nan=0.0, posinf=0.0, neginf=0.0)
-    t = mel.shape[1]
-    if t >= frames:
-        edges = np.linspace(0, t, frames + 1).astype(np.int64)
-        small = np.add.reduceat(mel, edges[:-1], axis=1) / np.diff(edges)[None, :]
-    else:
-        small = mel[:, np.minimum((np.arange(frames) * t) // frames, t - 1)]
-    lo, hi = np.percentile(small, [2.0, 99.5])
-    if not hi > lo:
-        return np.zeros(small.shape, dtype=np.uint8)
-    return np.clip((small - lo) / (hi - lo) * 255.0, 0, 255).round().astype(np.uint8)
-
-
-def write_mel_thumbs(extras_dir: Path, ids: np.ndarray, thumbs: np.ndarray) -> None:
-    """Write the thumbnail files the ``/mel`` endpoint reads (ids are sorted here)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    thumbs = np.asarray(thumbs, dtype=np.uint8)
-    if thumbs.ndim != 3 or len(thumbs) != len(ids):
-        raise ValueError(f"thumbs: expected (n, bands, frames) with n={len(ids)}, got {thumbs.shape}")
-    order = np.argsort(ids, kind="stable")
-    extras_dir = Path(extras_dir)
-    extras_dir.mkdir(parents=True, exist_ok=True)
-    np.save(extras_dir / MEL_THUMBS_IDS, ids[order])
-    np.save(extras_dir / MEL_THUMBS, thumbs[order])
 
 
 # -- per-version caches -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ A versions folder looks like this::
       current                  text file holding the served version's folder name
       20261125-172800-ab12cd/  one complete version
         manifest.json          see :class:`Manifest`
-        catalog.npz            see :mod:`app.catalog` (song metadata + id aliases)
+        catalog.npz            see :mod:`mugle_core.catalog` (song metadata + id aliases)
         music2vec.index        FAISS inner-product index over the model's *key* vectors
         music2vec.ids.npy      int64 row -> song_id of that index (sorted ascending)
         music2vec.query.npy    float32 (rows, dim) L2-normalised *query* vectors, row-aligned with ids

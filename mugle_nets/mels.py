@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from training import melon as _melon
+from mugle_core import melfile as _melfile
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ USABLE = (OK, SHORT)
 
 def mel_path(root: Path, song_id: int) -> Path:
     """Where the Melon layout keeps a song's mel: ``arena_mel/<id // 1000>/<id>.npy``."""
-    return _melon.mel_path(Path(root), int(song_id))
+    return _melfile.mel_path(Path(root), int(song_id))
 
 
 # The dataset reader's statuses -> ours.
@@ -54,7 +54,7 @@ _STATUS_MAP = {
 def read_mel(path: Path, min_frames: int = MIN_FRAMES) -> tuple[np.ndarray | None, int]:
     """Read one mel file without ever raising for bad data.
 
-    Delegates to the dataset reader's :func:`training.melon.load_mel` so that training and the
+    Delegates to the dataset reader's :func:`mugle_core.melfile.load_mel` so that training and the
     dataset report agree on what counts as missing, unreadable or short.
 
     Parameters
@@ -68,7 +68,7 @@ def read_mel(path: Path, min_frames: int = MIN_FRAMES) -> tuple[np.ndarray | Non
     status : one of the codes in :data:`STATUSES`; ``short`` means usable but padded.
     """
     try:
-        mel, status = _melon.load_mel(Path(path), frames=FRAMES, min_frames=min_frames)
+        mel, status = _melfile.load_mel(Path(path), frames=FRAMES, min_frames=min_frames)
     except Exception as exc:  # a reader bug must not stop a 700k-file run; count it instead
         logger.warning("%s: mel reader failed (%s: %s)", path, type(exc).__name__, exc)
         return None, UNREADABLE

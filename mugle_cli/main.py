@@ -42,13 +42,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import run_from_args
+    from evaluation.evaluate import run_from_args
 
     return int(run_from_args(args) or 0)
 
 
 def _cmd_artifacts_list(args: argparse.Namespace) -> int:
-    from app.artifacts import list_versions, read_current, read_manifest
+    from mugle_core.artifacts import list_versions, read_current, read_manifest
 
     root = Path(args.artifacts)
     current = read_current(root)
@@ -65,7 +65,7 @@ def _cmd_artifacts_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_artifacts_use(args: argparse.Namespace) -> int:
-    from app.artifacts import set_current
+    from mugle_core.artifacts import set_current
 
     set_current(Path(args.artifacts), args.version)
     print(f"current -> {args.version}")
@@ -73,7 +73,7 @@ def _cmd_artifacts_use(args: argparse.Namespace) -> int:
 
 
 def _cmd_artifacts_prune(args: argparse.Namespace) -> int:
-    from app.artifacts import prune_versions
+    from mugle_core.artifacts import prune_versions
 
     removed = prune_versions(Path(args.artifacts), keep=args.keep)
     print(f"removed {len(removed)} version(s): {', '.join(removed) or '-'}")
@@ -124,7 +124,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="offline evaluation of an artifacts version, with a report")
     if command == "evaluate":
-        from training.evaluate import add_evaluate_arguments
+        from evaluation.evaluate import add_evaluate_arguments
 
         add_evaluate_arguments(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from app.artifacts import ArtifactError
+    from mugle_core.artifacts import ArtifactError
 
     try:
         return args.func(args)

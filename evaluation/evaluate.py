@@ -22,7 +22,7 @@ Protocol
 * A fusion study re-fuses the served per-model candidate lists with other depths, rank constants and
   normalisations, so a change to ``score_total`` can be judged before it is made.
 
-Results go to ``<version>/metrics.json`` and a Markdown report with plots (:mod:`training.report`).
+Results go to ``<version>/metrics.json`` and a Markdown report with plots (:mod:`evaluation.report`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ import numpy as np
 from scipy import sparse
 from tqdm import tqdm
 
-from app.artifacts import (
+from app.ranking import COOC
+from evaluation import metrics as M
+from evaluation.baselines import EASE, EASE_LAMBDAS, EASE_MAX_SONGS, ItemKNN
+from mugle_core.artifacts import (
     CATALOG,
     METRICS,
     MODEL_NAMES,
@@ -54,10 +57,7 @@ from app.artifacts import (
     read_manifest,
     resolve_current,
 )
-from app.catalog import SEP, Catalog
-from app.ranking import COOC
-from training import metrics as M
-from training.baselines import EASE, EASE_LAMBDAS, EASE_MAX_SONGS, ItemKNN
+from mugle_core.catalog import SEP, Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -492,6 +492,32 @@ def read_version_groups(data: Path, catalog: Catalog) -> list[list[int]] | None:
     return groups
 
 
+def planted_merges(data: Path, catalog: Catalog) -> dict[str, dict[str, int]] | None:
+    """How the catalog's duplicate merging treated the demo's planted pairs; None without a truth file.
+
+    For re-releases (should merge), version pairs and same-title pieces (should not): how many pairs with
+    both songs in the catalog ended up as one canonical song.
+    """
+    path = Path(data) / DEMO_TRUTH
+    if not path.is_file():
+        return None
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"{path}: cannot read ({exc})") from exc
+    kinds = {
+        "re-releases": [(r["source"], r["reissue"]) for r in truth.get("reissues", [])],
+        "version pairs": [(g[0], s) for g in truth.get("version_groups", []) for s in g[1:]],
+        "same-title pairs": [(g[0], s) for g in truth.get("same_title_groups", []) for s in g[1:]],
+    }
+    out: dict[str, dict[str, int]] = {}
+    for kind, pairs in kinds.items():
+        both = [(catalog.canonical(int(a)), catalog.canonical(int(b))) for a, b in pairs]
+        both = [(a, b) for a, b in both if a is not None and b is not None]
+        out[kind] = {"merged": sum(a == b for a, b in both), "pairs": len(both)}
+    return out
+
+
 def version_retrieval(
     served: Served, groups: list[list[int]], methods: Sequence[str], *, seed: int, progress: bool
 ) -> dict[str, Any]:
@@ -793,7 +819,7 @@ def evaluate(
 
     Raises
     ------
-    app.artifacts.ArtifactError
+    mugle_core.artifacts.ArtifactError
         When the version is missing or incomplete.
     EvaluationError
         When the version has no held-out playlists, or the dataset does not match it.
@@ -855,7 +881,7 @@ def evaluate(
                                     max_songs=ease_max_songs)
     timings["ease"] = round(time.perf_counter() - t0, 3)
     results["paired"] = paired_comparison(warm, warm_top10, results["warm"], seed=seed)
-
+    results["planted_duplicates"] = planted_merges(Path(data), ctx.catalog)
     groups = read_version_groups(Path(data), ctx.catalog)
     if groups:
         methods = [m for m in RETRIEVAL_METHODS if m in served.models or m == "score_total"]
@@ -888,7 +914,7 @@ def evaluate(
     results["timings"] = timings
 
     if report:
-        from training.report import write_report
+        from evaluation.report import write_report
 
         out_dir = Path(report_dir) if report_dir is not None else version_dir / "report"
         results["report"] = str(write_report(results, version_dir, out_dir, seed=seed))

@@ -1,6 +1,6 @@
 """The readable evaluation report: Markdown tables plus matplotlib plots (Agg backend, PNG files).
 
-:func:`write_report` takes the dictionary :func:`training.evaluate.evaluate` builds (the same one that
+:func:`write_report` takes the dictionary :func:`evaluation.evaluate.evaluate` builds (the same one that
 goes to ``metrics.json``) and the version folder, from which it reads the embeddings for the 2-D maps.
 """
 
@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-from app.artifacts import CATALOG, MODEL_NAMES, ids_file, query_file  # noqa: E402
-from app.catalog import SEP, Catalog  # noqa: E402
+from mugle_core.artifacts import CATALOG, MODEL_NAMES, ids_file, query_file  # noqa: E402
+from mugle_core.catalog import SEP, Catalog  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -267,6 +267,10 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, str]) -> st
         out.append("")
     else:
         out += ["No `demo_truth.json` with version groups in the dataset folder.", ""]
+    planted = results.get("planted_duplicates")
+    if planted:
+        out += ["Duplicate merging against the demo's planted pairs (re-releases should merge, the rest not): "
+                + "; ".join(f"{kind} merged {v['merged']} of {v['pairs']}" for kind, v in planted.items()) + ".", ""]
     sweep = (results.get("novelty_sweep") or {}).get("score_total") or []
     if sweep:
         out += ["## Novelty control (`score_total`)", "",

@@ -1,0 +1,1 @@
+"""The `mugle` command line, on top of every other package."""

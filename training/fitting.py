@@ -471,7 +471,11 @@ class Fitter:
         fill = {reference: 1.0, **{m: FILL_WEIGHT for m in others}}
         if fill not in combos:
             combos.append(fill)
-        hits, gains = _grid_objectives(lists, names, combos, queries)  # each (queries, combos)
+        hits, gains = _grid_objectives(lists, names, combos, queries, lambda: self.left() <= 0)
+        if len(hits) < len(queries):  # the budget ran out: judge every weighting on the queries scored
+            notes["grid"] = f"stopped by the budget after {len(hits)} of {len(queries)} queries"
+            queries = queries[: len(hits)]
+            singles = {name: figures([x[:K] for x in ls[: len(hits)]], queries) for name, ls in lists.items()}
         per_query = hits + gains
         best_hr = max(f["hit_rate@10"] for f in singles.values())
         best_nd = max(f["ndcg@10"] for f in singles.values())
@@ -591,8 +595,11 @@ def _grid_objectives(
     names: Sequence[str],
     combos: Sequence[Mapping[str, float]],
     queries: Sequence[ValQuery],
+    out_of_time: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """HitRate@10 and nDCG@10 of every weighting, per query: two arrays (queries, weightings).
+
+    With ``out_of_time``, checked every 64 queries, the arrays stop at the queries scored in time.
 
     Each query's candidates are scored ``sum_source w / rank`` for all weightings at once (a matrix
     product); ties go to the better best rank, then the lower id, as :func:`app.ranking.score_total`.
@@ -602,6 +609,8 @@ def _grid_objectives(
     hit = np.zeros((len(queries), len(combos)))
     nd = np.zeros((len(queries), len(combos)))
     for qi, q in enumerate(queries):
+        if out_of_time is not None and qi and qi % 64 == 0 and out_of_time():
+            return hit[:qi], nd[:qi]
         cand: dict[int, int] = {}
         for m in names:
             for s in lists[m][qi]:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,10 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             split = split_validation(
                 prepared.train_playlists, prepared.train_playlist_ids, holdout, options.fit, options.seed
             )
-            fitter = Fitter(split, options.fit, seed=options.seed, progress=options.progress)
+            # The search's outcome depends on how many trials fit the wall-clock budget: with --deterministic
+            # it is skipped, so the same data and seed still give the same embeddings.
+            fit_options = replace(options.fit, search=False) if options.deterministic else options.fit
+            fitter = Fitter(split, fit_options, seed=options.seed, progress=options.progress)
             if options.cooc_width:
                 alpha = fitter.fit_alpha()
             w2v_options, w2v_score = fitter.search_music2vec(w2v_options, options.prep.min_playlists)

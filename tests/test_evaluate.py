@@ -105,6 +105,8 @@ def test_evaluate_writes_metrics_and_report(trained: tuple[Path, Path, Path], re
     manifest = read_manifest(version_dir)
     assert set(manifest.ranking["fusion"]["weights"]) == {"music2vec", "tcae", "cel", "cooc"}
     assert manifest.ranking["fit"]["validation_playlists"] > 0 and manifest.ranking["fit"]["within_budget"]
+    validation = set(manifest.ranking["fit"]["validation_playlist_ids"])
+    assert validation and not validation & set(manifest.holdout_playlist_ids)
     report = Path(results["report"])
     text = report.read_text(encoding="utf-8")
     for png in ("metrics_bars.png", "novelty_tradeoff.png", "map_music2vec.png", "map_tcae.png", "map_cel.png"):

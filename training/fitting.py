@@ -582,6 +582,8 @@ class Fitter:
             "options": asdict(self.options),
             "seed": self.seed,
             "validation_playlists": len(self.split.val_ids),
+            # Recorded so that anyone can check them against the manifest's holdout_playlist_ids.
+            "validation_playlist_ids": sorted(self.split.val_ids),
             "fitting_playlists": len(self.split.fit_ids),
             "queries": len(self.split.queries),
             "elapsed_s": round(self.elapsed(), 3),

@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install run data train serve test test-fast lint bench eval docker-test system-deps clean
+.PHONY: install run data train serve test test-fast lint bench eval eval-structures docker-test system-deps clean
 
 # torch goes first and pinned: an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -60,6 +60,10 @@ bench: $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/mugle evaluate --data $(DATA) --artifacts $(ARTIFACTS)
+
+# Train and evaluate the default demo and three catalogs of other structure; table in docs/eval/structures.md.
+eval-structures: $(STAMP)
+	$(BIN)/python benchmarks/eval_structures.py --work build/eval-structures
 
 docker-test:
 	@bash scripts/docker-test.sh

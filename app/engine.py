@@ -19,11 +19,13 @@ import faiss
 import numpy as np
 
 from app import ranking
+from app.cooc import CoocLists
 from app.errors import ClientError
 from app.rowfile import NpyRows
 from app.search import TitleSearch
 from mugle_core.artifacts import (
     CATALOG,
+    COOC,
     EXTRAS_DIR,
     MODEL_NAMES,
     ArtifactError,
@@ -145,11 +147,19 @@ class Engine:
         models: dict[str, ModelIndex],
         search: TitleSearch,
         load_seconds: float = 0.0,
+        cooc: CoocLists | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
         self.version_dir = Path(version_dir)
         self.manifest = manifest
         self.catalog = catalog
         self.models = models
+        self.cooc = cooc
+        # score_total's per-source weights: fitted for this version at training time (manifest
+        # ``ranking.fusion.weights``), or the constant fallback for versions from before that.
+        self.weights = dict(weights) if weights is not None else ranking.fusion_weights(manifest.ranking)
+        self.novelty_strength = ranking.novelty_strength(manifest.ranking)
+        self.novelty_head = ranking.novelty_head(manifest.ranking)
         self.search_index = search
         self.load_seconds = load_seconds
         self._artists_cache: dict[int, frozenset[str]] = {}
@@ -192,6 +202,18 @@ class Engine:
         models = {name: cls._load_model(version_dir, manifest, catalog, name) for name in manifest.models}
         for mi in models.values():
             mi.threads = max(1, faiss_threads)
+        try:
+            weights = ranking.fusion_weights(manifest.ranking)
+            ranking.novelty_strength(manifest.ranking)
+            ranking.novelty_head(manifest.ranking)
+        except ValueError as exc:
+            raise ArtifactError(f"{version_dir}/manifest.json: {exc}") from exc
+        cooc = None
+        cooc_record = manifest.ranking.get(COOC)
+        if cooc_record:
+            if not isinstance(cooc_record, dict):
+                raise ArtifactError(f"{version_dir}/manifest.json: ranking.cooc must be an object")
+            cooc = CoocLists.load(version_dir, cooc_record, catalog.song_ids)
         search = TitleSearch.for_catalog(catalog, version_dir / EXTRAS_DIR / SEARCH_INDEX)
         # Every request reads a row of each list: have them read ahead into the page cache. Asked last, so
         # that from a cold cache this background reading does not delay the files loaded above.
@@ -199,6 +221,8 @@ class Engine:
             for rows in (mi.knn, mi.knn_sims):
                 if rows is not None:
                     rows.prefetch()
+        if cooc is not None:
+            cooc.prefetch()
         seconds = time.perf_counter() - start
         logger.info(
             "loaded version %s: %d songs, models %s in %.2f s",
@@ -207,7 +231,7 @@ class Engine:
             {m: mi.index.ntotal for m, mi in models.items()},
             seconds,
         )
-        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds)
+        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds, cooc=cooc, weights=weights)
 
     @staticmethod
     def _load_model(version_dir: Path, manifest: Manifest, catalog: Catalog, name: str) -> ModelIndex:
@@ -365,8 +389,13 @@ class Engine:
         novelty: float,
         exclude_rows: set[int],
         banned_artists: frozenset[str],
+        seed_rows: Sequence[int] = (),
     ) -> list[dict[str, Any]]:
-        """Rank for per-model queries: a catalog row (its own vector) or a normalised query vector."""
+        """Rank for per-model queries: a catalog row (its own vector) or a normalised query vector.
+
+        ``seed_rows`` are the catalog songs asked about (none for a clip outside the catalog): the
+        co-occurrence source lists what shares their playlists (summed over a seed set).
+        """
         self._check(method, k, novelty)
         depth = max(ranking.DEPTH, k)
         keep = None
@@ -382,11 +411,18 @@ class Engine:
             found = self._candidates(mi, query, exclude_rows, depth, keep)
             if found is not None:
                 lists[name], sims[name] = found
-        ranked = ranking.rank_method(method, lists, sims)
+        # Only score_total fuses the co-occurrence list; it is still read for the other methods so that
+        # every answer's ``ranks`` says where each source placed a song.
+        if self.cooc is not None and seed_rows:
+            found = self.cooc.candidates(seed_rows, exclude_rows, depth, keep)
+            if found is not None:
+                lists[COOC], sims[COOC] = found
+        ranked = ranking.rank_method(method, lists, sims, self.weights)
         ranked = ranking.novelty_rerank(
-            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES
+            ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength,
+            head=self.novelty_head,
         )[:k]
-        ranks = ranking.ranks_of((r for r, _ in ranked), lists, MODEL_NAMES)
+        ranks = ranking.ranks_of((r for r, _ in ranked), lists, ranking.SOURCES)
         return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]
 
     def _candidates(
@@ -438,7 +474,7 @@ class Engine:
         if row is None:
             raise UnknownSongError([song_id])
         banned = self.artists(row) if exclude_artist else frozenset()
-        items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned)
+        items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned, (row,))
         return self.song(row), items
 
     def recommend_seeds(
@@ -472,7 +508,7 @@ class Engine:
         if exclude_artist:
             banned = frozenset().union(*(self.artists(r) for r in rows))
         queries = dict.fromkeys(self.models, rows[0]) if len(rows) == 1 else self._vectors_of(rows)
-        items = self._rank(queries, method, k, novelty, set(rows), banned)
+        items = self._rank(queries, method, k, novelty, set(rows), banned, rows)
         return [self.song(r) for r in rows], items
 
     def recommend_from_vectors(

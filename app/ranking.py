@@ -8,16 +8,20 @@ can be tested without FAISS or a server.
 Methods (as in the original system, minus its bug of returning the query song first):
 
 ``score_total``
-    each model's candidate at 1-based rank ``r`` scores ``w_model / r`` (:data:`FUSION_WEIGHTS`);
-    scores add up across models, and a song missing from a model's list gets nothing from it.
+    each source's candidate at 1-based rank ``r`` scores ``w_source / r``; scores add up across sources,
+    and a song missing from a source's list gets nothing from it. The sources are the three models and,
+    in versions that have it, the co-occurrence list (``cooc``: songs sharing the most training
+    playlists). The weights are fitted per catalog at training time on a validation split of its
+    training playlists and read from the version's manifest; :data:`FUSION_WEIGHTS` is the fallback for
+    versions from before that.
 ``each_top3``
-    the top 3 of each model in model order, merged without repeats, then the lists' next entries taken
+    the top 3 of each of the three models in model order, merged without repeats, then the lists' next entries taken
     round-robin until ``k`` songs are chosen; the score of the ``i``-th chosen song is ``1 / i``.
 ``music2vec``, ``tcae``, ``cel``
     that model's list, scored by its inner product (cosine similarity for normalised vectors).
 
 Novelty re-rank (``novelty`` in [0, 1]): every ranked song's score is multiplied by
-``(1 + ln(1 + popularity)) ** (-NOVELTY_STRENGTH * novelty)``. At 0 the order is unchanged; at 0.5 a song in
+``(1 + ln(1 + popularity)) ** (-strength * novelty)``. At 0 the order is unchanged; at 0.5 a song in
 1,000 playlists needs about 60 times the score of a song in none to stay ahead, so the lesser-known songs
 among the candidates rise ("hidden gems") while the candidate set, and so the relevance floor, stays
 the models'. Single-model similarities are first mapped from [-1, 1] to [0, 1] so the product is monotone.
@@ -31,28 +35,53 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from app.errors import ClientError
-from mugle_core.names import METHODS as METHODS  # re-exported: the engine checks methods against it
+
+# score_total, the novelty re-rank and their constants live in mugle_core.fusion (training fits them);
+# they are re-exported here, where the rest of the ranking is.
+from mugle_core.fusion import (
+    COOC,
+    DEPTH,
+    FUSION_WEIGHTS,
+    MODELS,
+    NOVELTY_STRENGTH,
+    PLAYLIST_SOURCES,
+    SOURCES,
+    Ranked,
+    fusion_weights,
+    novelty_head,
+    novelty_rerank,
+    novelty_strength,
+    score_total,
+)
+from mugle_core.names import METHODS
 
 logger = logging.getLogger(__name__)
 
-DEPTH = 50
-TOP_EACH = 3
-# The weighted fusion's pool leans on Music2Vec, whose songs are more popular than the audio models'
-# (demo median about 24 against 5-7), so halving the median at novelty 0.5 takes a stronger pull than
-# the equal-weight pool did: strength 4 at 0.5 equals strength 2 at 1, which measured a ratio of 0.48 at
-# 7.7% HitRate@10 cost (default demo, holdout seed 1).
-NOVELTY_STRENGTH = 4.0
-# Per-model weights of the 1/rank sum in ``score_total``. With equal weights the audio lists, which find
-# songs that sound alike but are less often listed together, dilute Music2Vec's co-listening list and
-# the fusion fell below Music2Vec alone (HitRate@10 0.710 vs 0.755 on the default demo). Chosen by a grid
-# over the served depth-50 lists (cel in 0..1, tcae in 0..0.5, music2vec fixed at 1) on the default demo's
-# held-out playlists, trained with --seed 0 and checked on --seed 1: the smallest audio weights that
-# still let audio candidates reach the top 10 (for diversity and songs Music2Vec has no vector for)
-# while staying at or above the best single model. A model not named here counts with weight 1.
-FUSION_WEIGHTS: dict[str, float] = {"music2vec": 1.0, "cel": 0.25, "tcae": 0.1}
+# What other modules take from here: the fusion's names re-exported, the method list, and this module's own.
+__all__ = [
+    "COOC",
+    "DEPTH",
+    "FUSION_WEIGHTS",
+    "METHODS",
+    "MODELS",
+    "NOVELTY_STRENGTH",
+    "PLAYLIST_SOURCES",
+    "Ranked",
+    "SOURCES",
+    "fusion_weights",
+    "novelty_head",
+    "novelty_rerank",
+    "novelty_strength",
+    "score_total",
+    "candidate_list",
+    "each_top3",
+    "rank_method",
+    "ranks_of",
+    "single_model",
+    "sum_lists",
+]
 
-Ranked = list[tuple[int, float]]
-"""(catalog row, score) pairs, best first."""
+TOP_EACH = 3
 
 
 def _pick(rows: list[int], sims: list[float], keep: list[int]) -> tuple[list[int], list[float]]:
@@ -113,29 +142,6 @@ def candidate_list(
     return rows[:depth], out[:depth]
 
 
-def score_total(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None) -> Ranked:
-    """Sum of ``weight / rank`` across models; ties go to the better best rank, then the lower row.
-
-    ``weights`` maps a model name to its weight (missing names weigh 1; ``None``: all weigh 1, the
-    original system's plain sum). A model with weight 0 contributes neither score nor best rank.
-    """
-    weights = weights or {}
-    named = [(float(weights.get(m, 1.0)), np.asarray(rows, dtype=np.int64)) for m, rows in lists.items()]
-    named = [(w, p) for w, p in named if len(p) and w != 0.0]
-    if not named:
-        return []
-    rows = np.concatenate([p for _, p in named])
-    ranks = np.concatenate([np.arange(1, len(p) + 1, dtype=np.int64) for _, p in named])
-    gains = np.concatenate([w / np.arange(1, len(p) + 1, dtype=np.float64) for w, p in named])
-    songs, inverse = np.unique(rows, return_inverse=True)
-    # bincount adds in input order, model after model: the same float sums as adding rank by rank.
-    scores = np.bincount(inverse, weights=gains, minlength=len(songs))
-    best = np.full(len(songs), len(ranks) + 1, dtype=np.int64)  # above any rank
-    np.minimum.at(best, inverse, ranks)
-    order = np.lexsort((songs, best, -scores))
-    return list(zip(songs[order].tolist(), scores[order].tolist(), strict=True))
-
-
 def each_top3(lists: Mapping[str, Sequence[int]], top: int = TOP_EACH) -> Ranked:
     """Top ``top`` of each model merged without repeats, then round-robin through the lists' rest."""
     chosen: list[int] = []
@@ -166,12 +172,21 @@ def rank_method(
     method: str,
     lists: Mapping[str, Sequence[int]],
     sims: Mapping[str, Sequence[float]],
+    weights: Mapping[str, float] | None = None,
 ) -> Ranked:
-    """The full ordered pool of ``method`` (not yet cut to ``k``)."""
+    """The full ordered pool of ``method`` (not yet cut to ``k``).
+
+    ``weights`` are ``score_total``'s per-source weights (the version's fitted ones); None means
+    :data:`FUSION_WEIGHTS`. ``each_top3`` merges the three models only, as the original did.
+    """
     if method == "score_total":
-        return score_total(lists, FUSION_WEIGHTS)
+        if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
+            # A song without playlist history (cold start): the fitted weights were fitted on warm songs,
+            # where the playlist sources lead; between the audio models alone the constant weights hold.
+            weights = None
+        return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
     if method == "each_top3":
-        return each_top3(lists)
+        return each_top3({m: rows for m, rows in lists.items() if m in MODELS})
     if method in lists:
         return single_model(lists[method], sims[method])
     if method in METHODS:
@@ -179,28 +194,22 @@ def rank_method(
     raise ClientError(f"method: unknown method {method!r} (expected one of {', '.join(METHODS)})")
 
 
-def novelty_rerank(ranked: Ranked, popularity: np.ndarray, novelty: float, similarity: bool = False) -> Ranked:
-    """Re-rank towards lesser-known songs; see the module docstring for the formula.
+def sum_lists(
+    lists: Sequence[tuple[Sequence[int], Sequence[float]]], exclude: Iterable[int] = (), depth: int = DEPTH
+) -> tuple[list[int], list[float]]:
+    """Merge several scored lists by summing each row's scores (a seed set's co-occurrence rows).
 
-    Parameters
-    ----------
-    ranked : the method's pool, best first.
-    popularity : playlists per catalog row.
-    novelty : 0 keeps the order, 1 is the strongest preference for lesser-known songs.
-    similarity : the scores are cosine similarities in [-1, 1] (single-model methods).
+    Ties go to the lower row. Negative rows (pads) and ``exclude`` are dropped; at most ``depth`` rows.
     """
-    if not 0.0 <= novelty <= 1.0:
-        raise ClientError(f"novelty: must be in [0, 1], got {novelty}")
-    if novelty == 0.0 or not ranked:
-        return ranked
-    rows = np.fromiter((r for r, _ in ranked), dtype=np.int64, count=len(ranked))
-    base = np.fromiter((s for _, s in ranked), dtype=np.float64, count=len(ranked))
-    if similarity:
-        base = (np.clip(base, -1.0, 1.0) + 1.0) / 2.0
-    pop = popularity[rows].astype(np.float64)
-    adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-NOVELTY_STRENGTH * novelty)
-    order = np.lexsort((np.arange(len(rows)), -adjusted))  # stable: equal scores keep the model order
-    return [(int(rows[i]), float(adjusted[i])) for i in order]
+    banned = {int(r) for r in exclude}
+    total: dict[int, float] = {}
+    for rows, scores in lists:
+        for r, s in zip(rows, scores, strict=True):
+            r = int(r)
+            if r >= 0 and r not in banned:
+                total[r] = total.get(r, 0.0) + float(s)
+    best = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
+    return [r for r, _ in best], [s for _, s in best]
 
 
 def ranks_of(

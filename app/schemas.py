@@ -29,7 +29,7 @@ _SONG_EXAMPLE: dict[str, Any] = {
     "issue_date": "2017-03-24",
     "popularity": 2175,
 }
-_RANKS_EXAMPLE: dict[str, Any] = {"music2vec": 1, "tcae": 7, "cel": 2}
+_RANKS_EXAMPLE: dict[str, Any] = {"music2vec": 1, "tcae": 7, "cel": 2, "cooc": 3}
 
 
 class Song(BaseModel):
@@ -64,13 +64,18 @@ class SearchResponse(BaseModel):
 
 
 class Ranks(BaseModel):
-    """1-based rank of the song in each model's candidate list (depth 50), or null when absent."""
+    """1-based rank of the song in each source's candidate list (depth 50), or null when absent.
+
+    ``cooc`` is the co-occurrence list (songs sharing the most training playlists with the query); it is
+    null throughout for versions trained before it existed and for clips outside the catalog.
+    """
 
     model_config = ConfigDict(json_schema_extra={"examples": [_RANKS_EXAMPLE]})
 
     music2vec: int | None = None
     tcae: int | None = None
     cel: int | None = None
+    cooc: int | None = None
 
 
 class Recommendation(Song):

@@ -8,10 +8,15 @@ Protocol
   playlist contains; the truth is the rest of that playlist. **Cold-start queries**: per playlist, one
   seed among its songs that no training playlist contains but that have audio.
 * Every served method (:data:`app.ranking.METHODS`) is asked through the served
-  :class:`app.engine.Engine`, not a copy of its ranking code. The baselines are computed here:
-  ``random``, ``most_popular``, ``cooccurrence`` (count of shared training playlists) and
-  ``original_score_total`` (the original system: each model's top 50 *including the query song*, 1/rank
-  summed, 0.02 when absent).
+  :class:`app.engine.Engine`, not a copy of its ranking code; ``cooc_list`` is the version's served
+  co-occurrence list alone (score_total's fourth source). The baselines are computed here:
+  ``random``, ``most_popular``, ``cooccurrence`` (count of shared training playlists), ``item_knn``
+  (cosine of playlist columns), ``ease`` (closed-form EASE, up to :data:`training.baselines.EASE_MAX_SONGS`
+  songs with history, regularisation the best of :data:`training.baselines.EASE_LAMBDAS` *on these
+  queries*, which favours the baseline) and ``original_score_total`` (the original system: each model's
+  top 50 *including the query song*, 1/rank summed, 0.02 when absent).
+* A paired bootstrap of the per-query difference (the same queries resampled together) compares
+  ``score_total`` with the best practitioner baseline and with every single model, on HitRate@10 and nDCG@10.
 * Version retrieval uses the demo's ground truth (``demo_truth.json``) when the dataset folder has it.
 * A novelty sweep runs ``score_total`` at several ``novelty`` values (hit rate against popularity).
 * A fusion study re-fuses the served per-model candidate lists with other depths, rank constants and
@@ -39,8 +44,9 @@ import numpy as np
 from scipy import sparse
 from tqdm import tqdm
 
-from app.ranking import FUSION_WEIGHTS
+from app.ranking import COOC
 from evaluation import metrics as M
+from evaluation.baselines import EASE, EASE_LAMBDAS, EASE_MAX_SONGS, ItemKNN
 from mugle_core.artifacts import (
     CATALOG,
     METRICS,
@@ -63,7 +69,10 @@ DEPTH = 50
 ORIGINAL_ABSENT = 0.02
 NOVELTY_LEVELS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 SERVED_METHODS: tuple[str, ...] = METHODS
-BASELINES: tuple[str, ...] = ("random", "most_popular", "cooccurrence", "original_score_total")
+BASELINES: tuple[str, ...] = ("random", "most_popular", "cooccurrence", "item_knn", "original_score_total")
+# The practitioners' item-to-item baselines score_total is held against (paired comparison, targets).
+PRACTITIONER_BASELINES: tuple[str, ...] = ("cooccurrence", "item_knn", "ease")
+SERVED_LIST = "cooc_list"
 DEMO_TRUTH = "demo_truth.json"
 RETRIEVAL_METHODS: tuple[str, ...] = ("tcae", "cel", "score_total")
 RETRIEVAL_DEPTH = 100
@@ -255,6 +264,7 @@ class Baselines:
         self._inc_csr = inc
         self._inc_csc = inc.tocsc()
         self._faiss: dict[str, tuple[Any, np.ndarray, np.ndarray]] | None = None
+        self.item_knn = ItemKNN(ctx.train_playlists)
 
     def random(self, seed_song: int, k: int) -> list[int]:
         # Seeded per query so that the k=10 list is the prefix of the k=50 list.
@@ -323,12 +333,14 @@ class Baselines:
         return sorted(scores, key=lambda s: (-scores[s], s))[:k]
 
     def ranker(self, name: str) -> Callable[[int, int], list[int]]:
-        return {
+        rankers: dict[str, Callable[[int, int], list[int]]] = {
             "random": self.random,
             "most_popular": self.most_popular,
             "cooccurrence": self.cooccurrence,
+            "item_knn": self.item_knn,
             "original_score_total": self.original_score_total,
-        }[name]
+        }
+        return rankers[name]
 
 
 # -- the served engine -------------------------------------------------------------------------------
@@ -357,8 +369,17 @@ class Served:
     def recommend(self, seed_song: int, method: str, k: int, novelty: float = 0.0) -> list[int]:
         return [int(it["song_id"]) for it in self.recommend_items(seed_song, method, k, novelty)]
 
+    def cooc_list(self, seed_song: int, k: int) -> list[int]:
+        """The version's served co-occurrence list for the seed (empty when it has none)."""
+        eng = self.engine
+        row = eng.resolve(seed_song)
+        if eng.cooc is None or row is None:
+            return []
+        found = eng.cooc.candidates([row], {row}, max(k, DEPTH))
+        return [] if found is None else [int(eng.catalog.song_ids[r]) for r in found[0][:k]]
+
     def model_lists(self, seed_song: int, depth: int = DEPTH) -> tuple[dict[str, list[int]], dict[str, list[float]]]:
-        """Each model's served candidate list (query and duplicates excluded) with its similarities."""
+        """Each source's served candidate list (query and duplicates excluded) with its similarities."""
         lists: dict[str, list[int]] = {}
         sims: dict[str, list[float]] = {}
         for model in self.models:
@@ -366,6 +387,13 @@ class Served:
             if items:
                 lists[model] = [int(it["song_id"]) for it in items]
                 sims[model] = [float(it["score"]) for it in items]
+        eng = self.engine
+        row = eng.resolve(seed_song)
+        if eng.cooc is not None and row is not None:
+            found = eng.cooc.candidates([row], {row}, depth)
+            if found is not None and found[0]:
+                lists[COOC] = [int(eng.catalog.song_ids[r]) for r in found[0]]
+                sims[COOC] = list(found[1])
         return lists, sims
 
 
@@ -523,7 +551,8 @@ def version_retrieval(
 
 FUSION_VARIANTS: dict[str, dict[str, Any]] = {
     "equal weights (1/r, depth 50)": {"depth": 50, "c": 0.0},
-    "served weights (app.ranking.FUSION_WEIGHTS)": {"depth": 50, "c": 0.0, "weights": dict(FUSION_WEIGHTS)},
+    "served weights (the version's fitted ones)": {"depth": 50, "c": 0.0, "weights": "served"},
+    "fitted weights without the co-occurrence list": {"depth": 50, "c": 0.0, "weights": "served-no-cooc"},
     "1/r, depth 10": {"depth": 10, "c": 0.0},
     "1/r, depth 20": {"depth": 20, "c": 0.0},
     "RRF c=10, depth 50": {"depth": 50, "c": 10.0},
@@ -582,14 +611,103 @@ def fusion_study(
         lists, sims = served.model_lists(q.seed, DEPTH)
         per_query.append((lists, sims))
     out: dict[str, Any] = {}
+    served_w = dict(served.engine.weights)
     for name, spec in FUSION_VARIANTS.items():
         hr, nd = [], []
+        weights = spec.get("weights")
+        if weights == "served":
+            weights = served_w
+        elif weights == "served-no-cooc":
+            weights = {**served_w, COOC: 0.0}
         for q, (lists, sims) in zip(queries, per_query, strict=True):
             top = fuse(lists, sims, depth=spec.get("depth", DEPTH), c=spec.get("c", 0.0),
-                       weights=spec.get("weights"), use_sims=spec.get("sims", False))[:K]
+                       weights=weights, use_sims=spec.get("sims", False))[:K]
             hr.append(M.hit_rate_at_k(top, q.relevant, K))
             nd.append(M.ndcg_at_k(top, q.relevant, K))
         out[name] = {"hit_rate@10": _ci(hr, seed), "ndcg@10": _ci(nd, seed)}
+    return out
+
+
+# -- practitioners' baselines and the paired comparison ------------------------------------------------
+
+
+def ease_baseline(
+    ctx: EvalContext,
+    warm: Sequence[Query],
+    cold: Sequence[Query],
+    results: dict[str, Any],
+    warm_top10: dict[str, list[list[int]]],
+    *,
+    seed: int,
+    progress: bool,
+    max_songs: int = EASE_MAX_SONGS,
+) -> dict[str, Any]:
+    """Run EASE at every regularisation of :data:`EASE_LAMBDAS` and keep the best on these queries.
+
+    Adds ``ease`` to ``results["warm"]``/``["cold_start"]`` and to ``warm_top10``; returns what was done
+    (per-lambda figures, or why it was skipped: more songs than ``max_songs``).
+    """
+    fits, n = EASE.fits(ctx.train_playlists, max_songs)
+    if not fits:
+        logger.info("EASE skipped: %d songs with history > %d", n, max_songs)
+        return {"skipped": f"{n:,} songs with playlist history > {max_songs:,} (a dense {n:,}^2 inverse)", "songs": n}
+    per_lambda: dict[str, Any] = {}
+    best: tuple[float, float, list[list[int]], list[list[int]]] | None = None
+    seconds = 0.0
+    for lam in EASE_LAMBDAS:
+        model = EASE(ctx.train_playlists, lam)
+        seconds += model.seconds
+        l10, l50 = _run_method(model, warm, f"warm ease {lam:g}", progress)
+        hr = M.mean_finite(M.hit_rate_at_k(r, q.relevant, K) for r, q in zip(l10, warm, strict=True))
+        nd = M.mean_finite(M.ndcg_at_k(r, q.relevant, K) for r, q in zip(l10, warm, strict=True))
+        per_lambda[f"{lam:g}"] = {"hit_rate@10": _num(hr), "ndcg@10": _num(nd), "fit_s": model.seconds}
+        if best is None or hr + nd > best[1]:
+            best = (lam, hr + nd, l10, l50)
+        del model
+    assert best is not None
+    lam, _, l10, l50 = best
+    results["warm"]["ease"] = score_lists(ctx, warm, l10, l50, seed=seed)
+    # A seed no training playlist holds has no row in EASE: cold-start queries get empty lists.
+    results["cold_start"]["ease"] = (score_lists(ctx, cold, [[] for _ in cold], [[] for _ in cold], seed=seed)
+                                     if cold else {"queries": 0})
+    warm_top10["ease"] = l10
+    return {"songs": n, "lambda": lam, "per_lambda": per_lambda, "fit_s": round(seconds, 3),
+            "note": "lambda chosen on these held-out queries: favours the baseline"}
+
+
+def paired_comparison(
+    queries: Sequence[Query],
+    top10: Mapping[str, Sequence[Sequence[int]]],
+    warm: Mapping[str, Any],
+    *,
+    seed: int,
+    method: str = "score_total",
+) -> dict[str, Any]:
+    """Bootstrap intervals of the per-query difference ``method`` minus each rival, on HR@10 and nDCG@10.
+
+    The rivals are the best practitioner baseline (per metric, by mean) and every single model. The
+    queries are resampled together, so the interval is of the paired difference.
+    """
+    if method not in top10:
+        return {}
+    per: dict[str, dict[str, np.ndarray]] = {}
+    for name, lists in top10.items():
+        per[name] = {
+            "hit_rate@10": np.array([M.hit_rate_at_k(r, q.relevant, K) for r, q in zip(lists, queries, strict=True)]),
+            "ndcg@10": np.array([M.ndcg_at_k(r, q.relevant, K) for r, q in zip(lists, queries, strict=True)]),
+        }
+    out: dict[str, Any] = {"method": method, "queries": len(queries)}
+    for metric in ("hit_rate@10", "ndcg@10"):
+        block: dict[str, Any] = {}
+        present = [b for b in PRACTITIONER_BASELINES if b in per]
+        if present:
+            best = max(present, key=lambda b: (float(per[b][metric].mean()), b))
+            block["best_baseline"] = best
+            block["vs_best_baseline"] = _ci(per[method][metric] - per[best][metric], seed)
+        for rival in (*present, *MODEL_NAMES, SERVED_LIST):
+            if rival in per and rival != method:
+                block[f"vs_{rival}"] = _ci(per[method][metric] - per[rival][metric], seed)
+        out[metric] = block
     return out
 
 
@@ -615,12 +733,21 @@ def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                      "met": met, "rule": note}
 
     hr = {m: _mean(warm.get(m), "hit_rate@10") for m in warm}
+    for metric, short in (("hit_rate@10", "HitRate@10"), ("ndcg@10", "nDCG@10")):
+        values = {m: v for m in warm if (v := _mean(warm.get(m), metric)) is not None}
+        own = values.get("score_total")
+        key = "" if metric == "hit_rate@10" else "_ndcg"
+        best_single = {m: values[m] for m in MODEL_NAMES if m in values}
+        if own is not None and best_single:
+            best = max(best_single.values())
+            put(f"score_total_vs_best_single{key}", own, best, own >= best,
+                f"score_total {short} >= best single model's")
+        rivals = {b: values[b] for b in PRACTITIONER_BASELINES if b in values}
+        if own is not None and rivals:
+            name = max(rivals, key=lambda b: (rivals[b], b))
+            put(f"score_total_vs_best_baseline{key}", own, rivals[name], own >= rivals[name],
+                f"score_total {short} >= best of co-occurrence, item-kNN, EASE ({name})")
     singles = {m: v for m in MODEL_NAMES if (v := hr.get(m)) is not None}
-    total = hr.get("score_total")
-    if total is not None and singles:
-        best = max(singles.values())
-        put("score_total_vs_best_single", total, best, total >= best,
-            "score_total HitRate@10 >= best single model's")
     pop = hr.get("most_popular")
     for m, single in singles.items():
         if pop is not None:
@@ -680,6 +807,7 @@ def evaluate(
     fusion: bool = True,
     progress: bool = True,
     report: bool = True,
+    ease_max_songs: int = EASE_MAX_SONGS,
 ) -> dict[str, Any]:
     """Evaluate one artifacts version on its held-out playlists and write ``metrics.json`` and a report.
 
@@ -694,6 +822,7 @@ def evaluate(
     fusion : also run the fusion study (alternative ways to fuse the served candidate lists).
     progress : show progress bars.
     report : write the Markdown report and plots (``metrics.json`` is always written).
+    ease_max_songs : run EASE only up to this many songs with playlist history (a dense square inverse).
 
     Returns
     -------
@@ -723,6 +852,8 @@ def evaluate(
     rankers: dict[str, Callable[[int, int], list[int]]] = {
         m: functools.partial(_served_rank, served, m) for m in SERVED_METHODS
     }
+    if served.engine.cooc is not None:
+        rankers[SERVED_LIST] = served.cooc_list
     rankers.update({b: baselines.ranker(b) for b in BASELINES})
     results: dict[str, Any] = {
         "version": version_dir.name,
@@ -746,6 +877,7 @@ def evaluate(
         },
     }
     timings: dict[str, float] = {}
+    warm_top10: dict[str, list[list[int]]] = {}
     for set_name, queries in (("warm", warm), ("cold_start", cold)):
         block: dict[str, Any] = {}
         for name, fn in rankers.items():
@@ -753,8 +885,15 @@ def evaluate(
             l10, l50 = _run_method(fn, queries, f"{set_name} {name}", progress)
             block[name] = score_lists(ctx, queries, l10, l50, seed=seed) if queries else {"queries": 0}
             timings[f"{set_name}/{name}"] = round(time.perf_counter() - t0, 3)
+            if set_name == "warm":
+                warm_top10[name] = l10
         results[set_name] = block
 
+    t0 = time.perf_counter()
+    results["ease"] = ease_baseline(ctx, warm, cold, results, warm_top10, seed=seed, progress=progress,
+                                    max_songs=ease_max_songs)
+    timings["ease"] = round(time.perf_counter() - t0, 3)
+    results["paired"] = paired_comparison(warm, warm_top10, results["warm"], seed=seed)
     results["planted_duplicates"] = planted_merges(Path(data), ctx.catalog)
     groups = read_version_groups(Path(data), ctx.catalog)
     if groups:
@@ -810,6 +949,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fusion-study", action="store_true", help="skip the fusion study")
     parser.add_argument("--no-report", action="store_true", help="write metrics.json only")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--ease-max-songs", type=int, default=EASE_MAX_SONGS,
+                        help=f"run the EASE baseline up to this many songs with history (default {EASE_MAX_SONGS:,})")
 
 
 def summary_lines(results: Mapping[str, Any]) -> list[str]:
@@ -826,6 +967,16 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             f"{f(_mean(block, 'recall@50')):>8}{f(block.get('median_popularity@10')):>8}"
             f"{f(_mean(cold, 'hit_rate@10')):>9}"
         )
+    ease = results.get("ease") or {}
+    if "skipped" in ease:
+        lines.append(f"ease: skipped ({ease['skipped']})")
+    paired = results.get("paired") or {}
+    for metric in ("hit_rate@10", "ndcg@10"):
+        block = paired.get(metric) or {}
+        ci = block.get("vs_best_baseline")
+        if ci:
+            lines.append(f"paired {metric}: score_total - {block['best_baseline']} = {ci['mean']:+.3f} "
+                         f"[{ci['low']:+.3f}, {ci['high']:+.3f}]")
     for name, t in results.get("targets", {}).items():
         lines.append(f"target {name}: {t['value']} vs {t['threshold']} -> {'met' if t['met'] else 'MISSED'}")
     return lines
@@ -841,6 +992,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             max_playlists=None if args.max_playlists == 0 else args.max_playlists, seed=args.seed,
             report_dir=Path(args.report_dir) if args.report_dir else None,
             fusion=not args.no_fusion_study, progress=not args.quiet, report=not args.no_report,
+            ease_max_songs=args.ease_max_songs,
         )
     except (ArtifactError, EvaluationError, ValueError, OSError) as exc:
         print(f"mugle evaluate: {exc}", file=sys.stderr)

@@ -16,10 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from training.demo import generate
+    from training.demo import Structure, generate
 
+    structure = Structure(playlist_length=args.playlist_length, theme_purity=args.theme_purity,
+                          pop_exponent=args.pop_exponent, curator_order=args.curator_order)
     summary = generate(Path(args.out), songs=args.songs, playlists=args.playlists, seed=args.seed,
-                       mels=not args.no_mels, progress=not args.quiet, overwrite=args.overwrite)
+                       mels=not args.no_mels, progress=not args.quiet, overwrite=args.overwrite,
+                       structure=structure)
     print(f"demo dataset written to {args.out}: {summary}")
     return 0
 
@@ -102,6 +105,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--no-mels", action="store_true", help="metadata only (for real-size benchmarks)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    # Catalog structure (defaults: the default demo's; see training.demo.Structure). Kept as literals so
+    # that `mugle serve` never imports the training package to build its parser.
+    g = p.add_argument_group("catalog structure")
+    g.add_argument("--playlist-length", type=float, default=16.0, help="mean songs per playlist (default 16)")
+    g.add_argument("--theme-purity", type=float, default=0.85,
+                   help="mean share of a playlist's songs from its theme, the rest random (default 0.85)")
+    g.add_argument("--pop-exponent", type=float, default=1.1,
+                   help="popularity skew: weight 1/(rank+60)^e, 0 = flat (default 1.1)")
+    g.add_argument("--curator-order", type=float, default=1.0,
+                   help="share of playlists in curator order (grouped by genre); the rest shuffled (default 1)")
     p.set_defaults(func=_cmd_demo_data)
 
     p = sub.add_parser("train", help="train a new artifacts version and point `current` at it")

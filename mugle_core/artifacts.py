@@ -13,6 +13,9 @@ A versions folder looks like this::
         music2vec.knn.npy      optional: int32 (rows, K) each query row's nearest index rows, best first
         music2vec.knn_sims.npy optional: float32 (rows, K) their similarities (see :func:`knn_file`)
         tcae.*  cel.*          same three files per model
+        cooc.ids.npy           optional: int64 songs that occur in training playlists (ascending)
+        cooc.knn.npy           their top co-occurring songs (rows of cooc.ids), best first, -1 padded
+        cooc.knn_sims.npy      the matching co-occurrence scores (see :data:`COOC`)
         models/                what is needed to embed new audio or retrain (torch state dicts, mel stats)
         metrics.json           offline evaluation, when it was run
         extras/                optional precomputed pictures (mel thumbnails, 2-D maps)
@@ -45,6 +48,9 @@ from mugle_core.names import MODEL_NAMES as MODEL_NAMES  # re-exported: the mani
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# The co-occurrence candidate source: precomputed lists only, no vectors or index. Described by the
+# manifest's ``ranking["cooc"]`` (files, width, popularity exponent), not by ``models``.
+COOC = "cooc"
 CURRENT = "current"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.npz"
@@ -118,6 +124,9 @@ class Manifest:
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     holdout_playlist_ids: list[int] = field(default_factory=list)
+    # What training fitted for ranking on its validation split (fusion weights, the co-occurrence lists'
+    # files and exponent, the validation figures); empty for versions from before it existed.
+    ranking: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -132,6 +141,7 @@ class Manifest:
             "timings": self.timings,
             "counts": self.counts,
             "holdout_playlist_ids": self.holdout_playlist_ids,
+            "ranking": self.ranking,
         }
         return json.dumps(data, ensure_ascii=False, indent=2)
 
@@ -162,6 +172,7 @@ class Manifest:
                 timings=dict(data.get("timings", {})),
                 counts=dict(data.get("counts", {})),
                 holdout_playlist_ids=[int(i) for i in data.get("holdout_playlist_ids", [])],
+                ranking=dict(data.get("ranking") or {}),
                 schema_version=schema,
             )
         except ArtifactError:
@@ -204,6 +215,10 @@ def check_version_files(version_dir: Path, manifest: Manifest) -> None:
         for fname in entry.files:
             if not (version_dir / fname).is_file():
                 raise ArtifactError(f"{version_dir / fname}: listed in manifest for model {name!r} but missing")
+    cooc = manifest.ranking.get(COOC) or {}
+    for fname in cooc.get("files", []):
+        if not (version_dir / str(fname)).is_file():
+            raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest ranking.cooc but missing")
 
 
 # -- the ``current`` pointer -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,52 @@ POP_EXPONENT = 1.1
 POP_OFFSET = 60.0
 FOCUS_BOOST = 10.0
 MEAN_PLAYLIST_LEN = 16.0
+
+
+@dataclass(frozen=True)
+class Structure:
+    """Knobs of a catalog's playlist structure (``mugle demo-data --playlist-length ...``).
+
+    The defaults give the default demo, byte for byte; other values give catalogs of another structure,
+    so that the ranking can be checked on data it was not tuned on.
+
+    Attributes
+    ----------
+    playlist_length : mean songs per playlist (log-normal around it; capped by the catalog's size).
+    theme_purity : mean share of a playlist's songs drawn from its theme (the rest is random noise).
+    pop_exponent : popularity skew, the exponent of ``1 / (rank + 60) ** e``; 0 is flat.
+    curator_order : share of playlists whose order is the curator's (songs grouped by genre); the rest
+        are shuffled, so at 0 the order within a playlist carries nothing.
+    """
+
+    playlist_length: float = MEAN_PLAYLIST_LEN
+    theme_purity: float = 0.85
+    pop_exponent: float = POP_EXPONENT
+    curator_order: float = 1.0
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first knob out of range."""
+        bounds = {"playlist_length": (2.0, 200.0), "theme_purity": (0.3, 1.0), "pop_exponent": (0.0, 3.0),
+                  "curator_order": (0.0, 1.0)}
+        for name, (lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not lo <= value <= hi:
+                raise ValueError(f"generate({name}=...) must be within [{lo:g}, {hi:g}], got {value!r}")
+
+    def noise_share(self, drawn: np.ndarray) -> np.ndarray:
+        """Per-playlist noise share from the default draw (uniform 0.05..0.25, mean 0.15), rescaled."""
+        if self.theme_purity == Structure.theme_purity:
+            return drawn
+        return np.clip(drawn * (1.0 - self.theme_purity) / 0.15, 0.0, 1.0)
+
+    def reorder(self, seed: int, p: int, songs: list[int]) -> list[int]:
+        """The playlist's final order: the curator's, or (for a ``1 - curator_order`` share) shuffled."""
+        if self.curator_order >= 1.0 or len(songs) < 2:
+            return songs
+        rng = np.random.default_rng([seed, p, 0x4F7264])  # a stream of its own: the default stays unchanged
+        if rng.random() < self.curator_order:
+            return songs
+        return [songs[i] for i in rng.permutation(len(songs)).tolist()]
 # How strongly a theme colours its recordings' sound (beyond tempo, noise floor and its genres'
 # timbres): the spectral tilt across all bands in dB at brightness +-1, and the drum level in decades.
 # Strong enough that audio neighbours tend to share a theme, weak enough that the melody still
@@ -461,6 +507,7 @@ def generate(
     version_rate: float = 0.10,
     mel_dtype: str = "float16",
     overwrite: bool = False,
+    structure: Structure | None = None,
 ) -> dict[str, Any]:
     """Write a demo dataset in the Melon layout, plus ``demo_truth.json``.
 
@@ -486,6 +533,8 @@ def generate(
         ``"float16"`` (default: the 3000-song catalog stays near 0.5 GB) or ``"float32"``.
     overwrite : bool
         Replace an existing non-empty ``out``.
+    structure : Structure
+        Playlist length, theme purity, popularity skew and curator order (default: the default demo's).
 
     Returns
     -------
@@ -505,6 +554,8 @@ def generate(
     rates = {"missing_mel_rate": missing_mel_rate, "duplicate_rate": duplicate_rate,
              "version_rate": version_rate}
     _check_params(songs, playlists, seed, rates, mel_dtype)
+    structure = structure or Structure()
+    structure.check()
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise FileExistsError(f"demo dataset folder {out} exists and is not empty (pass overwrite=True)")
@@ -515,7 +566,7 @@ def generate(
     tmp.mkdir()
     try:
         summary = _write(tmp, songs=int(songs), playlists=int(playlists), seed=int(seed), mels=mels,
-                         progress=progress, rates=rates, mel_dtype=mel_dtype)
+                         progress=progress, rates=rates, mel_dtype=mel_dtype, structure=structure)
         # Only a complete dataset gets the final name.
         if out.exists():
             trash = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -534,7 +585,7 @@ def generate(
 
 def _write(
     root: Path, *, songs: int, playlists: int, seed: int, mels: bool, progress: bool,
-    rates: dict[str, float], mel_dtype: str,
+    rates: dict[str, float], mel_dtype: str, structure: Structure,
 ) -> dict[str, Any]:
     rng = np.random.default_rng([seed, 1])
     n = songs
@@ -726,7 +777,7 @@ def _write(
     # exponent is mild and offset so that a hit lands in a few percent of playlists, not in half
     # of them: on real playlist data a global top 10 appears in only a small share of playlists.
     pop_rank = rng.permutation(n)
-    weight = 1.0 / (pop_rank + POP_OFFSET) ** POP_EXPONENT
+    weight = 1.0 / (pop_rank + POP_OFFSET) ** structure.pop_exponent
     members = [np.flatnonzero(song_theme == t) for t in range(n_themes)]
     global_cdf = _cdf(weight)
     sizes_t = np.array([len(m) for m in members])
@@ -734,9 +785,9 @@ def _write(
                           (theme_w * np.maximum(sizes_t, 1)).sum())
     # Playlists are short next to their theme (real ones hold about 20 songs), so two playlists of
     # one theme share only some of their songs.
-    mean_len = float(min(MEAN_PLAYLIST_LEN, max(4.0, 0.35 * n / n_themes)))
+    mean_len = float(min(structure.playlist_length, max(4.0, 0.35 * n / n_themes)))
     lengths = np.clip(np.round(rng.lognormal(np.log(mean_len), 0.55, playlists)), 1, 200).astype(np.int64)
-    noise_share = rng.uniform(0.05, 0.25, playlists)
+    noise_share = structure.noise_share(rng.uniform(0.05, 0.25, playlists))
     genre_order = rng.random((playlists, len(_GENRES)))
     # A curator's taste inside the theme: one genre of the theme is favoured, so a playlist is a
     # sub-theme (an acoustic 카페 list, a jazz one) rather than the theme's hit parade.
@@ -768,7 +819,7 @@ def _write(
             extra = [s for s in dict.fromkeys(np.searchsorted(global_cdf, u).tolist()) if s not in chosen]
             for s in extra[:n_noise]:
                 chosen.insert(int(rng.integers(0, len(chosen) + 1)), int(s))
-        pl_songs.append(chosen)
+        pl_songs.append(structure.reorder(seed, p, chosen))
         bar.update()
     bar.close()
 
@@ -874,7 +925,7 @@ def _write(
     truth = {
         "generator": "mugle training.demo",
         "params": {"songs": n, "playlists": playlists, "seed": seed, "mels": mels, "mel_dtype": mel_dtype,
-                   "mel_shape": [N_MELS, N_FRAMES], **rates},
+                   "mel_shape": [N_MELS, N_FRAMES], **rates, "structure": asdict(structure)},
         "themes": {th.name: members[t].tolist() for t, th in enumerate(themes)},
         "song_theme": [theme_names[t] for t in song_theme.tolist()],
         "playlist_theme": {str(int(pl_ids[p])): theme_names[int(pl_theme[p])] for p in range(playlists)},

@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,7 @@ def train_music2vec(
     seed: int,
     models_dir: Path | None = None,
     work_dir: Path | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> Music2VecResult:
     """Train Word2Vec over ``playlists`` and return normalised input/output vectors per song.
 
@@ -164,6 +165,7 @@ def train_music2vec(
     seed : seeds gensim's vector initialisation and sampling.
     models_dir : when given, the gensim model is saved there as ``music2vec.model`` for retraining.
     work_dir : where the fast path writes its temporary corpus file (default: the system temp dir).
+    callbacks : gensim ``CallbackAny2Vec`` objects (e.g. a deadline that stops between epochs by raising).
 
     Returns
     -------
@@ -221,13 +223,14 @@ def train_music2vec(
                 total_words=model.corpus_total_words,
                 total_examples=model.corpus_count,
                 epochs=options.epochs,
+                callbacks=list(callbacks),
             )
             stats["corpus_bytes"] = size
             stats["write_s"] = round(written - started, 3)
     else:
         model.build_vocab(sentences)
         vocab_done = time.perf_counter()
-        model.train(sentences, total_examples=model.corpus_count, epochs=options.epochs)
+        model.train(sentences, total_examples=model.corpus_count, epochs=options.epochs, callbacks=list(callbacks))
     finished = time.perf_counter()
     train_s = finished - vocab_done
     stats["vocab_s"] = round(vocab_done - started, 3)

@@ -1,7 +1,11 @@
 """``mugle train``: one dataset folder in, one complete artifacts version out.
 
-Stages: read -> preprocess -> each model of :func:`training.models.build_models` (Music2Vec, TCAE, CEL,
-through one contract, :class:`training.models.EmbeddingModel`) -> indexes -> catalog -> manifest. Everything is
+Stages: read -> preprocess -> fit (validation split: co-occurrence exponent, Music2Vec search) -> each model
+of :func:`training.models.build_models` (Music2Vec, TCAE, CEL, through one contract,
+:class:`training.models.EmbeddingModel`) -> fit_fusion (score_total's weights, novelty) -> indexes ->
+co-occurrence lists -> catalog -> manifest. The fitting (:mod:`training.fitting`) uses only the training
+playlists, never the held-out ones, and stays inside ``--fit-budget`` seconds; what it chose is the
+manifest's ``ranking`` record. Everything is
 written into a staging folder (:func:`mugle_core.artifacts.staging_version`) that is renamed into place only
 when complete, and ``current`` is switched last. Bad data raises before anything is staged; a crash,
 Ctrl-C or a full disk midway removes the staging folder; a SIGKILL can leave a ``.tmp-*`` folder behind,
@@ -26,12 +30,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mugle_core import fusion as ranking
 from mugle_core.artifacts import (
     CATALOG,
     EXTRAS_DIR,
@@ -49,6 +54,9 @@ from mugle_core.melfile import MEL_DIR
 from mugle_nets.cel import CELOptions
 from mugle_nets.device import DEVICES, resolve_device
 from mugle_nets.tcae import TCAEOptions
+from training.cooc import WIDTH as COOC_WIDTH
+from training.cooc import write_cooc
+from training.fitting import UNFITTED_WEIGHTS, FitOptions, Fitter, split_validation
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import SPLIT_FILES, read_dataset
 from training.models import TrainingData, build_models
@@ -77,6 +85,9 @@ class TrainOptions:
     flat_threshold : below this many vectors an index is exact, above it HNSW.
     neighbours : width of the precomputed neighbour lists the service answers catalog songs from (about
         0.5 KB per song and model on disk); 0 writes none, and the service then searches the indexes.
+    cooc_width : width of the co-occurrence lists (the fourth candidate source); 0 writes none.
+    fit : how the ranking is fitted on a validation split (:class:`training.fitting.FitOptions`);
+        ``fit.budget_s`` 0 fits nothing (Music2Vec as given, raw counts, fallback weights).
     thumbs_limit : mel thumbnails for the web page are precomputed only up to this many songs with
         audio (reading every mel again costs hours at real size); 0 disables them.
     version : folder name of the new version (default: timestamp plus random suffix).
@@ -93,6 +104,8 @@ class TrainOptions:
     cel: CELOptions = field(default_factory=CELOptions)
     flat_threshold: int = FLAT_THRESHOLD
     neighbours: int = NEIGHBOURS
+    cooc_width: int = COOC_WIDTH
+    fit: FitOptions = field(default_factory=FitOptions)
     thumbs_limit: int = 50_000
     version: str | None = None
     progress: bool = True
@@ -111,7 +124,8 @@ class TrainOptions:
                 raise ValueError(f"w2v_{name}={getattr(w2v, name)!r}: must be at least 1")
         if w2v.workers < 0:
             raise ValueError(f"w2v_workers={w2v.workers!r}: must not be negative")
-        for name in ("flat_threshold", "neighbours", "thumbs_limit"):
+        self.fit.validate()
+        for name in ("flat_threshold", "neighbours", "thumbs_limit", "cooc_width"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
         # CEL pulls its output towards both inputs by cosine, so the three spaces must share one width.
@@ -304,6 +318,21 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
     read_report = dataset.report
     del dataset  # the playlists live on in `prepared`; free the rest before training
 
+    w2v_options, w2v_score, alpha, fitter = options.music2vec, "in_out", 0.0, None
+    if options.fit.budget_s > 0:
+        with clock.stage("fit"):
+            split = split_validation(
+                prepared.train_playlists, prepared.train_playlist_ids, holdout, options.fit, options.seed
+            )
+            # The search's outcome depends on how many trials fit the wall-clock budget: with --deterministic
+            # it is skipped, so the same data and seed still give the same embeddings.
+            fit_options = replace(options.fit, search=False) if options.deterministic else options.fit
+            fitter = Fitter(split, fit_options, seed=options.seed, progress=options.progress)
+            if options.cooc_width:
+                alpha = fitter.fit_alpha()
+            w2v_options, w2v_score = fitter.search_music2vec(w2v_options, options.prep.min_playlists)
+            fitter.pause()
+
     version = options.version or new_version_name()
     with staging_version(out, version) as stage_dir:
         models_dir = stage_dir / MODELS_DIR
@@ -314,10 +343,22 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             prepared, mel_paths, models_dir, work_dir=stage_dir, device=device,
             deterministic=options.deterministic, progress=options.progress,
         )
-        for model in build_models(options.music2vec, options.tcae, options.cel):
+        for model in build_models(w2v_options, options.tcae, options.cel):
             with clock.stage(model.name):
                 train_data.results[model.name] = model.fit(train_data, options.seed)
         results = train_data.results
+        if w2v_score != "in_out":  # the fitted scoring: input vectors against each other (IN-IN)
+            w2v_result = results["music2vec"]
+            w2v_result.index_vectors = None
+            w2v_result.info["score"] = "IN-IN: query = index = input vectors (cosine)"
+        tcae_ids, tcae_vecs = results["tcae"].ids, results["tcae"].vectors
+        weights = dict(UNFITTED_WEIGHTS) if options.cooc_width else dict(ranking.FUSION_WEIGHTS)
+        if fitter is not None:
+            with clock.stage("fit_fusion"):
+                fitter.resume()
+                weights = fit_fusion(fitter, tcae_ids, tcae_vecs, options, device, clock.timings["cel"])
+                fitter.fit_novelty()
+                fitter.pause()
         with clock.stage("indexes"):
             for name, result in results.items():
                 entries[name] = write_model(
@@ -327,7 +368,21 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
         for name, result in results.items():
             entries[name].params.update(result.info)
             entries[name].timings["train_s"] = clock.timings[name]
-        tcae_ids = results["tcae"].ids
+
+        ranking_record: dict[str, Any] = {"fusion": {"weights": weights}}
+        if options.cooc_width:
+            with clock.stage("cooc"):
+                ranking_record["cooc"] = write_cooc(
+                    stage_dir, prepared.train_playlists, k=options.cooc_width, alpha=alpha, progress=options.progress
+                )
+        if fitter is not None:
+            fitted = fitter.record.get("fusion", {})
+            ranking_record["fusion"].update({k: v for k, v in fitted.items() if k != "weights"})
+            ranking_record["fit"] = fitter.summary()
+            if "novelty" in fitter.record:
+                ranking_record["novelty"] = {k: fitter.record["novelty"][k] for k in ("strength", "head", "fitted")}
+        else:
+            ranking_record["fit"] = {"skipped": "fit budget 0"}
 
         with clock.stage("catalog"):
             with_audio = set(int(i) for i in tcae_ids)
@@ -358,6 +413,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             timings=dict(clock.timings),
             counts=counts,
             holdout_playlist_ids=holdout,
+            ranking=ranking_record,
         )
         _write_text(stage_dir / MANIFEST, manifest.to_json())
         _fsync_tree(stage_dir)
@@ -473,6 +529,31 @@ def _frontend_params() -> dict[str, Any]:
     return {"mel": MelParams().as_dict()}
 
 
+# -- fitting ------------------------------------------------------------------------------------------
+
+
+def fit_fusion(
+    fitter: Fitter, tcae_ids: np.ndarray, tcae_vecs: np.ndarray, options: TrainOptions, device: str,
+    cel_seconds: float,
+) -> dict[str, float]:
+    """score_total's weights on the validation split; a CEL is retrained on the fitting split's Music2Vec
+    vectors (the final CEL saw the validation playlists through its Music2Vec input) when it fits the budget."""
+    import tempfile
+
+    from training import cel
+    from training.music2vec import l2_normalise
+
+    def cel_trainer(ids: np.ndarray, vecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with tempfile.TemporaryDirectory(prefix="mugle-fit-cel-") as tmp:
+            out_ids, out_vecs, _ = cel.train_cel(ids, vecs, tcae_ids, tcae_vecs, options.cel, seed=options.seed,
+                                                 device=device, models_dir=Path(tmp))
+        return out_ids, l2_normalise(out_vecs)
+
+    audio = {"tcae": (tcae_ids, l2_normalise(tcae_vecs))} if len(tcae_ids) else {}
+    return fitter.fit_fusion(audio, cel_trainer if len(tcae_ids) else None, cel_seconds,
+                             have_cooc=options.cooc_width > 0)
+
+
 # -- command line -------------------------------------------------------------------------------------
 
 
@@ -518,8 +599,20 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--neighbours", type=int, default=d.neighbours,
                    help=f"precomputed neighbours per song and model, read by the service instead of searching; "
                         f"0 writes none (default {d.neighbours})")
+    g.add_argument("--cooc-width", type=int, default=d.cooc_width,
+                   help=f"co-occurrence candidates precomputed per song (the fourth source of score_total); "
+                        f"0 writes none (default {d.cooc_width})")
     g.add_argument("--thumbs-limit", type=int, default=d.thumbs_limit,
                    help=f"precompute mel thumbnails up to this many songs with audio (default {d.thumbs_limit:,})")
+    f = d.fit
+    g = parser.add_argument_group("fitting the ranking (on a validation split of the training playlists)")
+    g.add_argument("--fit-budget", type=float, default=f.budget_s,
+                   help=f"seconds for fitting Music2Vec, the co-occurrence exponent and score_total's weights; "
+                        f"0 fits nothing (default {f.budget_s:g})")
+    g.add_argument("--fit-val-fraction", type=float, default=f.val_fraction,
+                   help=f"share of training playlists set aside for validation (default {f.val_fraction})")
+    g.add_argument("--no-fit-search", action="store_true",
+                   help="keep the given Music2Vec options; fit only the exponent and the weights")
     add_prep_arguments(parser)
 
 
@@ -564,6 +657,8 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         cel=_cel_options(args),
         flat_threshold=args.flat_threshold,
         neighbours=args.neighbours,
+        cooc_width=args.cooc_width,
+        fit=FitOptions(budget_s=args.fit_budget, val_fraction=args.fit_val_fraction, search=not args.no_fit_search),
         thumbs_limit=args.thumbs_limit,
         version=args.version,
         progress=not args.no_progress,

@@ -95,7 +95,7 @@ def test_recommend_every_method(client: TestClient, truth: dict) -> None:
         assert body["method"] == method and body["song"]["song_id"] == sid
         recs = body["recommendations"]
         assert len(recs) == 7 and sid not in {r["song_id"] for r in recs}
-        assert set(recs[0]["ranks"]) == {"music2vec", "tcae", "cel"}
+        assert set(recs[0]["ranks"]) == {"music2vec", "tcae", "cel", "cooc"}
     body = client.get(f"/recommend/{sid}", params={"novelty": 1, "exclude_artist": "true"}).json()
     artists = set(body["song"]["artists"])
     assert not any(set(r["artists"]) & artists for r in body["recommendations"])

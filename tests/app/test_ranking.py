@@ -69,6 +69,11 @@ def test_score_total_weighted_by_hand() -> None:
     assert [r for r, _ in ranking.score_total(lists)][:3] == [10, 20, 30]
     # A model missing from the weights counts fully; weight 0 drops a model's songs entirely.
     assert dict(ranking.score_total(lists, {"tcae": 0.0})) == pytest.approx({10: 1.0, 20: 0.5, 30: 4 / 3, 50: 0.5})
+    # When only zero-weighted models have lists (an audio-only song under weights that leave audio out),
+    # they rank with equal weights instead of leaving the answer empty.
+    audio_only = {"music2vec": [], "tcae": [20, 10, 40], "cel": [30, 50]}
+    assert dict(ranking.score_total(audio_only, {"music2vec": 1.0, "tcae": 0.0, "cel": 0.0})) == pytest.approx(
+        dict(ranking.score_total(audio_only)))
 
 
 def test_served_score_total_uses_the_fusion_weights() -> None:
@@ -187,7 +192,7 @@ def test_ranks_explain_score_total(engine: Engine, truth: dict) -> None:
     for it in items:
         ranks = [r for r in it["ranks"].values() if r is not None]
         assert ranks and all(1 <= r <= ranking.DEPTH for r in ranks)
-        weighted = sum(ranking.FUSION_WEIGHTS.get(m, 1.0) / r for m, r in it["ranks"].items() if r is not None)
+        weighted = sum(engine.weights.get(m, 1.0) / r for m, r in it["ranks"].items() if r is not None)
         assert it["score"] == pytest.approx(weighted, abs=1e-5)
 
 
@@ -318,3 +323,27 @@ def test_load_refuses_inconsistent_artifacts(version: Path, tmp_path: Path, brea
     breakage(broken)
     with pytest.raises(ArtifactError, match=message):
         Engine.load(broken)
+
+
+def test_novelty_head_keeps_the_best_places_and_reranks_the_rest() -> None:
+    ranked = [(0, 1.0), (1, 0.5), (2, 0.33), (3, 0.25), (4, 0.2)]
+    popularity = np.array([500, 400, 300, 1, 0])
+    plain = ranking.novelty_rerank(ranked, popularity, 1.0, strength=8.0)
+    kept = ranking.novelty_rerank(ranked, popularity, 1.0, strength=8.0, head=2)
+    assert [r for r, _ in plain][:2] == [4, 3]  # without a head the obscure songs take the top
+    assert [r for r, _ in kept][:2] == [0, 1]  # with head 2 the two best keep their places
+    assert sorted(r for r, _ in kept[2:]) == [2, 3, 4] and kept[2][0] == 4
+    scores = [s for _, s in kept]
+    assert scores == sorted(scores, reverse=True)  # reported scores never increase down the list
+    assert ranking.novelty_rerank(ranked, popularity, 0.0, head=2) == ranked
+
+
+def test_cold_start_queries_fuse_the_audio_models_with_the_constant_weights() -> None:
+    fitted = {"music2vec": 1.0, "cooc": 1.0, "cel": 0.002, "tcae": 0.0}
+    audio = {"tcae": [20, 10, 40], "cel": [30, 50]}
+    sims = {"tcae": [0.9, 0.8, 0.7], "cel": [0.9, 0.8]}
+    # No playlist source answers: the fitted (warm) weights would drop tcae; the constant ones fuse both.
+    assert ranking.rank_method("score_total", audio, sims, fitted) == ranking.score_total(audio, ranking.FUSION_WEIGHTS)
+    warm = {**audio, "cooc": [60, 70]}
+    assert ranking.rank_method("score_total", warm, {**sims, "cooc": [3.0, 2.0]}, fitted) == ranking.score_total(
+        warm, fitted)

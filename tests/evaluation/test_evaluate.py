@@ -20,6 +20,7 @@ from mugle_core.catalog import Catalog  # noqa: E402
 from mugle_nets.cel import CELOptions  # noqa: E402
 from mugle_nets.tcae import TCAEOptions  # noqa: E402
 from training.demo import generate  # noqa: E402
+from training.fitting import FitOptions  # noqa: E402
 from training.melon import read_dataset  # noqa: E402
 from training.music2vec import Music2VecOptions  # noqa: E402
 from training.pipeline import TrainOptions, train  # noqa: E402
@@ -34,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     generate(data, songs=300, playlists=240, seed=3, progress=False)
     options = TrainOptions(
         seed=0, holdout=0.15, progress=False, music2vec=Music2VecOptions(workers=1, epochs=3),
-        tcae=TCAEOptions(steps=15, batch_size=16), cel=CELOptions(epochs=3),
+        tcae=TCAEOptions(steps=15, batch_size=16), cel=CELOptions(epochs=3), fit=FitOptions(budget_s=10),
     )
     version_dir = train(data, arts, options)
     return data, arts, version_dir
@@ -94,7 +95,19 @@ def test_evaluate_writes_metrics_and_report(trained: tuple[Path, Path, Path], re
     _, _, version_dir = trained
     stored = json.loads((version_dir / METRICS).read_text(encoding="utf-8"))
     assert stored["version"] == version_dir.name
-    assert set(stored["warm"]) == set(ev.SERVED_METHODS) | set(ev.BASELINES)
+    # The version has co-occurrence lists (served alone as cooc_list) and is small enough for EASE.
+    assert set(stored["warm"]) == set(ev.SERVED_METHODS) | set(ev.BASELINES) | {ev.SERVED_LIST, "ease"}
+    assert stored["ease"]["lambda"] in (10.0, 50.0, 200.0, 1000.0)
+    paired = stored["paired"]["hit_rate@10"]
+    assert paired["best_baseline"] in ev.PRACTITIONER_BASELINES
+    assert paired["vs_best_baseline"]["low"] <= paired["vs_best_baseline"]["mean"] <= paired["vs_best_baseline"]["high"]
+    assert {"score_total_vs_best_baseline", "score_total_vs_best_baseline_ndcg"} <= set(stored["targets"])
+    # The version's fitted ranking: weights for every source, fitted on a split that excludes held-out ids.
+    manifest = read_manifest(version_dir)
+    assert set(manifest.ranking["fusion"]["weights"]) == {"music2vec", "tcae", "cel", "cooc"}
+    assert manifest.ranking["fit"]["validation_playlists"] > 0 and manifest.ranking["fit"]["within_budget"]
+    validation = set(manifest.ranking["fit"]["validation_playlist_ids"])
+    assert validation and not validation & set(manifest.holdout_playlist_ids)
     report = Path(results["report"])
     text = report.read_text(encoding="utf-8")
     for png in ("metrics_bars.png", "novelty_tradeoff.png", "map_music2vec.png", "map_tcae.png", "map_cel.png"):

@@ -315,3 +315,50 @@ def test_reader_loads_demo(tiny: Path) -> None:
     planted = {"empty genre basket", "genre code not in table", "issue_date no year", "issue_date partial",
                "issue_date short", "null album_name"}
     assert set(data.report.counts) <= planted, data.report.summary()
+
+
+def _playlists(root: Path) -> list[list[int]]:
+    return [p["songs"] for name in ("train.json", "val.json", "test.json") for p in _load(root, name)]
+
+
+def test_structure_knobs_change_the_catalog_as_named(tmp_path: Path) -> None:
+    """Each knob moves what it names; the defaults are the default demo, byte for byte."""
+    base_args = {"songs": 1500, "playlists": 600, "seed": 2, "mels": False, "progress": False}
+    demo.generate(tmp_path / "default", **base_args)
+    demo.generate(tmp_path / "explicit", **base_args, structure=demo.Structure())
+    assert _digest(tmp_path / "default") == _digest(tmp_path / "explicit")
+    truth = _load(tmp_path / "default", demo.TRUTH_FILE)
+    assert truth["params"]["structure"]["curator_order"] == 1.0
+
+    def stats(root: Path) -> dict[str, float]:
+        t = _load(root, demo.TRUTH_FILE)
+        theme_of = t["song_theme"]
+        by_id = {p["id"]: p["songs"] for name in ("train.json",) for p in _load(root, name)}
+        purity, lengths = [], []
+        for pid, songs in by_id.items():
+            if songs:
+                own = t["playlist_theme"][str(pid)]
+                purity.append(np.mean([theme_of[s] == own for s in songs]))
+                lengths.append(len(songs))
+        counts = Counter(s for p in _playlists(root) for s in p)
+        top = sum(c for _, c in counts.most_common(len(counts) // 100)) / sum(counts.values())
+        return {"purity": float(np.mean(purity)), "length": float(np.mean(lengths)), "top1pct": top}
+
+    d = stats(tmp_path / "default")
+    demo.generate(tmp_path / "long", **base_args, structure=demo.Structure(playlist_length=30))
+    demo.generate(tmp_path / "noisy", **base_args, structure=demo.Structure(theme_purity=0.5))
+    demo.generate(tmp_path / "flat", **base_args, structure=demo.Structure(pop_exponent=0.3))
+    assert stats(tmp_path / "long")["length"] > 1.5 * d["length"]
+    assert stats(tmp_path / "noisy")["purity"] < d["purity"] - 0.2
+    assert stats(tmp_path / "flat")["top1pct"] < 0.7 * d["top1pct"]
+
+    # Curator order: at 0 the genre runs of the curator's order are broken up.
+    def runs(root: Path) -> float:
+        genre = {s["id"]: tuple(s["song_gn_gnr_basket"][:1]) for s in _load(root, "song_meta.json")}
+        same = [genre[a] == genre[b] for p in _playlists(root) for a, b in zip(p, p[1:], strict=False)]
+        return float(np.mean(same))
+
+    demo.generate(tmp_path / "shuffled", **base_args, structure=demo.Structure(curator_order=0.0))
+    assert runs(tmp_path / "shuffled") < runs(tmp_path / "default") - 0.1
+    with pytest.raises(ValueError, match="theme_purity"):
+        demo.generate(tmp_path / "bad", **base_args, structure=demo.Structure(theme_purity=0.1))

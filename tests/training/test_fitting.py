@@ -1,0 +1,172 @@
+"""Fitting the ranking per catalog: the validation split, the time bound, and the service using the result."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import gensim.models  # noqa: F401 - imported before any clock starts: its first import takes seconds
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import ranking
+from app.engine import Engine
+from app.main import create_app
+from app.settings import Settings
+from mugle_core.artifacts import COOC, MANIFEST, read_manifest
+from tests.fixtures.synthetic import read_truth, write_synthetic_version
+from training.cooc import write_cooc
+from training.fitting import FitError, FitOptions, Fitter, split_validation
+from training.music2vec import Music2VecOptions
+
+
+def _clustered_playlists(seed: int, n_songs: int = 120, n_playlists: int = 400, n_clusters: int = 6) -> list[list[int]]:
+    """Playlists mostly from one cluster of song ids 0..n_songs-1 (cluster = id % n_clusters)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_playlists):
+        c = int(rng.integers(n_clusters))
+        members = np.arange(c, n_songs, n_clusters)
+        songs = rng.choice(members, size=int(rng.integers(3, 9)), replace=False).tolist()
+        if rng.random() < 0.3:
+            songs.append(int(rng.integers(n_songs)))
+        out.append(list(dict.fromkeys(int(s) for s in songs)))
+    return out
+
+
+# -- the split ------------------------------------------------------------------------------------
+
+
+def test_split_never_uses_held_out_playlists() -> None:
+    playlists = _clustered_playlists(0)
+    ids = list(range(1000, 1000 + len(playlists)))
+    with pytest.raises(FitError, match="held-out"):
+        split_validation(playlists, ids, holdout_ids=[ids[5]], options=FitOptions(), seed=0)
+    split = split_validation(playlists, ids, holdout_ids=[1, 2, 3], options=FitOptions(val_fraction=0.2), seed=0)
+    assert not set(split.val_ids) & set(split.fit_ids)
+    assert sorted(split.val_ids + split.fit_ids) == ids
+    assert len(split.val_ids) == 80
+    known = {s for p in split.fit_playlists for s in p}
+    by_id = dict(zip(ids, playlists, strict=True))
+    val_songs = [set(by_id[i]) for i in split.val_ids]
+    for q in split.queries:
+        assert q.seed in known  # a seed the fitting playlists know (a warm query)
+        assert q.seed not in q.relevant
+        assert any(q.relevant | {q.seed} == s for s in val_songs)  # truth: the rest of one validation playlist
+
+
+# -- the time bound -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [0.2, 2.5])
+def test_fitting_respects_its_time_bound(budget: float) -> None:
+    playlists = _clustered_playlists(1)
+    split = split_validation(playlists, list(range(len(playlists))), [], FitOptions(budget_s=budget), seed=0)
+    fitter = Fitter(split, FitOptions(budget_s=budget), seed=0)
+    started = time.perf_counter()
+    alpha = fitter.fit_alpha()
+    opts, score = fitter.search_music2vec(Music2VecOptions(dim=16, epochs=5, workers=1), min_playlists=1)
+    audio_ids = np.arange(120, dtype=np.int64)
+    vecs = np.random.default_rng(0).normal(size=(120, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    weights = fitter.fit_fusion({"tcae": (audio_ids, vecs)}, None, cel_seconds=0.0)
+    took = time.perf_counter() - started
+    summary = fitter.summary()
+    trials = summary["music2vec"]["trials"]
+    assert summary["fusion"]["reference"] in (COOC, "music2vec")
+    assert alpha in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert set(weights) == set(ranking.SOURCES)
+    assert weights[summary["fusion"]["reference"]] == 1.0  # the best single source on validation leads
+    assert summary["elapsed_s"] <= took + 0.01
+    if budget < 1.0:
+        # Nothing fits in a fifth of a second: the given options stay and every trial says why it was skipped.
+        assert all("skipped" in t for t in trials)
+        assert opts.epochs == 5 and score == "in_out"
+        assert took <= budget + 0.5  # the co-occurrence fit and the weight grid still run, briefly
+    else:
+        assert any("skipped" not in t for t in trials)
+        # A Music2Vec trial stops at the end of the epoch that crosses the deadline: at most one epoch over.
+        assert took <= budget + summary["music2vec"]["longest_epoch_s"] + 0.5
+
+
+# -- the service uses what was fitted -------------------------------------------------------------
+
+
+@pytest.fixture()
+def version(tmp_path: Path) -> Path:
+    vdir = write_synthetic_version(tmp_path / "art", n_songs=60, seed=2)
+    truth = read_truth(vdir)
+    ids = np.array(truth["ids"])
+    playlists = [[int(s) for s in p] for p in np.array_split(np.random.default_rng(0).permutation(ids[:50]), 10)]
+    playlists += [[int(ids[0]), int(ids[7]), int(ids[9])], [int(ids[0]), int(ids[7])]]
+    record = write_cooc(vdir, playlists, k=16, alpha=0.0)
+    data = json.loads((vdir / MANIFEST).read_text())
+    data["ranking"] = {"cooc": record, "fusion": {"weights": {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}},
+                       "novelty": {"strength": 8.0, "head": 2}}
+    (vdir / MANIFEST).write_text(json.dumps(data))
+    return vdir
+
+
+def _set_weights(vdir: Path, weights: dict[str, float]) -> None:
+    data = json.loads((vdir / MANIFEST).read_text())
+    data["ranking"]["fusion"]["weights"] = weights
+    (vdir / MANIFEST).write_text(json.dumps(data))
+
+
+def test_engine_reads_the_fitted_weights_and_the_cooc_list(version: Path) -> None:
+    truth = read_truth(version)
+    ids = truth["ids"]
+    engine = Engine.load(version)
+    assert engine.weights == {"music2vec": 0.0, "tcae": 0.0, "cel": 0.0, "cooc": 1.0}
+    assert engine.novelty_strength == 8.0 and engine.novelty_head == 2
+    _, items = engine.recommend(ids[0], "score_total", k=5)
+    # Cooc alone: song 7 shares two playlists with song 0, so it comes first.
+    assert items[0]["song_id"] == ids[7] and items[0]["ranks"]["cooc"] == 1
+    assert all(set(it["ranks"]) == set(ranking.SOURCES) for it in items)
+    assert [it["ranks"]["cooc"] for it in items] == list(range(1, len(items) + 1))
+    # each_top3 and single models never fuse the co-occurrence list.
+    _, single = engine.recommend(ids[0], "tcae", k=5)
+    assert [it["ranks"]["tcae"] for it in single] == [1, 2, 3, 4, 5]
+
+    _set_weights(version, {"music2vec": 0.0, "tcae": 1.0, "cel": 0.0, "cooc": 0.0})
+    engine = Engine.load(version)
+    _, items = engine.recommend(ids[0], "score_total", k=5)
+    assert [it["song_id"] for it in items] == [it["song_id"] for it in single]
+
+
+def test_old_versions_fall_back_to_the_constant_weights(tmp_path: Path) -> None:
+    vdir = write_synthetic_version(tmp_path / "art", n_songs=60, seed=2)
+    assert read_manifest(vdir).ranking == {}
+    engine = Engine.load(vdir)
+    assert engine.weights == ranking.FUSION_WEIGHTS and engine.cooc is None
+    assert engine.novelty_strength == ranking.NOVELTY_STRENGTH and engine.novelty_head == 0
+    ids = read_truth(vdir)["ids"]
+    _, items = engine.recommend(ids[0], "score_total", k=5)
+    assert all(it["ranks"]["cooc"] is None for it in items)
+
+
+def test_bad_weights_refuse_the_version(version: Path) -> None:
+    from mugle_core.artifacts import ArtifactError
+
+    _set_weights(version, {"music2vec": -1.0})
+    with pytest.raises(ArtifactError, match="music2vec"):
+        Engine.load(version)
+    _set_weights(version, {"lyrics": 1.0})
+    with pytest.raises(ArtifactError, match="lyrics"):
+        Engine.load(version)
+
+
+def test_service_answers_with_the_fitted_weights(version: Path) -> None:
+    truth = read_truth(version)
+    ids = truth["ids"]
+    with TestClient(create_app(Settings(artifacts=version.parent))) as client:
+        body = client.get(f"/recommend/{ids[0]}", params={"k": 3}).json()
+        assert body["recommendations"][0]["song_id"] == ids[7]
+        assert body["recommendations"][0]["ranks"]["cooc"] == 1
+        # A seed set sums its seeds' co-occurrence rows: 0 and 9 both share playlists with 7.
+        body = client.post("/recommend", json={"song_ids": [ids[0], ids[9]], "k": 3}).json()
+        recs = [r["song_id"] for r in body["recommendations"]]
+        assert recs[0] == ids[7] and ids[0] not in recs and ids[9] not in recs
+        assert body["recommendations"][0]["ranks"]["cooc"] == 1

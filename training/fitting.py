@@ -1,0 +1,655 @@
+"""Fit the ranking to the catalog at hand, on a validation split of its own training playlists.
+
+What the project once chose by hand on the demo catalog is chosen here per catalog, at training time:
+
+* the co-occurrence list's popularity exponent ``alpha`` (:mod:`training.cooc`);
+* Music2Vec's hyper-parameters worth searching (``ns_exponent``, ``window``, ``epochs``, ``sample``) and
+  how its neighbours are scored (``in_out``: input vector against output vectors; ``in_in``: cosine of
+  input vectors), by a coordinate search that starts from the given options;
+* ``score_total``'s per-source weights (music2vec, tcae, cel, cooc), by a grid over the sources'
+  validation lists fused exactly as the service fuses them (:func:`app.ranking.score_total`).
+
+Protocol: a seeded share of the *training* playlists (never the held-out ones, which are not even passed
+in; :func:`split_validation` refuses an overlap) is set aside. Models are trained on the rest; each
+validation playlist gives up to ``seeds_per_playlist`` queries (a seed song the fitting playlists know,
+the truth being the playlist's other songs), as the offline evaluation does with held-out playlists.
+The objective is HitRate@10 + nDCG@10.
+
+Everything runs inside a wall-clock budget. A Music2Vec trial starts only when its estimated time (from
+the trials measured so far) fits in what is left of the first phase's share; the second phase (the
+fusion weights, after the audio models are trained) trains a CEL on the fitting split only when the
+final CEL's measured time fits. What could not be fitted keeps its given or fallback value, and the
+manifest says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from mugle_core import fusion as ranking
+from training import cooc
+from training.music2vec import Music2VecOptions, Music2VecResult, train_music2vec
+
+logger = logging.getLogger(__name__)
+
+K = 10
+DEPTH = ranking.DEPTH
+SCORES: tuple[str, ...] = ("in_out", "in_in")
+ALPHAS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Coordinate search: per parameter, the values tried (the given value is always the incumbent).
+SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
+    "ns_exponent": (-0.5, 0.0, 0.75),
+    "window": (5, 10, 30, 100),
+    "epochs": (5, 10, 20),
+    "sample": (0.0, 1e-3),
+    "score": SCORES,
+}
+# score_total weights tried for the sources other than the reference (the best single source, at 1).
+# The small values only fill what the reference leaves short; the large ones fuse.
+WEIGHT_GRID: dict[str, tuple[float, ...]] = {
+    "cooc": (0.0, 0.005, 0.02, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+    "music2vec": (0.0, 0.005, 0.02, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+    "cel": (0.0, 0.002, 0.005, 0.05, 0.1, 0.25),
+    "tcae": (0.0, 0.002, 0.005, 0.05, 0.1),
+}
+# The reference's weighting: the other sources only fill (a candidate at rank 1 of another source scores
+# less than one at rank 50 of the reference, so it never passes one the reference listed).
+FILL_WEIGHT = 0.005
+# A grid point replaces the reference only with a clear validation gain (paired z over the queries).
+MIN_GAIN_Z = 2.0
+# "Reaches the best single source" on validation, with room for the fill weights' reordering of the tail.
+REACH_TOL = 0.005
+NOVELTY_STRENGTHS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 14.0, 16.0)
+NOVELTY_HEADS: tuple[int, ...] = (0, 1, 2, 3, 4)
+NOVELTY_TARGET_RATIO = 0.5
+NOVELTY_MAX_COST = 0.1
+# Weights of a version whose fusion could not be fitted (budget too small): co-occurrence leads, the
+# embeddings add what it lacks. Chosen as the typical fit on the structure sweep (docs/eval/structures.md).
+UNFITTED_WEIGHTS: dict[str, float] = {"cooc": 1.0, "music2vec": 0.5, "cel": 0.1, "tcae": 0.05}
+# Share of the budget the first phase (co-occurrence and Music2Vec) may use; the rest is the fusion's.
+PHASE1_SHARE = 0.75
+# Words per second assumed for the first Music2Vec trial's estimate (2 cores; measured 77k-300k).
+ASSUMED_WORDS_PER_S = 100_000.0
+
+
+class FitError(ValueError):
+    """The fitting cannot run as asked (e.g. a validation playlist is also held out)."""
+
+
+class _OutOfTime(Exception):
+    """Raised between two Music2Vec epochs when the fitting's deadline has passed."""
+
+
+def _deadline_callback(fitter: Fitter, share: float, epoch_times: list[float]) -> Any:
+    """A gensim callback that times each epoch and stops training once ``fitter`` is out of its share."""
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class Deadline(CallbackAny2Vec):  # type: ignore[misc]
+        def on_epoch_begin(self, model: Any) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, model: Any) -> None:
+            epoch_times.append(time.perf_counter() - self.t0)
+            if fitter.left(share) < 0:
+                raise _OutOfTime
+
+    return Deadline()
+
+
+@dataclass
+class FitOptions:
+    """How training fits the ranking (recorded in the manifest).
+
+    Attributes
+    ----------
+    budget_s : wall-clock bound of the whole fitting, both phases.
+    val_fraction : share of the training playlists set aside for validation.
+    max_val_playlists : at most this many validation playlists.
+    seeds_per_playlist : queries per validation playlist (different seed songs).
+    search : run the Music2Vec search (off: only alpha and the fusion weights are fitted).
+    """
+
+    budget_s: float = 60.0
+    val_fraction: float = 0.15
+    max_val_playlists: int = 2000
+    seeds_per_playlist: int = 3
+    search: bool = True
+
+    def validate(self) -> None:
+        if not self.budget_s >= 0:
+            raise ValueError(f"fit_budget={self.budget_s!r}: must be >= 0 seconds")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"fit_val_fraction={self.val_fraction!r}: must be in (0, 0.5)")
+        if self.max_val_playlists < 1:
+            raise ValueError(f"fit_max_val_playlists={self.max_val_playlists!r}: must be at least 1")
+        if self.seeds_per_playlist < 1:
+            raise ValueError(f"fit_seeds_per_playlist={self.seeds_per_playlist!r}: must be at least 1")
+
+
+@dataclass(frozen=True)
+class ValQuery:
+    """One validation query: a seed song and the other songs of its validation playlist."""
+
+    seed: int
+    relevant: frozenset[int]
+
+
+@dataclass
+class ValidationSplit:
+    """The fitting playlists, the validation playlists' ids and the validation queries."""
+
+    fit_playlists: list[list[int]]
+    fit_ids: list[int]
+    val_ids: list[int]
+    queries: list[ValQuery]
+
+
+def split_validation(
+    playlists: Sequence[Sequence[int]],
+    playlist_ids: Sequence[int],
+    holdout_ids: Iterable[int],
+    options: FitOptions,
+    seed: int,
+) -> ValidationSplit:
+    """Set a seeded share of the training playlists aside and draw the validation queries.
+
+    Parameters
+    ----------
+    playlists : the training playlists (canonical ids, curator order), held-out ones already removed.
+    playlist_ids : their playlist ids, aligned with ``playlists``.
+    holdout_ids : the version's held-out playlist ids; none of them may be among ``playlist_ids``.
+    options : see :class:`FitOptions`.
+    seed : seeds the split and the seed songs.
+
+    Raises
+    ------
+    FitError
+        When a held-out playlist is among the training playlists, or the lengths disagree.
+    """
+    if len(playlists) != len(playlist_ids):
+        raise FitError(f"{len(playlists)} playlists but {len(playlist_ids)} playlist ids")
+    leaked = set(int(i) for i in playlist_ids) & set(int(i) for i in holdout_ids)
+    if leaked:
+        raise FitError(f"{len(leaked)} held-out playlists are among the training playlists, e.g. {sorted(leaked)[:3]}")
+    rng = np.random.default_rng([seed, 0x56616C])  # a stream of its own
+    n_val = min(options.max_val_playlists, int(round(options.val_fraction * len(playlists))))
+    order = rng.permutation(len(playlists))
+    val_idx = np.sort(order[:n_val])
+    is_val = np.zeros(len(playlists), dtype=bool)
+    is_val[val_idx] = True
+    fit_playlists = [list(p) for p, v in zip(playlists, is_val, strict=True) if not v]
+    fit_ids = [int(i) for i, v in zip(playlist_ids, is_val, strict=True) if not v]
+    known = {s for p in fit_playlists for s in p}
+    queries: list[ValQuery] = []
+    for i in val_idx.tolist():
+        songs = list(dict.fromkeys(playlists[i]))
+        if len(songs) < 2:
+            continue
+        warm = [s for s in songs if s in known]
+        picks = rng.permutation(len(warm))[: options.seeds_per_playlist]
+        for j in picks.tolist():
+            s = warm[j]
+            queries.append(ValQuery(int(s), frozenset(songs) - {s}))
+    return ValidationSplit(fit_playlists, fit_ids, [int(playlist_ids[i]) for i in val_idx.tolist()], queries)
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+
+
+def figures(lists: Sequence[Sequence[int]], queries: Sequence[ValQuery]) -> dict[str, float]:
+    """HitRate@10 and nDCG@10 (binary gains) of ranked id lists against the queries' truth."""
+    hr = nd = 0.0
+    for top, q in zip(lists, queries, strict=True):
+        gains = [1.0 if s in q.relevant else 0.0 for s in list(top)[:K]]
+        hr += 1.0 if any(gains) else 0.0
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(K, len(q.relevant))))
+        nd += sum(g / math.log2(i + 2) for i, g in enumerate(gains)) / ideal if ideal else 0.0
+    n = max(len(queries), 1)
+    return {"hit_rate@10": round(hr / n, 5), "ndcg@10": round(nd / n, 5)}
+
+
+def objective(fig: Mapping[str, float]) -> float:
+    return float(fig["hit_rate@10"]) + float(fig["ndcg@10"])
+
+
+def vector_lists(
+    ids: np.ndarray, query: np.ndarray, key: np.ndarray, seeds: Sequence[int], depth: int = DEPTH
+) -> list[list[int]]:
+    """Each seed's top ``depth`` song ids by ``key @ query[seed]``, itself excluded; [] without a vector."""
+    ids = np.asarray(ids, dtype=np.int64)
+    out: list[list[int]] = [[] for _ in seeds]
+    if len(ids) == 0:
+        return out
+    seeds_arr = np.asarray(seeds, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(ids, seeds_arr), len(ids) - 1)
+    found = ids[pos] == seeds_arr
+    have = np.flatnonzero(found)
+    for start in range(0, len(have), 512):
+        chunk = have[start:start + 512]
+        sims = query[pos[chunk]] @ key.T
+        sims[np.arange(len(chunk)), pos[chunk]] = -np.inf
+        take = min(depth, len(ids) - 1)
+        if take <= 0:
+            continue
+        top = np.argpartition(-sims, take - 1, axis=1)[:, :take] if take < len(ids) else np.tile(
+            np.arange(len(ids)), (len(chunk), 1))
+        for r, qi in enumerate(chunk.tolist()):
+            cand = top[r][np.isfinite(sims[r, top[r]])]
+            cand = cand[np.lexsort((cand, -sims[r, cand]))]
+            out[qi] = ids[cand[:depth]].tolist()
+    return out
+
+
+# -- the fitter ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fitter:
+    """Fits the ranking of one catalog in two phases inside one wall-clock budget.
+
+    Phase 1 (:meth:`fit_lists`, before the final Music2Vec is trained) fits the co-occurrence
+    exponent and searches Music2Vec; phase 2 (:meth:`fit_fusion`, after the audio models) fits the
+    ``score_total`` weights.
+    """
+
+    split: ValidationSplit
+    options: FitOptions
+    seed: int = 0
+    progress: bool = False
+    record: dict[str, Any] = field(default_factory=dict)
+    lists: dict[str, list[list[int]]] = field(default_factory=dict)
+    fit_w2v: Music2VecResult | None = None
+    fit_score: str = "in_out"
+    fused_lists: dict[str, list[list[int]]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    # The budget counts the fitting's own time only: training pauses the clock between the phases.
+    _spent: float = 0.0
+    _since: float | None = field(default_factory=time.perf_counter)
+
+    def pause(self) -> None:
+        if self._since is not None:
+            self._spent += time.perf_counter() - self._since
+            self._since = None
+
+    def resume(self) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self._spent + (time.perf_counter() - self._since if self._since is not None else 0.0)
+
+    def left(self, share: float = 1.0) -> float:
+        return self.options.budget_s * share - self.elapsed()
+
+    @property
+    def seeds(self) -> list[int]:
+        return [q.seed for q in self.split.queries]
+
+    # -- phase 1 -----------------------------------------------------------------------------------
+
+    def fit_alpha(self, alphas: Sequence[float] = ALPHAS) -> float:
+        """The co-occurrence exponent with the best validation objective (lists kept for phase 2)."""
+        t0 = time.perf_counter()
+        fit = self.split.fit_playlists
+        ids = np.unique(np.fromiter((s for p in fit for s in p), dtype=np.int64))
+        x = cooc.incidence(fit, ids)
+        pop = cooc.popularity(x)
+        cols = np.searchsorted(ids, np.asarray(self.seeds, dtype=np.int64))
+        counts = cooc.counts_for(x, x.T.tocsr(), cols)
+        table: dict[str, Any] = {}
+        best_alpha, best_obj, best_lists = 0.0, -1.0, []
+        for a in alphas:
+            found, _ = cooc.top_k(counts, cols, pop, DEPTH, a)
+            lists = [ids[row[row >= 0]].tolist() for row in found]
+            fig = figures(lists, self.split.queries)
+            table[str(a)] = fig
+            if objective(fig) > best_obj + 1e-12:
+                best_alpha, best_obj, best_lists = float(a), objective(fig), lists
+        self.lists[ranking.COOC] = best_lists
+        self.record["cooc"] = {"alpha": best_alpha, "validation": table, "seconds": round(time.perf_counter() - t0, 3)}
+        logger.info("fit: co-occurrence alpha %.2f (%s)", best_alpha, table[str(best_alpha)])
+        return best_alpha
+
+    def _train_trial(self, opts: Music2VecOptions, keep: set[int], epoch_times: list[float]) -> Music2VecResult | None:
+        """Train one trial; None when the deadline passed mid-way (checked after every epoch)."""
+        deadline = _deadline_callback(self, PHASE1_SHARE, epoch_times)
+        with tempfile.TemporaryDirectory(prefix="mugle-fit-") as tmp:
+            try:
+                return train_music2vec(self.split.fit_playlists, keep, opts, self.seed, work_dir=tmp,  # type: ignore[arg-type]
+                                       callbacks=[deadline])
+            except _OutOfTime:
+                return None
+
+    def search_music2vec(self, base: Music2VecOptions, min_playlists: int, score: str = "in_out") -> tuple[
+            Music2VecOptions, str]:
+        """Coordinate search over :data:`SEARCH_SPACE` from ``base``, inside phase 1's share of the budget.
+
+        Returns the best options and scoring found (``base`` and ``score`` when nothing could be tried).
+        """
+        import gensim.models  # noqa: F401 - imported here (seconds, once) so it does not count as a trial's time
+
+        pop: dict[int, int] = {}
+        for p in self.split.fit_playlists:
+            for s in p:
+                pop[s] = pop.get(s, 0) + 1
+        keep = {s for s, n in pop.items() if n >= min_playlists}
+        tokens = sum(sum(1 for s in p if s in keep) for p in self.split.fit_playlists)
+        mean_len = tokens / max(1, len(self.split.fit_playlists))
+        trials: list[dict[str, Any]] = []
+        cache: dict[tuple, Music2VecResult] = {}
+        epoch_times: list[float] = []
+        per_epoch: list[tuple[float, float]] = []  # (seconds per epoch, effective window) of finished trials
+
+        def cost(o: Music2VecOptions) -> float:
+            w = min(o.window, mean_len)
+            if per_epoch:
+                # Per-epoch time has a fixed part (threads, queues) and a part that grows with the window:
+                # scale only up, never down, so the estimate errs on the safe side.
+                return max(s * max(1.0, w / w0) for s, w0 in per_epoch) * o.epochs * 1.1
+            return o.epochs * (0.05 + tokens * w / min(10.0, max(mean_len, 1.0)) / ASSUMED_WORDS_PER_S)
+
+        def run(o: Music2VecOptions, sc: str) -> dict[str, float] | None:
+            key = (o.ns_exponent, o.window, o.epochs, o.sample)
+            result = cache.get(key)
+            if result is None:
+                need = cost(o)
+                if need > self.left(PHASE1_SHARE):
+                    left = self.left(PHASE1_SHARE)
+                    trials.append({**_trial_params(o, sc), "skipped": f"needs ~{need:.1f}s, {left:.1f}s left"})
+                    return None
+                t0 = time.perf_counter()
+                done = len(epoch_times)
+                result = self._train_trial(o, keep, epoch_times)
+                took = time.perf_counter() - t0
+                if result is None:
+                    trials.append({**_trial_params(o, sc), "skipped": f"stopped by the budget after {took:.1f}s"})
+                    return None
+                per_epoch.append((took / max(1, len(epoch_times) - done), min(o.window, mean_len)))
+                cache[key] = result
+            else:
+                took = 0.0
+            lists = vector_lists(result.ids, result.query, result.key if sc == "in_out" else result.query, self.seeds)
+            fig = figures(lists, self.split.queries)
+            trials.append({**_trial_params(o, sc), **fig, "seconds": round(took, 3)})
+            if fig and (best["obj"] is None or objective(fig) > best["obj"] + 1e-12):
+                best.update(obj=objective(fig), opts=o, score=sc, lists=lists, result=result)
+            return fig
+
+        best: dict[str, Any] = {"obj": None, "opts": base, "score": score, "lists": None, "result": None}
+        run(base, score)
+        if self.options.search and best["obj"] is not None:
+            for name, values in SEARCH_SPACE.items():
+                for v in values:
+                    cur_opts, cur_score = best["opts"], best["score"]
+                    if name == "score":
+                        if v == cur_score:
+                            continue
+                        run(cur_opts, v)
+                    else:
+                        if getattr(cur_opts, name) == v:
+                            continue
+                        run(replace(cur_opts, **{name: v}), cur_score)
+        if best["lists"] is not None:
+            self.lists["music2vec"] = best["lists"]
+            self.fit_w2v = best["result"]
+            self.fit_score = best["score"]
+        chosen = best["opts"]
+        self.record["music2vec"] = {
+            "searched": bool(self.options.search),
+            "chosen": {**_trial_params(chosen, best["score"])},
+            "validation": next((t for t in trials if "skipped" not in t and _same(t, chosen, best["score"])), None),
+            "trials": trials,
+            "fit_vocab": len(keep),
+            "longest_epoch_s": round(max(epoch_times, default=0.0), 3),
+        }
+        logger.info("fit: music2vec %s after %d trials", self.record["music2vec"]["chosen"], len(trials))
+        return chosen, best["score"]
+
+    # -- phase 2 -----------------------------------------------------------------------------------
+
+    def fit_fusion(
+        self,
+        audio: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        cel_trainer: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        cel_seconds: float,
+        have_cooc: bool = True,
+    ) -> dict[str, float]:
+        """Fit ``score_total``'s weights (every source named in the result) and the novelty strength.
+
+        Parameters
+        ----------
+        audio : ``{"tcae": (ids, vectors)}``: models trained without playlists, usable as they are.
+        cel_trainer : trains a CEL from (music2vec ids, query vectors) of the fitting split and returns
+            (ids, vectors); called only when ``cel_seconds`` (the final CEL's measured time) fits.
+        cel_seconds : how long the final CEL took.
+        have_cooc : whether the version has co-occurrence lists (else the fusion is over the models).
+
+        Notes
+        -----
+        The served fusion must reach every single source on HitRate@10 *and* on nDCG@10. On validation,
+        a weighting's shortfall is ``min(HR / best single HR, nDCG / best single nDCG)``. The reference
+        weighting is the strongest single source alone, the others at a weight so small that they only
+        fill lists it leaves short. When the reference already reaches both bests, a grid point replaces
+        it only with a clear gain (a paired z of at least :data:`MIN_GAIN_Z` on HR + nDCG over the
+        queries), so the fusion follows validation evidence, not validation noise; when it does not
+        (one source leads on hits, another on order), the grid point with the smallest shortfall wins.
+        """
+        t0 = time.perf_counter()
+        lists = dict(self.lists)
+        if not have_cooc:
+            lists.pop(ranking.COOC, None)
+        for name, (ids, vecs) in audio.items():
+            lists[name] = vector_lists(ids, vecs, vecs, self.seeds)
+        notes: dict[str, str] = {}
+        if cel_trainer is not None and self.fit_w2v is not None and len(self.fit_w2v.ids):
+            if cel_seconds * 1.2 + 1.0 <= self.left():
+                cel_ids, cel_vecs = cel_trainer(self.fit_w2v.ids, self.fit_w2v.query)
+                lists["cel"] = vector_lists(cel_ids, cel_vecs, cel_vecs, self.seeds)
+            else:
+                notes["cel"] = (f"not fitted (weight 0 but for audio-only songs): a CEL takes ~{cel_seconds:.1f}s, "
+                                f"{self.left():.1f}s of the budget left")
+        queries = self.split.queries
+        if not lists or not queries:
+            weights = dict(UNFITTED_WEIGHTS if have_cooc else ranking.FUSION_WEIGHTS)
+            weights = {m: weights.get(m, 0.0) for m in ranking.SOURCES}
+            self.record["fusion"] = {"weights": weights, "fitted": False, "note": "no validation lists", **notes}
+            return weights
+        singles = {name: figures([x[:K] for x in ls], queries) for name, ls in lists.items()}
+        names = [m for m in ranking.SOURCES if m in lists]
+        reference = max(names, key=lambda m: (objective(singles[m]), m == ranking.COOC))
+        others = [m for m in names if m != reference]
+        combos = [{reference: 1.0, **dict(zip(others, c, strict=True))}
+                  for c in _grid([WEIGHT_GRID.get(m, WEIGHT_GRID["cel"]) for m in others])]
+        fill = {reference: 1.0, **{m: FILL_WEIGHT for m in others}}
+        if fill not in combos:
+            combos.append(fill)
+        hits, gains = _grid_objectives(lists, names, combos, queries, lambda: self.left() <= 0)
+        if len(hits) < len(queries):  # the budget ran out: judge every weighting on the queries scored
+            notes["grid"] = f"stopped by the budget after {len(hits)} of {len(queries)} queries"
+            queries = queries[: len(hits)]
+            singles = {name: figures([x[:K] for x in ls[: len(hits)]], queries) for name, ls in lists.items()}
+        per_query = hits + gains
+        best_hr = max(f["hit_rate@10"] for f in singles.values())
+        best_nd = max(f["ndcg@10"] for f in singles.values())
+        reach = np.minimum(hits.mean(axis=0) / max(best_hr, 1e-9), gains.mean(axis=0) / max(best_nd, 1e-9))
+        ref_i = combos.index(fill)
+        obj = per_query.mean(axis=0)
+        best_i = int(np.lexsort((-obj, -np.round(reach, 6)))[0])  # the smallest shortfall, then HR + nDCG
+        ref_reaches = bool(reach[ref_i] >= 1.0 - REACH_TOL)
+        if ref_reaches:
+            reaching = np.flatnonzero(reach >= 1.0 - REACH_TOL)
+            best_i = int(reaching[np.argmax(obj[reaching])])
+        diff = per_query[:, best_i] - per_query[:, ref_i]
+        z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if diff.std() > 0 else 0.0
+        chosen_i = best_i if (z >= MIN_GAIN_Z or not ref_reaches) else ref_i
+        weights = {m: float(combos[chosen_i].get(m, 0.0)) for m in ranking.SOURCES}
+        fused = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, weights)[:K]]
+                 for i in range(len(queries))]
+        self.record["fusion"] = {
+            "weights": weights, "fitted": True, "reference": reference, "grid_points": len(combos),
+            "validation": figures(fused, queries), "single_sources": singles,
+            "best_grid_point": {"weights": combos[best_i], "objective_gain": round(float(diff.mean()), 5),
+                                "z": round(z, 2), "reach": round(float(reach[best_i]), 4),
+                                "reference_reach": round(float(reach[ref_i]), 4), "adopted": chosen_i == best_i},
+            "seconds": round(time.perf_counter() - t0, 3), **notes,
+        }
+        self.fused_lists = {m: lists[m] for m in names}
+        self.weights = weights
+        logger.info("fit: fusion weights %s (%s; single sources %s)", weights, self.record["fusion"]["validation"],
+                    singles)
+        return weights
+
+    def fit_novelty(self, popularity: Mapping[int, int] | None = None, level: float = 0.5) -> tuple[float, int]:
+        """The novelty strength and kept head at which ``novelty=level`` halves the top 10's median popularity.
+
+        Measured on the validation queries with the fitted fusion and ``popularity`` (default: playlists
+        per song in the fitting split, so the validation playlists do not count), over
+        :data:`NOVELTY_STRENGTHS` x :data:`NOVELTY_HEADS`: of the settings that halve it within a 10 %
+        hit-rate cost, the one that costs least; when none does, the one that lowers the median most
+        within that cost (``fitted`` says whether the halving was reached on validation).
+        """
+        t0 = time.perf_counter()
+        queries = self.split.queries
+        if not self.fused_lists or not queries:
+            return ranking.NOVELTY_STRENGTH, 0
+        if popularity is None:
+            counted: dict[int, int] = {}
+            for p in self.split.fit_playlists:
+                for s in p:
+                    counted[s] = counted.get(s, 0) + 1
+            popularity = counted
+        weights = self.weights
+        pools = [ranking.score_total({m: ls[i] for m, ls in self.fused_lists.items()}, weights)
+                 for i in range(len(queries))]
+        songs = sorted({r for pool in pools for r, _ in pool})
+        index = {s: i for i, s in enumerate(songs)}
+        pop = np.array([popularity.get(s, 0) for s in songs], dtype=np.int64)
+        pools = [[(index[r], v) for r, v in pool] for pool in pools]
+
+        def top(strength: float, nov: float, head: int = 0) -> list[list[int]]:
+            return [[songs[r] for r, _ in ranking.novelty_rerank(pool, pop, nov, strength=strength, head=head)[:K]]
+                    for pool in pools]
+
+        base = top(ranking.NOVELTY_STRENGTH, 0.0)
+        base_fig = figures(base, queries)
+        base_pop = float(np.median([popularity.get(s, 0) for t in base for s in t])) if any(base) else 0.0
+        table: dict[str, Any] = {}
+        halving: list[tuple[float, float, int]] = []  # (cost, strength, head) of settings that halve
+        lowest: tuple[float, float, int] | None = None  # (ratio, strength, head) within the cost
+        stopped = False
+        for head in NOVELTY_HEADS:
+            for strength in NOVELTY_STRENGTHS:
+                if self.left() <= 0 and table:
+                    stopped = True
+                    break
+                lists = top(strength, level, head)
+                fig = figures(lists, queries)
+                med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
+                ratio = med / base_pop if base_pop else 1.0
+                cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
+                table[f"head {head}, strength {strength:g}"] = {"median_popularity_ratio": round(ratio, 3),
+                                                                "hit_rate_cost": round(cost, 4)}
+                if cost <= NOVELTY_MAX_COST:
+                    if ratio <= NOVELTY_TARGET_RATIO:
+                        halving.append((cost, strength, head))
+                    if lowest is None or ratio < lowest[0]:
+                        lowest = (ratio, strength, head)
+        if halving:
+            _, strength, head = min(halving)
+        elif lowest is not None:
+            _, strength, head = lowest
+        else:
+            strength, head = ranking.NOVELTY_STRENGTH, 0
+        self.record["novelty"] = {"strength": float(strength), "head": int(head), "level": level,
+                                  "fitted": bool(halving), "stopped_by_budget": stopped,
+                                  "median_popularity_at_0": base_pop, "by_strength": table,
+                                  "seconds": round(time.perf_counter() - t0, 3)}
+        logger.info("fit: novelty strength %g, head %d (%s)", strength, head,
+                    table.get(f"head {head}, strength {strength:g}"))
+        return float(strength), int(head)
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's ``ranking.fit`` record."""
+        return {
+            "options": asdict(self.options),
+            "seed": self.seed,
+            "validation_playlists": len(self.split.val_ids),
+            # Recorded so that anyone can check them against the manifest's holdout_playlist_ids.
+            "validation_playlist_ids": sorted(self.split.val_ids),
+            "fitting_playlists": len(self.split.fit_ids),
+            "queries": len(self.split.queries),
+            "elapsed_s": round(self.elapsed(), 3),
+            "within_budget": self.elapsed() <= self.options.budget_s,
+            **self.record,
+        }
+
+
+def _grid_objectives(
+    lists: Mapping[str, Sequence[Sequence[int]]],
+    names: Sequence[str],
+    combos: Sequence[Mapping[str, float]],
+    queries: Sequence[ValQuery],
+    out_of_time: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """HitRate@10 and nDCG@10 of every weighting, per query: two arrays (queries, weightings).
+
+    With ``out_of_time``, checked every 64 queries, the arrays stop at the queries scored in time.
+
+    Each query's candidates are scored ``sum_source w / rank`` for all weightings at once (a matrix
+    product); ties go to the better best rank, then the lower id, as :func:`app.ranking.score_total`.
+    """
+    w = np.array([[float(c.get(m, 0.0)) for c in combos] for m in names])  # (sources, combos)
+    disc = 1.0 / np.log2(np.arange(K) + 2.0)
+    hit = np.zeros((len(queries), len(combos)))
+    nd = np.zeros((len(queries), len(combos)))
+    for qi, q in enumerate(queries):
+        if out_of_time is not None and qi and qi % 64 == 0 and out_of_time():
+            return hit[:qi], nd[:qi]
+        cand: dict[int, int] = {}
+        for m in names:
+            for s in lists[m][qi]:
+                cand.setdefault(s, len(cand))
+        if not cand:
+            continue
+        songs = np.fromiter(cand, dtype=np.int64, count=len(cand))
+        inv = np.zeros((len(songs), len(names)))
+        best = np.full(len(songs), 1 << 30)
+        for j, m in enumerate(names):
+            for r, s in enumerate(lists[m][qi], start=1):
+                i = cand[s]
+                inv[i, j] = 1.0 / r
+                best[i] = min(best[i], r)
+        pre = np.lexsort((songs, best))  # tie order: best rank, then id
+        scores = inv[pre] @ w  # (candidates, combos)
+        order = np.argsort(-scores, axis=0, kind="stable")[:K]
+        rel = np.array([s in q.relevant for s in songs[pre]], dtype=np.float64)
+        gains = rel[order] * (scores[order, np.arange(len(combos))] > 0)
+        ideal = disc[: min(K, len(q.relevant))].sum()
+        hit[qi] = gains.max(axis=0) if len(gains) else 0.0
+        nd[qi] = (gains * disc[: len(gains), None]).sum(axis=0) / ideal
+    return hit, nd
+
+
+def _grid(axes: Sequence[Sequence[float]]) -> Iterable[tuple[float, ...]]:
+    if not axes:
+        yield ()
+        return
+    for v in axes[0]:
+        for rest in _grid(axes[1:]):
+            yield (v, *rest)
+
+
+def _trial_params(o: Music2VecOptions, score: str) -> dict[str, Any]:
+    return {"ns_exponent": o.ns_exponent, "window": o.window, "epochs": o.epochs, "sample": o.sample, "score": score}
+
+
+def _same(trial: Mapping[str, Any], o: Music2VecOptions, score: str) -> bool:
+    return all(trial.get(k) == v for k, v in _trial_params(o, score).items())

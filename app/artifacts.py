@@ -15,6 +15,7 @@ A versions folder looks like this::
         tcae.*  cel.*          same three files per model
         models/                what is needed to embed new audio or retrain (torch state dicts, mel stats)
         metrics.json           offline evaluation, when it was run
+        tags.npz               optional: what training learned about the playlists' tags (see :func:`tags_file`)
         extras/                optional precomputed pictures (mel thumbnails, 2-D maps)
 
 Query vectors and key vectors differ only for Music2Vec, where the query is the Word2Vec input vector
@@ -51,6 +52,7 @@ METRICS = "metrics.json"
 MODELS_DIR = "models"
 EXTRAS_DIR = "extras"
 TMP_PREFIX = ".tmp-"
+TAGS = "tags.npz"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -86,6 +88,18 @@ def knn_sims_file(model: str) -> str:
     return f"{model}.knn_sims.npy"
 
 
+def tags_file() -> str:
+    """Playlist tags ("situations and moods") learned at training time; listed in the manifest's ``tags``.
+
+    Arrays (no pickle): ``name_blob``/``name_offsets`` the tags' shown names (packed UTF-8, see
+    :func:`app.catalog.pack_strings`), ``playlists`` int32 training playlists per tag, ``songs_offsets`` /
+    ``songs_ids`` / ``songs_counts`` per tag its songs by how many of its playlists hold them (most first,
+    CSR layout), and ``vector_<model>`` float32 (tags, dim) per model a query vector of the tag (L2-normalised;
+    all zeros where the model has no vector for any of its songs). Read and written by :mod:`app.tags`.
+    """
+    return TAGS
+
+
 def model_files(model: str) -> list[str]:
     """The files every model must have in a version folder."""
     return [index_file(model), ids_file(model), query_file(model)]
@@ -117,6 +131,8 @@ class Manifest:
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     holdout_playlist_ids: list[int] = field(default_factory=list)
+    # Optional parts beside the models: {"files": [...], ...facts}; absent in versions written before them.
+    tags: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -131,6 +147,7 @@ class Manifest:
             "timings": self.timings,
             "counts": self.counts,
             "holdout_playlist_ids": self.holdout_playlist_ids,
+            "tags": self.tags,
         }
         return json.dumps(data, ensure_ascii=False, indent=2)
 
@@ -161,6 +178,7 @@ class Manifest:
                 timings=dict(data.get("timings", {})),
                 counts=dict(data.get("counts", {})),
                 holdout_playlist_ids=[int(i) for i in data.get("holdout_playlist_ids", [])],
+                tags=dict(data.get("tags") or {}),
                 schema_version=schema,
             )
         except ArtifactError:
@@ -203,6 +221,9 @@ def check_version_files(version_dir: Path, manifest: Manifest) -> None:
         for fname in entry.files:
             if not (version_dir / fname).is_file():
                 raise ArtifactError(f"{version_dir / fname}: listed in manifest for model {name!r} but missing")
+    for fname in manifest.tags.get("files", []):
+        if not (version_dir / str(fname)).is_file():
+            raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest under 'tags' but missing")
 
 
 # -- the ``current`` pointer -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from app.artifacts import MANIFEST, ArtifactError, resolve_current
 from app.engine import Engine
 from app.observability import configure_json_logging
 from app.ops import setup_operations
-from app.routes import health, recommend, search, songs
+from app.routes import health, recommend, search, songs, tags
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # Engine checks raise ValueError naming the parameter; that is the client's mistake, not ours.
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    for router in (health.router, search.router, recommend.router, songs.router):
+    for router in (health.router, search.router, recommend.router, songs.router, tags.router):
         app.include_router(router)
     for name in OPTIONAL_ROUTERS:
         router = _optional_router(name)

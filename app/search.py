@@ -138,14 +138,29 @@ class TitleSearch:
     @staticmethod
     def build_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
         """Normalise every title and artist and build the index arrays (seconds at 700k songs)."""
+        artists = [a.replace(SEP, " ") for a in catalog.columns["artists"].to_list()]
+        return TitleSearch.build_text_arrays(
+            catalog.columns["title"].to_list(), artists, catalog.popularity, _fingerprint(catalog)
+        )
+
+    @staticmethod
+    def build_text_arrays(
+        titles_raw: list[str], artists_raw: list[str], popularity: np.ndarray, fingerprint: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """The index arrays over any named things: ``titles_raw`` with optional ``artists_raw`` ("" for none).
+
+        Songs use it through :meth:`build_arrays`; the playlist tags of :mod:`app.tags` use it with no artists
+        and their playlist counts as popularity, so both get the same fuzzy and initials matching.
+        """
         start = time.perf_counter()
-        n = len(catalog)
-        titles = [normalize_title(t) for t in catalog.columns["title"].to_list()]
-        artists = [fold(a.replace(SEP, " ")) for a in catalog.columns["artists"].to_list()]
+        n = len(titles_raw)
+        popularity = np.asarray(popularity)
+        titles = [normalize_title(t) for t in titles_raw]
+        artists = [fold(a) for a in artists_raw]
         hashes = np.fromiter((_crc(t.replace(" ", "")) for t in titles), dtype=np.int64, count=n)
         hash_order = np.argsort(hashes, kind="stable")
         texts = [t.replace(" ", "") + _SEP_TA + a.replace(" ", "") for t, a in zip(titles, artists, strict=True)]
-        by_pop = np.lexsort((np.arange(n), -catalog.popularity.astype(np.int64))).astype(np.int64)
+        by_pop = np.lexsort((np.arange(n), -popularity.astype(np.int64))).astype(np.int64)
         # Index the texts in popularity order: each posting list then starts with its most popular songs,
         # and a capped read of a long list keeps the songs a user most likely means.
         vocab, offsets, ranks, per_rank = _bigram_postings([texts[i] for i in by_pop.tolist()], n)
@@ -159,7 +174,7 @@ class TitleSearch:
         title_blob, title_offsets = pack_strings(titles)
         artist_blob, artist_offsets = pack_strings(artists)
         arrays = {
-            "fingerprint": _fingerprint(catalog),
+            "fingerprint": fingerprint if fingerprint is not None else np.zeros(4, dtype=np.int64),
             "title_blob": title_blob,
             "title_offsets": title_offsets,
             "artist_blob": artist_blob,
@@ -174,7 +189,7 @@ class TitleSearch:
             "initials_blob": np.frombuffer(("\n".join(initials) + "\n").encode("utf-8"), dtype=np.uint8),
             "initials_starts": starts,
         }
-        logger.info("built search index over %d songs in %.2f s", n, time.perf_counter() - start)
+        logger.info("built search index over %d entries in %.2f s", n, time.perf_counter() - start)
         return arrays
 
     @classmethod

@@ -32,6 +32,7 @@ from app.artifacts import (
     now_iso,
     query_file,
     set_current,
+    tags_file,
 )
 from app.catalog import Catalog
 
@@ -39,6 +40,12 @@ logger = logging.getLogger(__name__)
 
 TRUTH = "synthetic.json"
 GENRES = ["발라드", "댄스", "랩/힙합", "R&B/Soul", "인디음악", "록/메탈", "트로트", "GN9000"]
+# The genre table's codes of those names; GN9000 is a code the table lacks, shown as itself.
+GENRE_CODES = {"GN0100": "발라드", "GN0200": "댄스", "GN0300": "랩/힙합", "GN0400": "R&B/Soul",
+               "GN0500": "인디음악", "GN0600": "록/메탈", "GN0700": "트로트"}
+# Playlist tags, one per cluster, and one shared by clusters 0 and 3 (see write_synthetic_version).
+CLUSTER_TAGS = ["드라이브", "이별", "새벽", "운동", "카페", "여름", "비오는날", "집중"]
+SHARED_TAG = "신나는"
 _WORDS_KO = ["사랑", "바람", "노래", "하늘", "우리", "그대", "시간", "기억", "여름", "겨울", "별빛", "눈물"]
 _WORDS_EN = ["love", "night", "blue", "dream", "star", "light", "home", "river", "fire", "rain"]
 # Fixed titles the search tests rely on; they take the first rows.
@@ -93,6 +100,7 @@ def write_synthetic_version(
     index_type: str = "flat",
     set_as_current: bool = True,
     neighbours: int = 64,
+    tags: bool = True,
 ) -> Path:
     """Write one complete artifacts version under ``root`` and (by default) point ``current`` at it.
 
@@ -107,6 +115,8 @@ def write_synthetic_version(
     index_type : ``flat`` (exact) or ``hnsw``.
     set_as_current : switch ``current`` to the new version.
     neighbours : width of the precomputed neighbour lists (0: none, so the engine searches the indexes).
+    tags : write ``tags.npz``: per cluster c, playlists tagged ``CLUSTER_TAGS[c]`` holding that cluster's songs
+        with playlist history (and ``SHARED_TAG`` on clusters 0 and 3), learned by the training code.
 
     Returns
     -------
@@ -158,7 +168,7 @@ def write_synthetic_version(
         dup = int(ids[i]) + 1  # ids step by 3, so +1 is free
         aliases[dup] = int(ids[i])
         duplicates[dup] = int(ids[i])
-    Catalog.save(vdir / CATALOG, songs, aliases)
+    Catalog.save(vdir / CATALOG, songs, aliases, genre_table=GENRE_CODES)
 
     centers = _unit(rng.normal(size=(n_clusters, dim)))
     entries: dict[str, ModelEntry] = {}
@@ -180,6 +190,20 @@ def write_synthetic_version(
         if neighbours:
             _write_neighbours(vdir, name, index, query, neighbours)
             entries[name].files += [knn_file(name), knn_sims_file(name)]
+    tag_entry: dict[str, Any] = {}
+    if tags:
+        from training.tags import write_tags
+
+        playlist_tags: list[list[str]] = []
+        playlists: list[list[int]] = []
+        for c in range(n_clusters):
+            members = [int(ids[i]) for i in idx if clusters[i] == c and popularity[i] > 0]
+            for j in range(4):  # four playlists per cluster, each without one of the members
+                playlists.append([m for t, m in enumerate(members) if t % 4 != j] or members)
+                playlist_tags.append([CLUSTER_TAGS[c % len(CLUSTER_TAGS)]] + ([SHARED_TAG] if c in (0, 3) else []))
+        vectors = {name: (np.load(vdir / ids_file(name)), np.load(vdir / query_file(name))) for name in MODEL_NAMES}
+        tag_entry = write_tags(vdir, playlist_tags, playlists, vectors, min_playlists=2)
+        assert tag_entry["files"] == [tags_file()]
     manifest = Manifest(
         version=version,
         created_at=now_iso(),
@@ -187,6 +211,7 @@ def write_synthetic_version(
         songs=n_songs,
         models=entries,
         params={"synthetic": True, "n_clusters": n_clusters},
+        tags=tag_entry,
     )
     (vdir / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     truth = {

@@ -44,11 +44,13 @@ from app.artifacts import (
     staging_version,
 )
 from app.catalog import Catalog
+from app.tagtable import MIN_PLAYLISTS
 from training.cel import CELOptions
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import MEL_DIR, SPLIT_FILES, read_dataset
 from training.music2vec import Music2VecOptions, train_music2vec
 from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
+from training.tags import write_tags
 from training.tcae import TCAEOptions
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class TrainOptions:
         0.5 KB per song and model on disk); 0 writes none, and the service then searches the indexes.
     thumbs_limit : mel thumbnails for the web page are precomputed only up to this many songs with
         audio (reading every mel again costs hours at real size); 0 disables them.
+    tag_min_playlists : playlist tags carried by fewer training playlists are left out of ``tags.npz``.
     version : folder name of the new version (default: timestamp plus random suffix).
     progress : show progress bars and print the final summary.
     """
@@ -96,6 +99,7 @@ class TrainOptions:
     flat_threshold: int = FLAT_THRESHOLD
     neighbours: int = NEIGHBOURS
     thumbs_limit: int = 50_000
+    tag_min_playlists: int = MIN_PLAYLISTS
     version: str | None = None
     progress: bool = True
 
@@ -105,7 +109,7 @@ class TrainOptions:
             raise ValueError(f"device={self.device!r}: choose among {DEVICES}")
         if not 0.0 <= self.holdout < 1.0:
             raise ValueError(f"holdout={self.holdout!r}: must be in [0, 1)")
-        for name in ("w2v_epochs", "w2v_dim", "w2v_window", "w2v_negative"):
+        for name in ("w2v_epochs", "w2v_dim", "w2v_window", "w2v_negative", "tag_min_playlists"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be at least 1")
         for name in ("w2v_workers", "flat_threshold", "neighbours", "thumbs_limit"):
@@ -321,6 +325,10 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
         mel_files = find_mels(data)
         mel_paths = canonical_mels(prepared.aliases, mel_files)
         fingerprint = dataset_fingerprint(data, options.prep.splits, np.array(sorted(mel_files)))
+        tags_of = {p.id: p.tags for p in dataset.playlists if p.split in options.prep.splits}
+        playlist_tags = [tags_of.get(i, []) for i in prepared.train_playlist_ids]
+        # The genre filter accepts codes too: keep the table's names of the top-level codes songs carry.
+        genre_table = {c: dataset.genre_table[c] for s in dataset.songs for c in s.genres if c in dataset.genre_table}
     read_report = dataset.report
     del dataset  # the playlists live on in `prepared`; free the rest before training
 
@@ -352,6 +360,12 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
                 stage_dir, "cel", cel_ids, cel_vecs, flat_threshold=options.flat_threshold, seed=options.seed,
                 neighbours=options.neighbours,
             )
+        with clock.stage("tags"):
+            tag_entry = write_tags(
+                stage_dir, playlist_tags, prepared.train_playlists,
+                {"music2vec": (w2v.ids, w2v.query), "tcae": (tcae_ids, tcae_vecs), "cel": (cel_ids, cel_vecs)},
+                min_playlists=options.tag_min_playlists,
+            )
         entries["music2vec"].params.update(
             {k: v for k, v in w2v.stats.items() if k not in ("params",)}, **w2v.stats["params"]
         )
@@ -368,7 +382,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
                 {**song, "popularity": prepared.popularity.get(sid, 0), "has_audio": sid in with_audio}
                 for sid, song in prepared.songs.items()
             ]
-            Catalog.save(stage_dir / CATALOG, rows, prepared.aliases)
+            Catalog.save(stage_dir / CATALOG, rows, prepared.aliases, genre_table=genre_table)
 
         with clock.stage("extras"):
             extras = write_extras(stage_dir, tcae_ids, mel_paths, options.thumbs_limit)
@@ -390,6 +404,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             timings=dict(clock.timings),
             counts=counts,
             holdout_playlist_ids=holdout,
+            tags=tag_entry,
         )
         _write_text(stage_dir / MANIFEST, manifest.to_json())
         _fsync_tree(stage_dir)
@@ -411,6 +426,9 @@ def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
     for name, entry in manifest.models.items():
         recall = "" if entry.index_type == "flat" else f", recall@10 {entry.recall_at_10}"
         lines.append(f"  {name:<10} {entry.count:>9,} songs x {entry.dim} ({entry.index_type}{recall})")
+    if manifest.tags:
+        lines.append(f"  playlist tags: {manifest.tags.get('count', 0):,} on >= {manifest.tags.get('min_playlists')} "
+                     "training playlists each")
     lines.append("  time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()))
     cpu = manifest.counts.get("cpu_s", {})
     if cpu:
@@ -584,6 +602,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         f"0 writes none (default {d.neighbours})")
     g.add_argument("--thumbs-limit", type=int, default=d.thumbs_limit,
                    help=f"precompute mel thumbnails up to this many songs with audio (default {d.thumbs_limit:,})")
+    g = parser.add_argument_group("playlist tags")
+    g.add_argument("--tag-min-playlists", type=int, default=d.tag_min_playlists,
+                   help=f"leave out tags on fewer training playlists (default {d.tag_min_playlists})")
     add_prep_arguments(parser)
 
 
@@ -627,6 +648,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         flat_threshold=args.flat_threshold,
         neighbours=args.neighbours,
         thumbs_limit=args.thumbs_limit,
+        tag_min_playlists=args.tag_min_playlists,
         version=args.version,
         progress=not args.no_progress,
     )

@@ -56,7 +56,8 @@ def build_tag_table(
     keys = [k for k, pls in members.items() if len(pls) >= min_playlists]
     # Most playlists first, then by name, so the file is the same for the same data.
     keys.sort(key=lambda k: (-len(members[k]), k))
-    names = [max(spellings[k].items(), key=lambda kv: (kv[1], kv[0]))[0] for k in keys]
+    # The most frequent spelling names the tag; on a tie the first one met (max keeps the first maximum).
+    names = [max(spellings[k].items(), key=lambda kv: kv[1])[0] for k in keys]
     offsets = [0]
     ids_out: list[np.ndarray] = []
     counts_out: list[np.ndarray] = []
@@ -72,6 +73,9 @@ def build_tag_table(
     vecs_out: dict[str, np.ndarray] = {}
     for model, (ids, vecs) in vectors.items():
         ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) and np.any(np.diff(ids) <= 0):
+            by_id = np.argsort(ids, kind="stable")
+            ids, vecs = ids[by_id], np.asarray(vecs)[by_id]
         out = np.zeros((len(keys), vecs.shape[1]), dtype=np.float32)
         for t, songs in enumerate(distinct):
             pos = np.searchsorted(ids, songs)

@@ -50,8 +50,11 @@ _SONG_CACHE = 65_536
 
 
 # The tag's counted songs (how many of its training playlists hold each) join the models' lists under
-# this name; score_total weighs it 1 (as Music2Vec), see app.tags.
+# this name. For a tag, score_total weighs the lists with TAG_FUSION_WEIGHTS: measured on two demo catalogs'
+# held-out playlists (docs/notes/steering.md), the counted list carries the most, Music2Vec's neighbours of
+# the tag vector add to it, and the audio lists (a tag is a situation, not a sound) only dilute it.
 TAG_LIST = "playlists"
+TAG_FUSION_WEIGHTS: dict[str, float] = {TAG_LIST: 1.0, "music2vec": 0.5, "cel": 0.1, "tcae": 0.05}
 
 
 class UnknownSongError(LookupError):
@@ -395,12 +398,14 @@ class Engine:
         banned_artists: frozenset[str],
         steer: Steering | None = None,
         extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> list[dict[str, Any]]:
         """Rank for per-model queries: a catalog row (its own vector) or a normalised query vector.
 
         ``steer`` applies filters, songs to avoid and diversity (:mod:`app.steering`); None is the plain
         path. ``extra`` adds named candidate lists (catalog rows, scores) that are not a model's, such as a
-        tag's counted songs; they are cleaned like the models' lists.
+        tag's counted songs; they are cleaned like the models' lists. ``weights`` replaces the fusion weights
+        of ``score_total``.
         """
         self._check(method, k, novelty)
         depth = max(ranking.DEPTH, k)
@@ -426,7 +431,7 @@ class Engine:
         for name, (rows, scores) in (extra or {}).items():
             passes = keep if mask is None else self._and_mask(keep, mask)
             lists[name], sims[name] = ranking.candidate_list(rows, scores, exclude_rows, depth, passes)
-        ranked = ranking.rank_method(method, lists, sims)
+        ranked = ranking.rank_method(method, lists, sims, weights)
         ranked = ranking.novelty_rerank(ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES)
         if steer is not None and (negatives or steer.diversity > 0.0):
             space = self._similarity_vectors([r for r, _ in ranked] + negatives)
@@ -583,7 +588,7 @@ class Engine:
         rows, counts = self.tags.counted(i)
         queries = self.tags.query_vectors(i, list(self.models))
         items = self._rank(queries, method, k, novelty, set(), frozenset(), steer,
-                           extra={TAG_LIST: (rows, counts.astype(np.float64))})
+                           extra={TAG_LIST: (rows, counts.astype(np.float64))}, weights=TAG_FUSION_WEIGHTS)
         return self.tags.names[i], items
 
     def search_tags(self, query: str, limit: int = 10) -> list[dict[str, Any]]:

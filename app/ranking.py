@@ -164,10 +164,12 @@ def rank_method(
     method: str,
     lists: Mapping[str, Sequence[int]],
     sims: Mapping[str, Sequence[float]],
+    weights: Mapping[str, float] | None = None,
 ) -> Ranked:
-    """The full ordered pool of ``method`` (not yet cut to ``k``)."""
+    """The full ordered pool of ``method`` (not yet cut to ``k``); ``weights`` for ``score_total`` (default
+    :data:`FUSION_WEIGHTS`)."""
     if method == "score_total":
-        return score_total(lists, FUSION_WEIGHTS)
+        return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
     if method == "each_top3":
         return each_top3(lists)
     if method in lists:

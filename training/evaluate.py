@@ -52,6 +52,7 @@ from app.artifacts import (
 from app.catalog import SEP, Catalog
 from app.ranking import FUSION_WEIGHTS
 from training import metrics as M
+from training.steering_eval import evaluate_steering, steering_targets
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ class EvalContext:
     data: Path
     manifest_holdout: int
     counts: dict[str, int] = field(default_factory=dict)
+    # Playlist tags, for the tag endpoint's evaluation (training.steering_eval): per held-out playlist id,
+    # and per training playlist (aligned with ``train_playlists``).
+    holdout_tags: dict[int, list[str]] = field(default_factory=dict)
+    train_tags: list[list[str]] = field(default_factory=list)
 
 
 # -- loading -------------------------------------------------------------------------------------------
@@ -154,17 +159,21 @@ def load_context(data: Path, version_dir: Path) -> EvalContext:
     splits = _training_splits(manifest.params)
     dataset = read_dataset(Path(data), progress=False)
     train: list[list[int]] = []
+    train_tags: list[list[str]] = []
     held: list[tuple[int, list[int]]] = []
+    held_tags: dict[int, list[str]] = {}
     seen_held: set[int] = set()
     for p in dataset.playlists:
         if p.id in holdout:
             if p.id not in seen_held:
                 seen_held.add(p.id)
                 held.append((p.id, _canonical_list(catalog, p.songs)))
+                held_tags[p.id] = list(p.tags)
         elif p.split in splits:
             seq = _canonical_list(catalog, p.songs)
             if seq:
                 train.append(seq)
+                train_tags.append(list(p.tags))
     missing = len(holdout) - len(seen_held)
     if not held:
         raise EvaluationError(
@@ -190,6 +199,8 @@ def load_context(data: Path, version_dir: Path) -> EvalContext:
         data=Path(data),
         manifest_holdout=len(holdout),
         counts={"holdout_ids_missing_from_dataset": missing},
+        holdout_tags=held_tags,
+        train_tags=train_tags,
     )
 
 
@@ -613,6 +624,7 @@ def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if base["hit_rate@10"]:
             cost = 1.0 - half["hit_rate@10"] / base["hit_rate@10"]
             put("novelty_hit_rate_cost", cost, 0.1, cost <= 0.1, "relative HitRate@10 loss at novelty 0.5 <= 10%")
+    out.update(steering_targets(results.get("steering") or {}))
     return out
 
 
@@ -739,6 +751,10 @@ def evaluate(
                                              for r in l10)),
         })
     results["novelty_sweep"] = {"score_total": sweep}
+
+    t0 = time.perf_counter()
+    results["steering"] = evaluate_steering(ctx, served.engine, warm, seed=seed, progress=progress)
+    timings["steering"] = round(time.perf_counter() - t0, 3)
 
     if fusion:
         t0 = time.perf_counter()

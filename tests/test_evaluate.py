@@ -265,3 +265,42 @@ def test_metrics_json_is_strict(trained: tuple[Path, Path, Path], results: dict)
 
     json.loads(text, parse_constant=no_constants)
     assert not any(isinstance(v, float) and math.isnan(v) for v in results["counts"].values())
+
+
+# -- steering ----------------------------------------------------------------------------------------------
+
+
+def test_steering_block_tags_diversity_filters(trained: tuple[Path, Path, Path], results: dict) -> None:
+    from training.steering_eval import DIVERSITY_LEVELS, TagPopularity, tag_queries
+
+    data, _, version_dir = trained
+    steering = results["steering"]
+    tags = steering["tags"]
+    assert tags["tags_served"] > 0 and tags["queries"] > 0
+    assert set(tags["methods"]) == {"score_total", "each_top3", "music2vec", "tcae", "cel", "tag_popularity"}
+    for block in tags["methods"].values():
+        assert block["queries"] == tags["queries"] and 0.0 <= block["hit_rate@10"]["mean"] <= 1.0
+    # the baseline by hand: songs counted over the training playlists that carry the tag
+    ctx = ev.load_context(data, version_dir)
+    from app.engine import Engine
+
+    engine = Engine.load(version_dir)
+    queries = tag_queries(ctx, engine)
+    assert len(queries) == tags["queries"]
+    q = queries[0]
+    counts: Counter[int] = Counter()
+    for songs, raw in zip(ctx.train_playlists, ctx.train_tags, strict=True):
+        if any(t.strip().casefold() == q.tag.casefold() for t in raw):
+            counts.update(songs)
+    got = TagPopularity(ctx)(q.tag, 5)
+    assert [counts[s] for s in got] == sorted(counts.values(), reverse=True)[:5]
+    # the diversity sweep covers every level, and the filters keep only passing songs
+    assert [row["diversity"] for row in steering["diversity"]["warm"]] == list(DIVERSITY_LEVELS)
+    sims = [row["similarity_cel@10"] for row in steering["diversity"]["warm"]]
+    assert sims[-1] < sims[0]
+    for name, block in steering["filters"].items():
+        if name != "none" and block["queries"]:
+            assert block["passing_share@10"] == 1.0
+    assert "tag_beats_tag_popularity" in results["targets"]
+    report = Path(results["report"]).read_text(encoding="utf-8")
+    assert "## Steering" in report and "tag_popularity" in report

@@ -804,7 +804,8 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             f"{f(_mean(cold, 'hit_rate@10')):>9}"
         )
     for name, t in results.get("targets", {}).items():
-        lines.append(f"target {name}: {t['value']} vs {t['threshold']} -> {'met' if t['met'] else 'MISSED'}")
+        verdict = "reported" if t["met"] is None else "met" if t["met"] else "MISSED"
+        lines.append(f"target {name}: {t['value']} vs {t['threshold']} -> {verdict}")
     return lines
 
 

@@ -272,3 +272,52 @@ def steering_targets(steering: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 "value": _num(1.0 - h1 / h0), "threshold": None, "met": None,
                 "rule": "relative HitRate@10 loss at diversity 1 (reported, no threshold)"}
     return out
+
+
+def _cell(x: Any, digits: int = 3) -> str:
+    x = _mean(x)
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def steering_markdown(steering: Mapping[str, Any]) -> list[str]:
+    """The report's section on steering: tags against their baseline, the diversity sweeps, the filters."""
+    if not steering:
+        return []
+    out = ["## Steering: situations (tags), diversity, filters", ""]
+    tags = steering.get("tags") or {}
+    methods = tags.get("methods") or {}
+    if methods:
+        out += [f"{tags.get('queries', 0):,} (held-out playlist, tag) queries over {tags.get('tags_served', 0):,} "
+                "served tags; the truth is the playlist's songs. `tag_popularity`: the songs most training "
+                "playlists with the tag contain.", "",
+                "| method | HitRate@10 [95% CI] | nDCG@10 | Recall@50 | median popularity |", "|---|---|---|---|---|"]
+        for name, b in methods.items():
+            hr = b["hit_rate@10"]
+            out.append(f"| `{name}` | {_cell(hr)} [{_cell(hr.get('low'))}, {_cell(hr.get('high'))}] | "
+                       f"{_cell(b['ndcg@10'])} | {_cell(b['recall@50'])} | {_cell(b['median_popularity@10'], 1)} |")
+        out.append("")
+    else:
+        out += ["The version has no tags, or no held-out playlist carries a tag it knows.", ""]
+    for kind, rows in (steering.get("diversity") or {}).items():
+        if not rows:
+            continue
+        out += [f"Diversity (`score_total`, {kind} queries): intra-list similarity is the mean pairwise cosine "
+                "of the top 10 (CEL: the space the re-rank uses; Music2Vec: one it does not); genre diversity "
+                "the mean pairwise Jaccard distance of their genre sets.", "",
+                "| diversity | HitRate@10 | nDCG@10 | similarity (CEL) | similarity (Music2Vec) | genre diversity |",
+                "|---|---|---|---|---|---|"]
+        for row in rows:
+            out.append(f"| {row['diversity']:g} | {_cell(row['hit_rate@10'])} | {_cell(row['ndcg@10'])} | "
+                       f"{_cell(row['similarity_cel@10'])} | {_cell(row['similarity_music2vec@10'])} | "
+                       f"{_cell(row['genre_diversity@10'])} |")
+        out.append("")
+    filters = steering.get("filters") or {}
+    if filters:
+        out += ["Filters (warm queries, `score_total`):", "",
+                "| filter | queries | HitRate@10 | share passing | list fullness | ms per request |",
+                "|---|---|---|---|---|---|"]
+        for name, b in filters.items():
+            out.append(f"| {name} | {b['queries']} | {_cell(b['hit_rate@10'])} | {_cell(b['passing_share@10'])} | "
+                       f"{_cell(b['fullness@10'])} | {_cell(b['ms_per_request'], 2)} |")
+        out.append("")
+    return out

@@ -31,6 +31,15 @@ def pack_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return blob, offsets
 
 
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickle); ``ValueError`` names the file when it is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:  # truncated, partly copied, or not an .npz
+        raise ValueError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+
+
 class StringColumn:
     """Random access to packed strings."""
 
@@ -132,11 +141,7 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path) -> Catalog:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or partly copied file
-            raise ValueError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+        arrays = load_npz(path)
         missing = [k for k in ("song_ids", "popularity", "has_audio", "alias_from", "alias_to") if k not in arrays]
         missing += [f"{c}_blob" for c in TEXT_COLUMNS if f"{c}_blob" not in arrays]
         if missing:

@@ -7,13 +7,12 @@ Numpy only, like the rest of the artifact layout (:mod:`app.artifacts` names the
 from __future__ import annotations
 
 import logging
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from app.catalog import StringColumn, pack_strings
+from app.catalog import StringColumn, load_npz, pack_strings
 from app.textnorm import fold
 
 logger = logging.getLogger(__name__)
@@ -73,10 +72,9 @@ class TagTable:
     def load(cls, path: Path) -> TagTable:
         """Read and check ``tags.npz``; ``ValueError`` names the file and what is wrong."""
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+            arrays = load_npz(path)
+        except OSError as exc:
+            raise ValueError(f"{path}: cannot read ({exc})") from exc
         need = ("name_blob", "name_offsets", "playlists", "songs_offsets", "songs_ids", "songs_counts")
         missing = [k for k in need if k not in arrays]
         if missing:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter
 
 from app.deps import EngineDep
 from app.responses import FastJSONResponse
+from app.routes.search import Limit, SearchText, require_text
 from app.schemas import GenresResponse, TagsResponse
 
 logger = logging.getLogger(__name__)
@@ -25,13 +25,8 @@ router = APIRouter(tags=["steering"])
         "their initials. Ties go to the tag more playlists carry."
     ),
 )
-async def tags(
-    engine: EngineDep,
-    q: Annotated[str, Query(min_length=1, max_length=200, examples=["드라이브"], description="search text")],
-    limit: Annotated[int, Query(ge=1, le=50)] = 10,
-) -> FastJSONResponse:
-    if not q.strip():
-        raise HTTPException(status_code=422, detail="q: must contain something other than spaces")
+async def tags(engine: EngineDep, q: SearchText, limit: Limit = 10) -> FastJSONResponse:
+    require_text(q)
     return FastJSONResponse({"query": q, "results": engine.search_tags(q, limit)})
 
 

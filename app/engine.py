@@ -571,11 +571,13 @@ class Engine:
         k: int = 10,
         novelty: float = 0.0,
         steer: Steering | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> tuple[str, list[dict[str, Any]]]:
         """Songs for a playlist tag (a situation or mood): the tag's name as shown, and the Songs.
 
         ``score_total`` and ``each_top3`` fuse the models' lists for the tag's query vectors with its counted
-        songs (:data:`TAG_LIST`); a single model's method uses that model's list alone.
+        songs (:data:`TAG_LIST`); a single model's method uses that model's list alone. ``weights`` replaces
+        :data:`TAG_FUSION_WEIGHTS` (the offline study of other weights uses it).
 
         Raises
         ------
@@ -588,7 +590,8 @@ class Engine:
         rows, counts = self.tags.counted(i)
         queries = self.tags.query_vectors(i, list(self.models))
         items = self._rank(queries, method, k, novelty, set(), frozenset(), steer,
-                           extra={TAG_LIST: (rows, counts.astype(np.float64))}, weights=TAG_FUSION_WEIGHTS)
+                           extra={TAG_LIST: (rows, counts.astype(np.float64))},
+                           weights=TAG_FUSION_WEIGHTS if weights is None else weights)
         return self.tags.names[i], items
 
     def search_tags(self, query: str, limit: int = 10) -> list[dict[str, Any]]:

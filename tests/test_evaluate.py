@@ -304,3 +304,16 @@ def test_steering_block_tags_diversity_filters(trained: tuple[Path, Path, Path],
     assert "tag_beats_tag_popularity" in results["targets"]
     report = Path(results["report"]).read_text(encoding="utf-8")
     assert "## Steering" in report and "tag_popularity" in report
+
+
+def test_tag_study_agrees_with_the_evaluation(trained: tuple[Path, Path, Path], results: dict) -> None:
+    """Two implementations of the tag baseline (and the served list) must give the same hit rate."""
+    from training.tag_study import study
+
+    data, arts, version_dir = trained
+    got = study(data, arts, version_dir.name)
+    methods = results["steering"]["tags"]["methods"]
+    assert got["counts (the tag-popularity baseline)"]["mean"] == pytest.approx(
+        methods["tag_popularity"]["hit_rate@10"]["mean"], abs=1e-4)
+    assert got["served score_total, served (app.engine.TAG_FUSION_WEIGHTS)"]["mean"] == pytest.approx(
+        methods["score_total"]["hit_rate@10"]["mean"], abs=1e-4)

@@ -14,6 +14,7 @@ Method = Literal["score_total", "each_top3", "music2vec", "tcae", "cel"]
 Year = Annotated[int, Field(ge=0, le=9999)]
 GenreName = Annotated[str, Field(min_length=1, max_length=100)]
 DIVERSITY_HELP = "0 = as ranked, 1 = strongest variety (maximal marginal relevance over the embeddings)"
+GENRE_HELP = "keep only songs with one of these top-level genres (names as Song.genres shows them, or codes)"
 
 _SONG_EXAMPLE = {
     "song_id": 144663,
@@ -110,10 +111,7 @@ class SeedsRequest(BaseModel):
     method: Method = "score_total"
     novelty: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     exclude_artist: bool = False
-    genre: list[GenreName] = Field(
-        default_factory=list, max_length=50,
-        description="keep only songs with one of these top-level genres (names as Song.genres, or codes)",
-    )
+    genre: list[GenreName] = Field(default_factory=list, max_length=50, description=GENRE_HELP)
     year_from: Year | None = Field(None, description="keep only songs issued in or after this year")
     year_to: Year | None = Field(None, description="keep only songs issued in or before this year")
     diversity: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description=DIVERSITY_HELP)

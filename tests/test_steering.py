@@ -265,3 +265,23 @@ def test_http_negative_ids(client: TestClient, truth: dict) -> None:
     # unknown seeds are named before negatives
     r = client.post("/recommend", json={"song_ids": [5], "negative_ids": [4]})
     assert r.status_code == 404 and "song id" in r.json()["detail"] and ": 5" in r.json()["detail"]
+
+
+def test_openapi_documents_the_steering_parameters(client: TestClient) -> None:
+    """The GET routes read them from the query string (see app.routes.recommend): the schema must still list
+    them, so that clients and the schema fuzz test know them."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/recommend/{song_id}", "/recommend/tag/{tag}"):
+        names = [p["name"] for p in paths[path]["get"]["parameters"]]
+        assert {"genre", "year_from", "year_to", "diversity", "method", "k", "novelty"} <= set(names), path
+        assert len(names) == len(set(names))
+    body = client.get("/openapi.json").json()["components"]["schemas"]["SeedsRequest"]["properties"]
+    assert {"genre", "year_from", "year_to", "diversity", "negative_ids"} <= set(body)
+
+
+@pytest.mark.parametrize("query", ["year_from=abc", "year_from=20000", "year_to=-3", "year_from=%E2%91%A0",
+                                   "diversity=abc", "diversity=inf", "genre=", "genre=" + "x" * 101])
+def test_malformed_steering_query_is_422_naming_it(client: TestClient, truth: dict, query: str) -> None:
+    r = client.get(f"/recommend/{truth['ids'][7]}?{query}")
+    assert r.status_code == 422, r.text
+    assert query.split("=")[0] in r.json()["detail"]

@@ -132,14 +132,22 @@ class CatalogFilter:
     @functools.cached_property
     def _genre_rows(self) -> dict[str, np.ndarray]:
         """Shown genre name -> the rows that carry it."""
-        rows: dict[str, list[int]] = {}
         col = self.catalog.columns["genres"]
-        for row in range(len(col)):
-            text = col[row]
+        # One decode of the whole column with a newline between rows (genre names hold none), then the rows
+        # grouped by their genre combination (a few hundred at real size): about 0.2 s at 700k songs instead
+        # of a second for a decode per row.
+        blob = np.frombuffer(col._bytes, dtype=np.uint8)
+        inner = np.asarray(col._offsets[1:-1], dtype=np.int64)
+        texts = np.insert(blob, inner, ord("\n")).tobytes().decode("utf-8").split("\n") if len(col) else []
+        combos: dict[str, list[int]] = {}
+        for row, text in enumerate(texts):
             if text:
-                for name in text.split(SEP):
-                    rows.setdefault(name, []).append(row)
-        return {name: np.array(r, dtype=np.int64) for name, r in rows.items()}
+                combos.setdefault(text, []).append(row)
+        rows: dict[str, list[np.ndarray]] = {}
+        for text, members in combos.items():
+            for name in dict.fromkeys(text.split(SEP)):
+                rows.setdefault(name, []).append(np.array(members, dtype=np.int64))
+        return {name: np.sort(np.concatenate(parts)) for name, parts in rows.items()}
 
     @functools.cached_property
     def _names(self) -> dict[str, str]:

@@ -317,3 +317,25 @@ def test_tag_study_agrees_with_the_evaluation(trained: tuple[Path, Path, Path], 
         methods["tag_popularity"]["hit_rate@10"]["mean"], abs=1e-4)
     assert got["served score_total, served (app.engine.TAG_FUSION_WEIGHTS)"]["mean"] == pytest.approx(
         methods["score_total"]["hit_rate@10"]["mean"], abs=1e-4)
+
+
+def test_tags_are_learned_from_training_playlists_only(trained: tuple[Path, Path, Path]) -> None:
+    """The version's tag counts equal a recount over the training playlists: no held-out playlist leaks in."""
+    from app.artifacts import read_manifest, tags_file
+    from app.tagtable import TagTable, tag_key
+
+    data, _, version_dir = trained
+    manifest = read_manifest(version_dir)
+    assert manifest.tags["files"] == [tags_file()] and manifest.tags["count"] > 0
+    table = TagTable.load(version_dir / tags_file())
+    ctx = ev.load_context(data, version_dir)
+    for i, name in enumerate(table.names):
+        key = tag_key(name)
+        carrying = [songs for songs, tags in zip(ctx.train_playlists, ctx.train_tags, strict=True)
+                    if key in {tag_key(t) for t in tags}]
+        assert table.playlists[i] == len(carrying) >= manifest.tags["min_playlists"]
+        recount = Counter(s for songs in carrying for s in songs)
+        lo, hi = table.song_offsets[i], table.song_offsets[i + 1]
+        assert {int(s): int(c) for s, c in zip(table.song_ids[lo:hi], table.song_counts[lo:hi], strict=True)} == {
+            s: recount[s] for s in table.song_ids[lo:hi].tolist()}
+        assert table.song_counts[lo] == max(recount.values())

@@ -148,9 +148,10 @@ def evaluate_tags(ctx: EvalContext, engine: Engine, queries: Sequence[TagQuery],
     """HitRate@10 and the rest of each served tag method and of the tag-popularity baseline."""
     baseline = TagPopularity(ctx)
     truths = [q.relevant for q in queries]
-    rankers: dict[str, Callable[[str], list[int]]] = {
-        m: (lambda tag, m=m: _ids(engine.recommend_tag(tag, m, DEPTH)[1])) for m in TAG_METHODS
-    }
+    def served(method: str) -> Callable[[str], list[int]]:
+        return lambda tag: _ids(engine.recommend_tag(tag, method, DEPTH)[1])
+
+    rankers: dict[str, Callable[[str], list[int]]] = {m: served(m) for m in TAG_METHODS}
     rankers["tag_popularity"] = lambda tag: baseline(tag, DEPTH)
     out: dict[str, Any] = {}
     for name, fn in rankers.items():
@@ -205,8 +206,8 @@ def filter_effects(ctx: EvalContext, engine: Engine, queries: Sequence[Query], *
             top = _ids(items)
             hr.append(M.hit_rate_at_k(top, q.relevant, K))
             full.append(len(top) / K)
-            if steer is not None and items:
-                mask = engine.filters.mask_of(steer)
+            mask = engine.filters.mask_of(steer) if steer is not None else None
+            if mask is not None and items:
                 passing.append(float(np.mean([mask[engine.resolve(s)] for s in top])))
         out[name] = {
             "queries": len(hr),
@@ -267,7 +268,7 @@ def steering_targets(steering: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 "value": s1, "threshold": s0, "met": s1 < s0,
                 "rule": "intra-list similarity (Music2Vec, a space MMR does not use) at diversity 1 < at 0"}
         h0, h1 = _mean(sweep[0.0]["hit_rate@10"]), _mean(sweep[1.0]["hit_rate@10"])
-        if h0:
+        if h0 and h1 is not None:
             out["diversity_hit_rate_cost"] = {
                 "value": _num(1.0 - h1 / h0), "threshold": None, "met": None,
                 "rule": "relative HitRate@10 loss at diversity 1 (reported, no threshold)"}

@@ -20,6 +20,7 @@ Results of the runs behind :data:`app.engine.TAG_FUSION_WEIGHTS` are in ``docs/n
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,11 +85,11 @@ def study(data: Path, artifacts: Path, version: str | None = None, seed: int = 0
         query = np.load(version_dir / query_file(name))
         index = faiss.read_index(str(version_dir / index_file(name)))
         keys = index.reconstruct_n(0, index.ntotal)
-        rows = np.array([row_of[int(s)] for s in ids], dtype=np.int64)
+        at = np.array([row_of[int(s)] for s in ids], dtype=np.int64)
         q_all, k_all = np.zeros((n, query.shape[1]), np.float32), np.zeros((n, query.shape[1]), np.float32)
-        q_all[rows], k_all[rows] = query, keys
+        q_all[at], k_all[at] = query, keys
         has = np.zeros(n, dtype=bool)
-        has[rows] = True
+        has[at] = True
         spaces[name] = (q_all, k_all, has)
 
     def top(score: np.ndarray, mask: np.ndarray | None = None) -> list[int]:
@@ -109,8 +110,8 @@ def study(data: Path, artifacts: Path, version: str | None = None, seed: int = 0
         "counts / (popularity + 20) ** 0.3": lambda key: top(counts[key] / (pop + 20) ** 0.3, counts[key] > 0),
     }
     for model in spaces:
-        variants[f"{model}: mean vector, count-weighted"] = lambda key, m=model: neighbours(key, m, True)
-        variants[f"{model}: mean vector, distinct songs"] = lambda key, m=model: neighbours(key, m, False)
+        variants[f"{model}: mean vector, count-weighted"] = functools.partial(neighbours, model=model, weighted=True)
+        variants[f"{model}: mean vector, distinct songs"] = functools.partial(neighbours, model=model, weighted=False)
     if "music2vec" in spaces:
         variants["fused: counts + music2vec (distinct)"] = lambda key: _fuse(
             {"c": top(counts[key], counts[key] > 0), "m": neighbours(key, "music2vec", False)})

@@ -18,7 +18,7 @@ them in the query string the route checks four keys and the engine takes its uns
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from starlette.datastructures import QueryParams
@@ -42,13 +42,16 @@ from app.tags import UnknownTagError
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["recommend"])
 
-_ERRORS = {404: {"model": ErrorDetail, "description": "unknown song id(s), named in the detail"}}
-_TAG_ERRORS = {404: {"model": ErrorDetail, "description": "unknown tag"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorDetail, "description": "unknown song id(s), named in the detail"}
+}
+_TAG_ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorDetail, "description": "unknown tag"}}
 
 Novelty = Annotated[
     float, Query(ge=0.0, le=1.0, allow_inf_nan=False, description="0 = as ranked, 1 = prefer lesser-known songs")
 ]
-_YEAR = {"type": "integer", "minimum": 0, "maximum": 9999}
+_MAX_YEAR = 9999
+_YEAR = {"type": "integer", "minimum": 0, "maximum": _MAX_YEAR}
 _GENRE_LENGTH = 100
 STEERING_QUERY: list[dict] = [
     {"name": "genre", "in": "query", "required": False, "style": "form", "explode": True,
@@ -74,7 +77,7 @@ def _year(params: QueryParams, name: str) -> int | None:
     if raw is None:
         return None
     text = raw.strip()
-    if not text.isascii() or not text.isdigit() or int(text) > _YEAR["maximum"]:
+    if not text.isascii() or not text.isdigit() or int(text) > _MAX_YEAR:
         raise _bad(name, "must be a year in 0..9999", raw)
     return int(text)
 

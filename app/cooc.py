@@ -1,7 +1,7 @@
 """The co-occurrence candidate source as the service reads it: precomputed lists, one row per song.
 
 Training writes, for every song in its training playlists, the songs that share the most playlists with
-it (``training.cooc``; files named by :func:`app.artifacts.knn_file` for :data:`app.artifacts.COOC`).
+it (``training.cooc``; files named by :func:`mugle_core.artifacts.knn_file` for :data:`mugle_core.artifacts.COOC`).
 A request reads the query song's row by a positioned read (:class:`app.rowfile.NpyRows`), as it reads the
 models' neighbour lists; a seed set sums its seeds' rows.
 """

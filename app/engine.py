@@ -18,11 +18,13 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app import ranking
+from app import ranking, steering
 from app.cooc import CoocLists
 from app.errors import ClientError
 from app.rowfile import NpyRows
 from app.search import TitleSearch
+from app.steering import CatalogFilter, Steering
+from app.tags import TagIndex, UnknownTagError
 from mugle_core.artifacts import (
     CATALOG,
     COOC,
@@ -37,9 +39,11 @@ from mugle_core.artifacts import (
     knn_sims_file,
     query_file,
     read_manifest,
+    tags_file,
 )
 from mugle_core.catalog import SEP, Catalog
 from mugle_core.searchindex import SEARCH_INDEX
+from mugle_core.tagtable import TagTable
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +53,20 @@ _SLACK = 8
 _SONG_CACHE = 65_536
 
 
+# The tag's counted songs (how many of its training playlists hold each) join the models' lists under
+# this name. For a tag, score_total weighs the lists with TAG_FUSION_WEIGHTS: measured on two demo catalogs'
+# held-out playlists (docs/notes/steering.md), the counted list carries the most, Music2Vec's neighbours of
+# the tag vector add to it, and the audio lists (a tag is a situation, not a sound) only dilute it.
+TAG_LIST = "playlists"
+TAG_FUSION_WEIGHTS: dict[str, float] = {TAG_LIST: 1.0, "music2vec": 0.5, "cel": 0.1, "tcae": 0.05}
+
+
 class UnknownSongError(LookupError):
     """One or more song ids are not in the catalog (neither canonical nor merged duplicates)."""
 
-    def __init__(self, ids: Sequence[int]) -> None:
+    def __init__(self, ids: Sequence[int], what: str = "song id(s)") -> None:
         self.ids = list(ids)
-        super().__init__(f"unknown song id(s): {', '.join(str(i) for i in self.ids)}")
+        super().__init__(f"unknown {what}: {', '.join(str(i) for i in self.ids)}")
 
 
 @dataclass
@@ -149,6 +161,7 @@ class Engine:
         load_seconds: float = 0.0,
         cooc: CoocLists | None = None,
         weights: Mapping[str, float] | None = None,
+        tags: TagIndex | None = None,
     ) -> None:
         self.version_dir = Path(version_dir)
         self.manifest = manifest
@@ -162,6 +175,9 @@ class Engine:
         self.novelty_head = ranking.novelty_head(manifest.ranking)
         self.search_index = search
         self.load_seconds = load_seconds
+        self.tags = tags
+        # Genre and year masks for the steering filters; its per-row facts are built on first use.
+        self.filters = CatalogFilter(catalog)
         self._artists_cache: dict[int, frozenset[str]] = {}
         self._duplicates = self._merged_groups(catalog)
         # Per engine, so a hot swap never serves the old version's songs.
@@ -215,6 +231,7 @@ class Engine:
                 raise ArtifactError(f"{version_dir}/manifest.json: ranking.cooc must be an object")
             cooc = CoocLists.load(version_dir, cooc_record, catalog.song_ids)
         search = TitleSearch.for_catalog(catalog, version_dir / EXTRAS_DIR / SEARCH_INDEX)
+        tags = cls._load_tags(version_dir, manifest, catalog, models)
         # Every request reads a row of each list: have them read ahead into the page cache. Asked last, so
         # that from a cold cache this background reading does not delay the files loaded above.
         for mi in models.values():
@@ -231,7 +248,26 @@ class Engine:
             {m: mi.index.ntotal for m, mi in models.items()},
             seconds,
         )
-        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds, cooc=cooc, weights=weights)
+        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds, cooc=cooc, weights=weights,
+                   tags=tags)
+
+    @staticmethod
+    def _load_tags(
+        version_dir: Path, manifest: Manifest, catalog: Catalog, models: Mapping[str, ModelIndex]
+    ) -> TagIndex | None:
+        """The version's playlist tags when its manifest lists them (older versions have none)."""
+        if tags_file() not in manifest.tags.get("files", []):
+            return None
+        path = version_dir / tags_file()
+        try:
+            table = TagTable.load(path)
+            index = TagIndex(table, catalog.song_ids)
+        except ValueError as exc:
+            raise ArtifactError(f"{path}: {exc}") from exc
+        for name, vecs in table.vectors.items():
+            if name in models and vecs.shape[1] != models[name].index.d:
+                raise ArtifactError(f"{path}: vector_{name} has dim {vecs.shape[1]}, the index {models[name].index.d}")
+        return index
 
     @staticmethod
     def _load_model(version_dir: Path, manifest: Manifest, catalog: Catalog, name: str) -> ModelIndex:
@@ -390,11 +426,18 @@ class Engine:
         exclude_rows: set[int],
         banned_artists: frozenset[str],
         seed_rows: Sequence[int] = (),
+        steer: Steering | None = None,
+        extra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> list[dict[str, Any]]:
         """Rank for per-model queries: a catalog row (its own vector) or a normalised query vector.
 
         ``seed_rows`` are the catalog songs asked about (none for a clip outside the catalog): the
-        co-occurrence source lists what shares their playlists (summed over a seed set).
+        co-occurrence source lists what shares their playlists (summed over a seed set). ``steer`` applies
+        filters, songs to avoid and diversity (:mod:`app.steering`); None is the plain path. ``extra`` adds
+        named candidate lists (catalog rows, scores) that are not a model's, such as a tag's counted songs;
+        they are cleaned like the models' lists. ``weights`` replaces the version's fusion weights of
+        ``score_total``.
         """
         self._check(method, k, novelty)
         depth = max(ranking.DEPTH, k)
@@ -402,26 +445,41 @@ class Engine:
         if banned_artists:
             def keep(row: int) -> bool:
                 return not (self.artists(row) & banned_artists)
+        mask = None
+        negatives: list[int] = []
+        if steer is not None:
+            mask = self.filters.mask_of(steer)
+            negatives = self._rows_of(steer.negative_ids, "negative id(s)")
+            exclude_rows = exclude_rows | set(negatives)
         lists: dict[str, list[int]] = {}
         sims: dict[str, list[float]] = {}
         for name, mi in self.models.items():
             query = queries.get(name)
             if query is None:
                 continue
-            found = self._candidates(mi, query, exclude_rows, depth, keep)
+            found = self._candidates(mi, query, exclude_rows, depth, keep, mask)
             if found is not None:
                 lists[name], sims[name] = found
+        passes = keep if mask is None else self._and_mask(keep, mask)
         # Only score_total fuses the co-occurrence list; it is still read for the other methods so that
         # every answer's ``ranks`` says where each source placed a song.
         if self.cooc is not None and seed_rows:
-            found = self.cooc.candidates(seed_rows, exclude_rows, depth, keep)
+            found = self.cooc.candidates(seed_rows, exclude_rows, depth, passes)
             if found is not None:
                 lists[COOC], sims[COOC] = found
-        ranked = ranking.rank_method(method, lists, sims, self.weights)
+        for name, (rows, scores) in (extra or {}).items():
+            lists[name], sims[name] = ranking.candidate_list(rows, scores, exclude_rows, depth, passes)
+        ranked = ranking.rank_method(method, lists, sims, self.weights if weights is None else weights)
         ranked = ranking.novelty_rerank(
             ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength,
             head=self.novelty_head,
-        )[:k]
+        )
+        if steer is not None and (negatives or steer.diversity > 0.0):
+            space = self._similarity_vectors([r for r, _ in ranked] + negatives)
+            ranked = steering.rerank(
+                ranked, space[: len(ranked)], space[len(ranked) :] if negatives else None, steer.diversity, k
+            )
+        ranked = ranked[:k]
         ranks = ranking.ranks_of((r for r, _ in ranked), lists, ranking.SOURCES)
         return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]
 
@@ -432,8 +490,15 @@ class Engine:
         exclude_rows: set[int],
         depth: int,
         keep: Callable[[int], bool] | None,
+        mask: np.ndarray | None = None,
     ) -> tuple[list[int], list[float]] | None:
-        """One model's candidate list; None when the query has no vector in that model."""
+        """One model's candidate list; None when the query has no vector in that model.
+
+        ``mask`` (bool per catalog row) is a steering filter: the lists are read with it as a keep test,
+        and when they run short the search goes deeper (:func:`app.steering.filtered_search`).
+        """
+        if mask is not None:
+            keep = self._and_mask(keep, mask)
         if isinstance(query, int):
             qrow = int(mi.row_of_catalog[query])
             if qrow < 0:
@@ -444,10 +509,46 @@ class Engine:
             query = mi.query[qrow]
             if not query.any():
                 return None  # a zero vector: the song has no usable vector in this model
+        if mask is not None:
+            return steering.filtered_search(mi, query, exclude_rows, depth, keep, mask)
         # Exclusions and the artist filter remove rows from the raw result: fetch deeper to keep `depth`.
         fetch = depth + len(exclude_rows) + _SLACK + (depth if keep else 0)
         found, found_sims = mi.search(query, fetch)
         return ranking.candidate_list(found, found_sims, exclude_rows, depth, keep)
+
+    @staticmethod
+    def _and_mask(keep: Callable[[int], bool] | None, mask: np.ndarray) -> Callable[[int], bool]:
+        if keep is None:
+            return lambda row: bool(mask[row])
+        return lambda row: bool(mask[row]) and keep(row)
+
+    def _rows_of(self, song_ids: Sequence[int], what: str) -> list[int]:
+        """Catalog rows of ids (any id of a song), without repeats; UnknownSongError names the unknown."""
+        rows: list[int] = []
+        unknown: list[int] = []
+        for sid in song_ids:
+            row = self.resolve(sid)
+            if row is None:
+                unknown.append(int(sid))
+            elif row not in rows:
+                rows.append(row)
+        if unknown:
+            raise UnknownSongError(unknown, what)
+        return rows
+
+    def _similarity_vectors(self, rows: Sequence[int]) -> np.ndarray:
+        """Unit vectors of ``rows`` in the steering similarity space (:data:`app.steering.SPACES`); zero
+        rows for songs without a vector there."""
+        name = next((m for m in steering.SPACES if m in self.models), None)
+        if name is None or not rows:
+            return np.zeros((len(rows), 1), dtype=np.float32)
+        mi = self.models[name]
+        qrows = mi.row_of_catalog[np.asarray(rows, dtype=np.int64)]
+        out = np.zeros((len(rows), mi.index.d), dtype=np.float32)
+        present = np.flatnonzero(qrows >= 0)
+        if len(present):
+            out[present] = mi.query[qrows[present].tolist()]
+        return out
 
     def recommend(
         self,
@@ -456,6 +557,7 @@ class Engine:
         k: int = 10,
         novelty: float = 0.0,
         exclude_artist: bool = False,
+        steer: Steering | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Recommendations for one song (any of its ids).
 
@@ -468,13 +570,13 @@ class Engine:
         UnknownSongError
             when the id is not in the catalog.
         ValueError
-            naming a bad ``method``, ``k`` or ``novelty``.
+            naming a bad ``method``, ``k``, ``novelty`` or steering parameter.
         """
         row = self.resolve(song_id)
         if row is None:
             raise UnknownSongError([song_id])
         banned = self.artists(row) if exclude_artist else frozenset()
-        items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned, (row,))
+        items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned, (row,), steer)
         return self.song(row), items
 
     def recommend_seeds(
@@ -484,32 +586,58 @@ class Engine:
         k: int = 10,
         novelty: float = 0.0,
         exclude_artist: bool = False,
+        steer: Steering | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Recommendations that continue a set of seed songs (the seeds' mean query vector per model).
 
         Raises
         ------
         UnknownSongError
-            listing every unknown seed id.
+            listing every unknown seed id (or, when the seeds are known, every unknown negative id).
         """
         if not song_ids:
             raise ClientError("song_ids: at least one seed is required")
-        rows: list[int] = []
-        unknown: list[int] = []
-        for sid in song_ids:
-            row = self.resolve(sid)
-            if row is None:
-                unknown.append(int(sid))
-            elif row not in rows:
-                rows.append(row)
-        if unknown:
-            raise UnknownSongError(unknown)
+        rows = self._rows_of(song_ids, "song id(s)")
         banned: frozenset[str] = frozenset()
         if exclude_artist:
             banned = frozenset().union(*(self.artists(r) for r in rows))
         queries = dict.fromkeys(self.models, rows[0]) if len(rows) == 1 else self._vectors_of(rows)
-        items = self._rank(queries, method, k, novelty, set(rows), banned, rows)
+        items = self._rank(queries, method, k, novelty, set(rows), banned, rows, steer)
         return [self.song(r) for r in rows], items
+
+    def recommend_tag(
+        self,
+        tag: str,
+        method: str = "score_total",
+        k: int = 10,
+        novelty: float = 0.0,
+        steer: Steering | None = None,
+        weights: Mapping[str, float] | None = None,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Songs for a playlist tag (a situation or mood): the tag's name as shown, and the Songs.
+
+        ``score_total`` and ``each_top3`` fuse the models' lists for the tag's query vectors with its counted
+        songs (:data:`TAG_LIST`); a single model's method uses that model's list alone. ``weights`` replaces
+        :data:`TAG_FUSION_WEIGHTS` (the offline study of other weights uses it).
+
+        Raises
+        ------
+        app.tags.UnknownTagError
+            when the version has no such tag (or no tags at all).
+        """
+        if self.tags is None:
+            raise UnknownTagError(tag)
+        i = self.tags.find(tag)
+        rows, counts = self.tags.counted(i)
+        queries = self.tags.query_vectors(i, list(self.models))
+        items = self._rank(queries, method, k, novelty, set(), frozenset(), steer=steer,
+                           extra={TAG_LIST: (rows, counts.astype(np.float64))},
+                           weights=TAG_FUSION_WEIGHTS if weights is None else weights)
+        return self.tags.names[i], items
+
+    def search_tags(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Tags matching a text query fuzzily (Hangul initials too), best first."""
+        return self.tags.search(query, limit) if self.tags is not None else []
 
     def recommend_from_vectors(
         self,
@@ -519,6 +647,7 @@ class Engine:
         novelty: float = 0.0,
         exclude_artist_of: int | None = None,
         exclude_ids: Iterable[int] = (),
+        steer: Steering | None = None,
     ) -> list[dict[str, Any]]:
         """Recommendations for query vectors computed elsewhere (e.g. a song outside the catalog).
 
@@ -548,7 +677,7 @@ class Engine:
             row = self.resolve(exclude_artist_of)
             if row is not None:
                 banned = self.artists(row)
-        return self._rank(clean, method, k, novelty, exclude, banned)
+        return self._rank(clean, method, k, novelty, exclude, banned, steer=steer)
 
     def _vectors_of(self, rows: Sequence[int]) -> dict[str, np.ndarray]:
         """Per model, the normalised mean query vector of the rows that have one."""

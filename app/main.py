@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,7 +26,7 @@ from app.engine import Engine
 from app.errors import ClientError
 from app.observability import configure_json_logging, route_uvicorn_logs
 from app.ops import setup_operations
-from app.routes import health, recommend, search, songs
+from app.routes import health, recommend, search, songs, tags
 from app.settings import Settings
 from mugle_core.artifacts import MANIFEST, ArtifactError, resolve_current
 
@@ -116,7 +120,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # Only the explicit client-error type: any other exception is a bug and stays a logged 500.
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    for router in (health.router, search.router, recommend.router, songs.router):
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422, except that a value JSON cannot hold (a NaN or infinity the client sent, e.g.
+        # ``"diversity": NaN``, which Python's parser accepts) is echoed as text instead of failing the answer.
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
+    for router in (health.router, search.router, recommend.router, songs.router, tags.router):
         app.include_router(router)
     for name in OPTIONAL_ROUTERS:
         optional = _optional_router(name)
@@ -127,6 +137,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # Mounted last: a mount at "/" only sees paths no API route matched.
         app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its text (``"nan"``, ``"inf"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
 
 
 def serve(artifacts: Path | str | None = None, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:

@@ -18,6 +18,11 @@ MAX_LIMIT = 50
 MAX_K = 100
 MAX_SEEDS = 100
 
+Year = Annotated[int, Field(ge=0, le=9999)]
+GenreName = Annotated[str, Field(min_length=1, max_length=100)]
+DIVERSITY_HELP = "0 = as ranked, 1 = strongest variety (maximal marginal relevance over the embeddings)"
+GENRE_HELP = "keep only songs with one of these top-level genres (names as Song.genres shows them, or codes)"
+
 SongId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 _SONG_EXAMPLE: dict[str, Any] = {
@@ -122,6 +127,14 @@ class SeedsRequest(BaseModel):
     method: Method = "score_total"
     novelty: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     exclude_artist: bool = False
+    genre: list[GenreName] = Field(default_factory=list, max_length=50, description=GENRE_HELP)
+    year_from: Year | None = Field(None, description="keep only songs issued in or after this year")
+    year_to: Year | None = Field(None, description="keep only songs issued in or before this year")
+    diversity: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description=DIVERSITY_HELP)
+    negative_ids: list[SongId] = Field(
+        default_factory=list, max_length=100,
+        description="songs to steer away from: never recommended, and songs close to them rank lower",
+    )
 
 
 class SeedsResponse(BaseModel):
@@ -140,6 +153,56 @@ class SeedsResponse(BaseModel):
     seeds: list[Song]
     method: Method
     recommendations: list[Recommendation]
+
+
+class TagHit(BaseModel):
+    """A playlist tag and how many training playlists carry it."""
+
+    tag: str
+    playlists: int
+
+
+class TagsResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": "드라", "results": [{"tag": "드라이브", "playlists": 5121}]}]}
+    )
+
+    query: str
+    results: list[TagHit]
+
+
+class TagRecommendResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tag": "드라이브",
+                    "method": "score_total",
+                    "recommendations": [{**_SONG_EXAMPLE, "score": 1.25, "ranks": _RANKS_EXAMPLE}],
+                }
+            ]
+        }
+    )
+
+    tag: str = Field(description="the tag as the catalog spells it")
+    method: Method
+    recommendations: list[Recommendation]
+
+
+class Genre(BaseModel):
+    """A top-level genre of the catalog: its shown name, the codes that name it, and its songs."""
+
+    name: str
+    codes: list[str]
+    songs: int
+
+
+class GenresResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"genres": [{"name": "발라드", "codes": ["GN0100"], "songs": 120345}]}]}
+    )
+
+    genres: list[Genre]
 
 
 class ModelCounts(BaseModel):

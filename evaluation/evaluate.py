@@ -36,7 +36,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,8 @@ from tqdm import tqdm
 from app.ranking import COOC
 from evaluation import metrics as M
 from evaluation.baselines import EASE, EASE_LAMBDAS, EASE_MAX_SONGS, ItemKNN
+from evaluation.context import EvalContext, Query
+from evaluation.steering import evaluate_steering, steering_targets
 from mugle_core.artifacts import (
     CATALOG,
     METRICS,
@@ -80,31 +81,6 @@ RETRIEVAL_DEPTH = 100
 
 class EvaluationError(RuntimeError):
     """The version or dataset cannot be evaluated; the message names the file or field."""
-
-
-@dataclass(frozen=True)
-class Query:
-    """One evaluation query: a seed song and the rest of its held-out playlist."""
-
-    playlist_id: int
-    seed: int
-    relevant: frozenset[int]
-
-
-@dataclass
-class EvalContext:
-    """Everything the evaluation reads, loaded once."""
-
-    version_dir: Path
-    catalog: Catalog
-    popularity: Mapping[int, int]
-    genres: dict[int, frozenset[str]]
-    train_playlists: list[list[int]]
-    holdout_playlists: list[tuple[int, list[int]]]
-    n_train_playlists: int
-    data: Path
-    manifest_holdout: int
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 # -- loading -------------------------------------------------------------------------------------------
@@ -165,17 +141,21 @@ def load_context(data: Path, version_dir: Path) -> EvalContext:
     splits = _training_splits(manifest.params)
     dataset = read_dataset(Path(data), progress=False)
     train: list[list[int]] = []
+    train_tags: list[list[str]] = []
     held: list[tuple[int, list[int]]] = []
+    held_tags: dict[int, list[str]] = {}
     seen_held: set[int] = set()
     for p in dataset.playlists:
         if p.id in holdout:
             if p.id not in seen_held:
                 seen_held.add(p.id)
                 held.append((p.id, _canonical_list(catalog, p.songs)))
+                held_tags[p.id] = list(p.tags)
         elif p.split in splits:
             seq = _canonical_list(catalog, p.songs)
             if seq:
                 train.append(seq)
+                train_tags.append(list(p.tags))
     missing = len(holdout) - len(seen_held)
     if not held:
         raise EvaluationError(
@@ -201,6 +181,8 @@ def load_context(data: Path, version_dir: Path) -> EvalContext:
         data=Path(data),
         manifest_holdout=len(holdout),
         counts={"holdout_ids_missing_from_dataset": missing},
+        holdout_tags=held_tags,
+        train_tags=train_tags,
     )
 
 
@@ -773,6 +755,7 @@ def check_targets(results: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if base["hit_rate@10"]:
             cost = 1.0 - half["hit_rate@10"] / base["hit_rate@10"]
             put("novelty_hit_rate_cost", cost, 0.1, cost <= 0.1, "relative HitRate@10 loss at novelty 0.5 <= 10%")
+    out.update(steering_targets(results.get("steering") or {}))
     return out
 
 
@@ -918,6 +901,10 @@ def evaluate(
         })
     results["novelty_sweep"] = {"score_total": sweep}
 
+    t0 = time.perf_counter()
+    results["steering"] = evaluate_steering(ctx, served.engine, warm, seed=seed, progress=progress)
+    timings["steering"] = round(time.perf_counter() - t0, 3)
+
     if fusion:
         t0 = time.perf_counter()
         results["fusion_study"] = fusion_study(ctx, served, warm, seed=seed, progress=progress)
@@ -978,7 +965,8 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
             lines.append(f"paired {metric}: score_total - {block['best_baseline']} = {ci['mean']:+.3f} "
                          f"[{ci['low']:+.3f}, {ci['high']:+.3f}]")
     for name, t in results.get("targets", {}).items():
-        lines.append(f"target {name}: {t['value']} vs {t['threshold']} -> {'met' if t['met'] else 'MISSED'}")
+        verdict = "reported" if t["met"] is None else "met" if t["met"] else "MISSED"
+        lines.append(f"target {name}: {t['value']} vs {t['threshold']} -> {verdict}")
     return lines
 
 

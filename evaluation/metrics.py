@@ -212,6 +212,24 @@ def intra_list_diversity(genre_sets: Sequence[Collection[str]]) -> float:
     return total / (n * (n - 1) / 2)
 
 
+def intra_list_similarity(vectors: np.ndarray) -> float:
+    """Mean pairwise cosine similarity of one list's vectors (rows); rows of norm 0 are skipped; NaN below two.
+
+    Higher means a more uniform list. Which embedding the vectors come from matters: measured in the space
+    a re-rank optimises, it shows that the re-rank works; in another space, whether the variety is real.
+    """
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2:
+        raise ValueError(f"vectors must be 2-D, got shape {v.shape}")
+    norms = np.linalg.norm(v, axis=1)
+    v = v[norms > 0] / norms[norms > 0, None]
+    n = len(v)
+    if n < 2:
+        return math.nan
+    sims = v @ v.T
+    return float((sims.sum() - np.trace(sims)) / (n * (n - 1)))
+
+
 def median_popularity(popularities: Sequence[float] | np.ndarray) -> float:
     """Median popularity of a pool of recommended songs; NaN for an empty pool."""
     pops = np.asarray(popularities, dtype=np.float64)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
+from evaluation.steering import steering_markdown  # noqa: E402
 from mugle_core.artifacts import CATALOG, MODEL_NAMES, ids_file, query_file  # noqa: E402
 from mugle_core.catalog import SEP, Catalog  # noqa: E402
 
@@ -243,7 +244,7 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, str]) -> st
         out += ["## Targets", "", "| target | value | threshold | met |", "|---|---|---|---|"]
         for t in targets.values():
             out.append(f"| {t['rule']} | {_fmt(t['value'])} | {_fmt(t['threshold'])} | "
-                       f"{'yes' if t['met'] else '**no**'} |")
+                       f"{'–' if t['met'] is None else 'yes' if t['met'] else '**no**'} |")
         out.append("")
     out += ["## Warm seeds", "", *_metric_table(results.get("warm", {})), ""]
     if "bars" in images:
@@ -288,6 +289,7 @@ def render_markdown(results: Mapping[str, Any], images: Mapping[str, str]) -> st
         for name, v in fusion.items():
             out.append(f"| {name} | {_ci_text(v['hit_rate@10'])} | {_ci_text(v['ndcg@10'])} |")
         out.append("")
+    out += steering_markdown(results.get("steering") or {})
     maps = [(m, images[f"map_{m}"]) for m in MODEL_NAMES if f"map_{m}" in images]
     if maps:
         out += ["## Embedding maps", ""]

@@ -18,6 +18,7 @@ A versions folder looks like this::
         cooc.knn_sims.npy      the matching co-occurrence scores (see :data:`COOC`)
         models/                what is needed to embed new audio or retrain (torch state dicts, mel stats)
         metrics.json           offline evaluation, when it was run
+        tags.npz               optional: what training learned about the playlists' tags (see :func:`tags_file`)
         extras/                optional precomputed pictures (mel thumbnails, 2-D maps)
 
 Query vectors and key vectors differ only for Music2Vec, where the query is the Word2Vec input vector
@@ -58,6 +59,7 @@ METRICS = "metrics.json"
 MODELS_DIR = "models"
 EXTRAS_DIR = "extras"
 TMP_PREFIX = ".tmp-"
+TAGS = "tags.npz"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -91,6 +93,18 @@ def knn_file(model: str) -> str:
 def knn_sims_file(model: str) -> str:
     """Similarities row-aligned with :func:`knn_file` (0 where the row is padded)."""
     return f"{model}.knn_sims.npy"
+
+
+def tags_file() -> str:
+    """Playlist tags ("situations and moods") learned at training time; listed in the manifest's ``tags``.
+
+    Arrays (no pickle): ``name_blob``/``name_offsets`` the tags' shown names (packed UTF-8, see
+    :func:`app.catalog.pack_strings`), ``playlists`` int32 training playlists per tag, ``songs_offsets`` /
+    ``songs_ids`` / ``songs_counts`` per tag its songs by how many of its playlists hold them (most first,
+    CSR layout), and ``vector_<model>`` float32 (tags, dim) per model a query vector of the tag (L2-normalised;
+    all zeros where the model has no vector for any of its songs). Read and written by :mod:`app.tags`.
+    """
+    return TAGS
 
 
 def model_files(model: str) -> list[str]:
@@ -127,6 +141,8 @@ class Manifest:
     # What training fitted for ranking on its validation split (fusion weights, the co-occurrence lists'
     # files and exponent, the validation figures); empty for versions from before it existed.
     ranking: dict[str, Any] = field(default_factory=dict)
+    # Optional parts beside the models: {"files": [...], ...facts}; absent in versions written before them.
+    tags: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -142,6 +158,7 @@ class Manifest:
             "counts": self.counts,
             "holdout_playlist_ids": self.holdout_playlist_ids,
             "ranking": self.ranking,
+            "tags": self.tags,
         }
         return json.dumps(data, ensure_ascii=False, indent=2)
 
@@ -173,6 +190,7 @@ class Manifest:
                 counts=dict(data.get("counts", {})),
                 holdout_playlist_ids=[int(i) for i in data.get("holdout_playlist_ids", [])],
                 ranking=dict(data.get("ranking") or {}),
+                tags=dict(data.get("tags") or {}),
                 schema_version=schema,
             )
         except ArtifactError:
@@ -219,6 +237,9 @@ def check_version_files(version_dir: Path, manifest: Manifest) -> None:
     for fname in cooc.get("files", []):
         if not (version_dir / str(fname)).is_file():
             raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest ranking.cooc but missing")
+    for fname in manifest.tags.get("files", []):
+        if not (version_dir / str(fname)).is_file():
+            raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest under 'tags' but missing")
 
 
 # -- the ``current`` pointer -------------------------------------------------------------------------

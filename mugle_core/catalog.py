@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,15 @@ def pack_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
     blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     return blob, offsets
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (no pickle); ``ValueError`` names the file when it is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError, ValueError) as exc:  # truncated, partly copied, or not an .npz
+        raise ValueError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
 
 
 class StringColumn:
@@ -89,6 +98,8 @@ class Catalog:
     has_audio : bool array, whether a mel was available for the song.
     alias_from, alias_to : int64 arrays, every original id (canonical ones included) -> canonical id.
     columns : text columns by name, see :data:`TEXT_COLUMNS`.
+    genre_table : top-level genre code -> the name ``genres`` shows (e.g. ``GN0900`` -> ``POP``), for the
+        codes the catalog's songs carry; empty for catalogs written without it. Lets a filter name a code.
     """
 
     song_ids: np.ndarray
@@ -97,6 +108,7 @@ class Catalog:
     alias_from: np.ndarray
     alias_to: np.ndarray
     columns: dict[str, StringColumn]
+    genre_table: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Decoding a song reads all text columns: one (n+1, columns) offsets matrix gives every bound in a
@@ -116,6 +128,7 @@ class Catalog:
         path: Path,
         songs: list[dict[str, Any]],
         aliases: dict[int, int],
+        genre_table: dict[str, str] | None = None,
     ) -> None:
         """Write ``catalog.npz``.
 
@@ -125,6 +138,7 @@ class Catalog:
             ``album``, ``genres`` (list of readable names), ``issue_date`` (str or None),
             ``popularity`` and ``has_audio``.
         aliases : original id -> canonical id, for every original id.
+        genre_table : top-level genre code -> shown name, for the codes the songs carry (optional).
         """
         songs = sorted(songs, key=lambda s: s["song_id"])
         arrays: dict[str, np.ndarray] = {
@@ -142,6 +156,9 @@ class Catalog:
             "genres": [SEP.join(s["genres"]) for s in songs],
             "issue_date": [s.get("issue_date") or "" for s in songs],
         }
+        table = sorted((genre_table or {}).items())
+        text["genre_code"] = [c for c, _ in table]
+        text["genre_name"] = [n for _, n in table]
         for name, values in text.items():
             blob, offsets = pack_strings(values)
             arrays[f"{name}_blob"] = blob
@@ -153,11 +170,7 @@ class Catalog:
 
     @classmethod
     def load(cls, path: Path) -> Catalog:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, EOFError) as exc:  # a truncated or partly copied file
-            raise ValueError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc})") from exc
+        arrays = load_npz(path)
         missing = [k for k in ("song_ids", "popularity", "has_audio", "alias_from", "alias_to") if k not in arrays]
         missing += [f"{c}_blob" for c in TEXT_COLUMNS if f"{c}_blob" not in arrays]
         if missing:
@@ -169,6 +182,13 @@ class Catalog:
                 raise ValueError(f"{path}: column {c!r} has {len(col)} rows, song_ids has {n}")
         if n and np.any(np.diff(arrays["song_ids"]) <= 0):
             raise ValueError(f"{path}: song_ids must be strictly ascending")
+        table: dict[str, str] = {}
+        if "genre_code_blob" in arrays and "genre_name_blob" in arrays:
+            codes = StringColumn(arrays["genre_code_blob"], arrays["genre_code_offsets"]).to_list()
+            names = StringColumn(arrays["genre_name_blob"], arrays["genre_name_offsets"]).to_list()
+            if len(codes) != len(names):
+                raise ValueError(f"{path}: genre table has {len(codes)} codes but {len(names)} names")
+            table = dict(zip(codes, names, strict=True))
         return cls(
             song_ids=arrays["song_ids"],
             popularity=arrays["popularity"],
@@ -176,6 +196,7 @@ class Catalog:
             alias_from=arrays["alias_from"],
             alias_to=arrays["alias_to"],
             columns=columns,
+            genre_table=table,
         )
 
     # -- lookups ------------------------------------------------------------------------------------

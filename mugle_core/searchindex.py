@@ -94,19 +94,32 @@ def _bigram_postings(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def build_search_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
-    """Normalise every title and artist and build the index arrays (seconds at 700k songs)."""
+    """Normalise every title and artist of ``catalog`` and build the index arrays (seconds at 700k songs)."""
+    artists = [a.replace(SEP, " ") for a in catalog.columns["artists"].to_list()]
+    return build_text_arrays(catalog.columns["title"].to_list(), artists, catalog.popularity, fingerprint(catalog))
+
+
+def build_text_arrays(
+    titles_raw: list[str], artists_raw: list[str], popularity: np.ndarray, stamp: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The index arrays over any named things: ``titles_raw`` with optional ``artists_raw`` ("" for none).
+
+    Songs use it through :func:`build_search_arrays`; the playlist tags (:mod:`app.tags`) use it with no
+    artists and their playlist counts as popularity, so both get the same fuzzy and initials matching.
+    ``stamp`` is stored as the arrays' ``fingerprint`` (zeros when None).
+    """
     start = time.perf_counter()
-    n = len(catalog)
-    raw_titles = catalog.columns["title"].to_list()
-    titles = [normalize_title(t) for t in raw_titles]
-    markers = np.fromiter((markers_crc(t) for t in raw_titles), dtype=np.int64, count=n)
-    artists = [fold(a.replace(SEP, " ")) for a in catalog.columns["artists"].to_list()]
+    n = len(titles_raw)
+    popularity = np.asarray(popularity)
+    titles = [normalize_title(t) for t in titles_raw]
+    markers = np.fromiter((markers_crc(t) for t in titles_raw), dtype=np.int64, count=n)
+    artists = [fold(a) for a in artists_raw]
     hashes = np.fromiter((title_crc(t.replace(" ", "")) for t in titles), dtype=np.int64, count=n)
     hash_order = np.argsort(hashes, kind="stable")
     texts = [t.replace(" ", "") + _SEP_TA + a.replace(" ", "") for t, a in zip(titles, artists, strict=True)]
-    by_pop = np.lexsort((np.arange(n), -catalog.popularity.astype(np.int64))).astype(np.int64)
-    # Index the texts in popularity order: each posting list then starts with its most popular songs,
-    # and a capped read of a long list keeps the songs a user most likely means.
+    by_pop = np.lexsort((np.arange(n), -popularity.astype(np.int64))).astype(np.int64)
+    # Index the texts in popularity order: each posting list then starts with its most popular entries,
+    # and a capped read of a long list keeps the ones a user most likely means.
     vocab, offsets, ranks, per_rank = _bigram_postings([texts[i] for i in by_pop.tolist()], n)
     rows = by_pop[ranks].astype(np.int32)
     per_row = np.empty_like(per_rank)
@@ -118,7 +131,7 @@ def build_search_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
     title_blob, title_offsets = pack_strings(titles)
     artist_blob, artist_offsets = pack_strings(artists)
     arrays = {
-        "fingerprint": fingerprint(catalog),
+        "fingerprint": stamp if stamp is not None else np.zeros(4, dtype=np.int64),
         "title_blob": title_blob,
         "title_offsets": title_offsets,
         "artist_blob": artist_blob,
@@ -134,9 +147,8 @@ def build_search_arrays(catalog: Catalog) -> dict[str, np.ndarray]:
         "initials_blob": np.frombuffer(("\n".join(initials) + "\n").encode("utf-8"), dtype=np.uint8),
         "initials_starts": starts,
     }
-    logger.info("built search index over %d songs in %.2f s", n, time.perf_counter() - start)
+    logger.info("built search index over %d entries in %.2f s", n, time.perf_counter() - start)
     return arrays
-
 
 
 def write_search_index(version_dir: Path, catalog: Catalog | None = None) -> Path:

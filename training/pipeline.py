@@ -51,6 +51,7 @@ from mugle_core.artifacts import (
 )
 from mugle_core.catalog import Catalog
 from mugle_core.melfile import MEL_DIR
+from mugle_core.tagtable import MIN_PLAYLISTS
 from mugle_nets.cel import CELOptions
 from mugle_nets.device import DEVICES, resolve_device
 from mugle_nets.tcae import TCAEOptions
@@ -62,6 +63,7 @@ from training.melon import SPLIT_FILES, read_dataset
 from training.models import TrainingData, build_models
 from training.music2vec import Music2VecOptions
 from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
+from training.tags import write_tags
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class TrainOptions:
         ``fit.budget_s`` 0 fits nothing (Music2Vec as given, raw counts, fallback weights).
     thumbs_limit : mel thumbnails for the web page are precomputed only up to this many songs with
         audio (reading every mel again costs hours at real size); 0 disables them.
+    tag_min_playlists : playlist tags carried by fewer training playlists are left out of ``tags.npz``.
     version : folder name of the new version (default: timestamp plus random suffix).
     progress : show progress bars and print the final summary.
     """
@@ -107,6 +110,7 @@ class TrainOptions:
     cooc_width: int = COOC_WIDTH
     fit: FitOptions = field(default_factory=FitOptions)
     thumbs_limit: int = 50_000
+    tag_min_playlists: int = MIN_PLAYLISTS
     version: str | None = None
     progress: bool = True
 
@@ -122,6 +126,8 @@ class TrainOptions:
         for name in ("epochs", "dim", "window", "negative"):
             if getattr(w2v, name) < 1:
                 raise ValueError(f"w2v_{name}={getattr(w2v, name)!r}: must be at least 1")
+        if self.tag_min_playlists < 1:
+            raise ValueError(f"tag_min_playlists={self.tag_min_playlists!r}: must be at least 1")
         if w2v.workers < 0:
             raise ValueError(f"w2v_workers={w2v.workers!r}: must not be negative")
         self.fit.validate()
@@ -315,8 +321,12 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
         mel_files = find_mels(data)
         mel_paths = canonical_mels(prepared.aliases, mel_files)
         fingerprint = dataset_fingerprint(data, options.prep.splits, np.array(sorted(mel_files)))
+        tags_of = {p.id: p.tags for p in dataset.playlists if p.split in options.prep.splits}
+        playlist_tags = [tags_of.get(i, []) for i in prepared.train_playlist_ids]
+        # The genre filter accepts codes too: keep the table's names of the top-level codes songs carry.
+        genre_table = {c: dataset.genre_table[c] for s in dataset.songs for c in s.genres if c in dataset.genre_table}
     read_report = dataset.report
-    del dataset  # the playlists live on in `prepared`; free the rest before training
+    del dataset, tags_of  # the playlists live on in `prepared`; free the rest before training
 
     w2v_options, w2v_score, alpha, fitter = options.music2vec, "in_out", 0.0, None
     if options.fit.budget_s > 0:
@@ -368,6 +378,12 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
         for name, result in results.items():
             entries[name].params.update(result.info)
             entries[name].timings["train_s"] = clock.timings[name]
+        with clock.stage("tags"):
+            tag_entry = write_tags(
+                stage_dir, playlist_tags, prepared.train_playlists,
+                {name: (result.ids, result.vectors) for name, result in results.items()},
+                min_playlists=options.tag_min_playlists,
+            )
 
         ranking_record: dict[str, Any] = {"fusion": {"weights": weights}}
         if options.cooc_width:
@@ -390,7 +406,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
                 {**song, "popularity": prepared.popularity.get(sid, 0), "has_audio": sid in with_audio}
                 for sid, song in prepared.songs.items()
             ]
-            Catalog.save(stage_dir / CATALOG, rows, prepared.aliases)
+            Catalog.save(stage_dir / CATALOG, rows, prepared.aliases, genre_table=genre_table)
 
         with clock.stage("extras"):
             extras = write_extras(stage_dir, tcae_ids, mel_paths, options.thumbs_limit)
@@ -414,6 +430,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             counts=counts,
             holdout_playlist_ids=holdout,
             ranking=ranking_record,
+            tags=tag_entry,
         )
         _write_text(stage_dir / MANIFEST, manifest.to_json())
         _fsync_tree(stage_dir)
@@ -449,6 +466,9 @@ def summary_text(manifest: Manifest, data: Path, version_dir: Path) -> str:
         recall = "" if entry.index_type == "flat" else f", recall@10 {entry.recall_at_10}"
         lines.append(f"  {name:<10} {entry.count:>9,} songs x {entry.dim} ({entry.index_type}{recall})")
     lines.extend(_duplicate_lines(manifest.counts))
+    if manifest.tags:
+        lines.append(f"  playlist tags: {manifest.tags.get('count', 0):,} on >= {manifest.tags.get('min_playlists')} "
+                     "training playlists each")
     lines.append("  time per stage: " + ", ".join(f"{k} {v:.1f}s" for k, v in manifest.timings.items()))
     cpu = manifest.counts.get("cpu_s", {})
     if cpu:
@@ -613,6 +633,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"share of training playlists set aside for validation (default {f.val_fraction})")
     g.add_argument("--no-fit-search", action="store_true",
                    help="keep the given Music2Vec options; fit only the exponent and the weights")
+    g = parser.add_argument_group("playlist tags")
+    g.add_argument("--tag-min-playlists", type=int, default=d.tag_min_playlists,
+                   help=f"leave out tags on fewer training playlists (default {d.tag_min_playlists})")
     add_prep_arguments(parser)
 
 
@@ -660,6 +683,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         cooc_width=args.cooc_width,
         fit=FitOptions(budget_s=args.fit_budget, val_fraction=args.fit_val_fraction, search=not args.no_fit_search),
         thumbs_limit=args.thumbs_limit,
+        tag_min_playlists=args.tag_min_playlists,
         version=args.version,
         progress=not args.no_progress,
     )

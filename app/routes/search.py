@@ -20,6 +20,18 @@ from app.schemas import MAX_LIMIT, MAX_QUERY_CHARS, SearchResponse
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["search"])
 
+# The text and size of a fuzzy search, shared with GET /tags (app.routes.tags), which has the same rules.
+SearchText = Annotated[
+    str, Query(min_length=1, max_length=MAX_QUERY_CHARS, examples=["밤편지"], description="search text")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+def require_text(q: str) -> None:
+    """A query of spaces only is a 422, like an empty one."""
+    if not q.strip():
+        raise HTTPException(status_code=422, detail="q: must contain something other than spaces")
+
 
 @router.get(
     "/search",
@@ -31,11 +43,6 @@ router = APIRouter(tags=["search"])
         "go to the more popular song."
     ),
 )
-async def search(
-    engine: EngineDep,
-    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, examples=["밤편지"], description="search text")],
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
-) -> FastJSONResponse:
-    if not q.strip():
-        raise HTTPException(status_code=422, detail="q: must contain something other than spaces")
+async def search(engine: EngineDep, q: SearchText, limit: Limit = 10) -> FastJSONResponse:
+    require_text(q)
     return FastJSONResponse({"query": q, "results": engine.search(q, limit)})

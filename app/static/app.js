@@ -1,8 +1,9 @@
 /* Mugle web page: vanilla JS, no build step.
  *
- * The page state lives in the URL (?song=ID&method=M&novelty=N&xa=1), so links can be shared and
- * Back/Forward replay it: every user action goes through navigate() (pushState) and popstate
- * re-renders from the URL alone.
+ * The page state lives in the URL, so links can be shared and Back/Forward replay it: every user action
+ * goes through navigate() (pushState) and popstate re-renders from the URL alone. Parameters: song=ID or
+ * tag=NAME (a situation), method, novelty, xa=1 (exclude the artist), genre (repeatable), yf/yt (years),
+ * div (diversity) and neg=ID,ID (songs marked "not like this" for the current song's list).
  *
  * The API base is found at start-up: a non-empty <meta name="mugle-api-base"> wins; otherwise the
  * page probes "api/health" (nginx deployment: the API is proxied under /api/) and then "health"
@@ -35,6 +36,9 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     form: $("search-form"), q: $("q"), list: $("suggestions"), searchStatus: $("search-status"),
+    tagForm: $("tag-form"), tagQ: $("tag-q"), tagList: $("tag-suggestions"), tagStatus: $("tag-status"),
+    genre: $("genre"), yearFrom: $("year-from"), yearTo: $("year-to"),
+    diversity: $("diversity"), diversityOut: $("diversity-out"), negatives: $("negatives"),
     novelty: $("novelty"), noveltyOut: $("novelty-out"), xa: $("exclude-artist"),
     message: $("message"), song: $("song"), songTitle: $("song-title"), songMeta: $("song-meta"),
     melFig: $("mel-figure"), mel: $("mel"), mapFig: $("map-figure"), map: $("map"),
@@ -48,10 +52,6 @@
   let apiBase = null;          // absolute URL ending in "/", or null until found
   let gemThreshold = null;     // popularity at or below which a song is a "hidden gem"
   let loadSeq = 0;             // drops answers of superseded loads (fast clicking, Back)
-  let suggestCtl = null;       // AbortController of the in-flight suggestion request
-  let suggestTimer = 0;
-  let suggestions = [];
-  let active = -1;
   let mapPoints = [];          // [{x, y, song_id}] in CSS pixels, for click hit-testing
 
   // -- API access -------------------------------------------------------------------------------
@@ -70,14 +70,16 @@
   }
 
   /** fetch JSON from the API; throws ApiError (status 0 = network failure or timeout). */
-  async function api(path, { signal, method = "GET", body, timeout = REQUEST_TIMEOUT_MS } = {}) {
+  async function api(path, { signal, method = "GET", body, json = false, timeout = REQUEST_TIMEOUT_MS } = {}) {
     if (!apiBase) throw new ApiError(0, "API를 찾지 못했습니다 · API not reachable");
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), timeout);
     if (signal) signal.addEventListener("abort", () => ctl.abort(), { once: true });
     let res;
     try {
-      res = await fetch(apiBase + path, { method, body, signal: ctl.signal, headers: { Accept: "application/json" } });
+      const headers = { Accept: "application/json" };
+      if (json) headers["Content-Type"] = "application/json";
+      res = await fetch(apiBase + path, { method, body, signal: ctl.signal, headers });
     } catch (err) {
       if (signal && signal.aborted) throw err;
       throw new ApiError(0, "요청이 실패했습니다 (네트워크 또는 시간 초과) · request failed (network or timeout)");
@@ -95,6 +97,11 @@
       throw new ApiError(res.status, detail || `HTTP ${res.status}`);
     }
     return data;
+  }
+
+  /** POST a JSON body to the API (same errors as api()). */
+  function apiJson(path, body) {
+    return api(path, { method: "POST", body: JSON.stringify(body), json: true });
   }
 
   async function probe(base) {
@@ -127,34 +134,60 @@
 
   // -- URL state --------------------------------------------------------------------------------
 
+  function unit(raw) {
+    const x = Number.parseFloat(raw || "0");
+    return Number.isFinite(x) ? Math.min(1, Math.max(0, x)) : 0;
+  }
+
+  function year(raw) {
+    return raw !== null && /^\d{1,4}$/.test(raw) ? raw : null;
+  }
+
   function readState() {
     const p = new URLSearchParams(location.search);
     const raw = p.get("song");
     const song = raw !== null && /^\d{1,18}$/.test(raw) ? raw : null;
+    const tagRaw = p.get("tag");
+    const tag = song === null && tagRaw !== null && tagRaw.trim() ? tagRaw.trim().slice(0, 200) : null;
     const method = VIEWS.includes(p.get("method")) ? p.get("method") : defaultMethod();
-    let novelty = Number.parseFloat(p.get("novelty") || "0");
-    if (!Number.isFinite(novelty)) novelty = 0;
-    novelty = Math.min(1, Math.max(0, novelty));
-    return { song, badSong: raw !== null && song === null ? raw : null, method, novelty, xa: p.get("xa") === "1" };
+    const neg = (p.get("neg") || "").split(",").filter((x) => /^\d{1,18}$/.test(x)).slice(0, 100);
+    return {
+      song, badSong: raw !== null && song === null ? raw : null, tag, method, novelty: unit(p.get("novelty")),
+      xa: p.get("xa") === "1", genre: p.getAll("genre").filter(Boolean).slice(0, 20),
+      yf: year(p.get("yf")), yt: year(p.get("yt")), div: unit(p.get("div")), neg,
+    };
   }
 
   function stateUrl(s) {
     const p = new URLSearchParams();
     if (s.song !== null) p.set("song", s.song);
+    else if (s.tag) p.set("tag", s.tag);
     if (s.method !== defaultMethod()) p.set("method", s.method);
     if (s.novelty > 0) p.set("novelty", String(s.novelty));
     if (s.xa) p.set("xa", "1");
+    for (const g of s.genre) p.append("genre", g);
+    if (s.yf !== null) p.set("yf", s.yf);
+    if (s.yt !== null) p.set("yt", s.yt);
+    if (s.div > 0) p.set("div", String(s.div));
+    if (s.song !== null && s.neg.length) p.set("neg", s.neg.join(","));
     const qs = p.toString();
     return location.pathname + (qs ? "?" + qs : "");
   }
 
   function controlsState() {
     const checked = document.querySelector('input[name="method"]:checked');
+    const s = readState();
     return {
-      song: readState().song,
+      song: s.song,
+      tag: s.tag,
+      neg: s.neg,
       method: checked ? checked.value : defaultMethod(),
       novelty: Number.parseFloat(el.novelty.value) || 0,
       xa: el.xa.checked,
+      genre: el.genre.value ? [el.genre.value] : [],
+      yf: year(el.yearFrom.value.trim() || null),
+      yt: year(el.yearTo.value.trim() || null),
+      div: Number.parseFloat(el.diversity.value) || 0,
     };
   }
 
@@ -164,6 +197,16 @@
     el.novelty.value = String(s.novelty);
     el.noveltyOut.textContent = s.novelty.toFixed(1);
     el.xa.checked = s.xa;
+    const g = s.genre[0] || "";
+    if (g && ![...el.genre.options].some((o) => o.value === g)) el.genre.append(h("option", { value: g, text: g }));
+    el.genre.value = g;
+    el.yearFrom.value = s.yf ?? "";
+    el.yearTo.value = s.yt ?? "";
+    el.diversity.value = String(s.div);
+    el.diversityOut.textContent = s.div.toFixed(1);
+    if (s.tag && document.activeElement !== el.tagQ) el.tagQ.value = s.tag;
+    el.negatives.hidden = !(s.song !== null && s.neg.length);
+    el.negatives.querySelector("span").textContent = `제외한 곡 ${s.neg.length}개 · ${s.neg.length} song(s) marked "not like this"`;
   }
 
   function navigate(changes) {
@@ -206,88 +249,126 @@
     return `${what}: ${err && err.message ? err.message : err}`;
   }
 
-  // -- search suggestions (combobox) ------------------------------------------------------------
+  // -- suggestion boxes (combobox): songs by title, situations by tag ---------------------------
 
-  function closeSuggestions() {
-    el.list.hidden = true;
-    el.list.replaceChildren();
-    el.q.setAttribute("aria-expanded", "false");
-    el.q.removeAttribute("aria-activedescendant");
-    suggestions = [];
-    active = -1;
-  }
+  /**
+   * Wire a text input to a suggestion list (ARIA combobox): typing asks `fetchItems(text, signal)` after a
+   * short pause, arrows move through the options, Enter or a click picks one (`onPick(item)`).
+   */
+  function combobox({ form, input, list, status, idPrefix, fetchItems, renderItem, describe, onPick, what }) {
+    let items = [];
+    let current = -1;
+    let ctl = null;
+    let timer = 0;
 
-  function setActive(i) {
-    const items = el.list.querySelectorAll('[role="option"]');
-    if (!items.length) return;
-    active = (i + items.length) % items.length;
-    items.forEach((item, j) => item.setAttribute("aria-selected", j === active ? "true" : "false"));
-    el.q.setAttribute("aria-activedescendant", items[active].id);
-    items[active].scrollIntoView({ block: "nearest" });
-  }
-
-  function renderSuggestions(results) {
-    suggestions = results;
-    active = -1;
-    el.list.replaceChildren(
-      ...results.map((s, i) =>
-        h("li", {
-          id: `sugg-${i}`, role: "option", "aria-selected": "false", "data-song-id": s.song_id,
-          // mousedown, not click: it fires before the input's blur closes the list
-          onmousedown: (ev) => { ev.preventDefault(); pick(s); },
-        }, h("span", { class: "s-title", text: s.title }), " ",
-        h("span", { class: "s-artist", text: s.artists.join(", ") }))),
-    );
-    el.list.hidden = results.length === 0;
-    el.q.setAttribute("aria-expanded", results.length ? "true" : "false");
-  }
-
-  async function suggest(query) {
-    if (suggestCtl) suggestCtl.abort();
-    const text = query.trim();
-    if (!text) {
-      closeSuggestions();
-      showMessage(el.searchStatus, "");
-      return;
+    function close() {
+      list.hidden = true;
+      list.replaceChildren();
+      input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
+      items = [];
+      current = -1;
     }
-    suggestCtl = new AbortController();
-    const mine = suggestCtl;
-    try {
-      const data = await api(`search?${new URLSearchParams({ q: text.slice(0, 200), limit: "8" })}`, { signal: mine.signal });
-      if (mine.signal.aborted) return;
-      renderSuggestions(data.results);
-      showMessage(el.searchStatus, data.results.length ? `${data.results.length}곡 · songs` :
-        `“${text}”에 맞는 곡이 없습니다 · no songs match`);
-    } catch (err) {
-      if (mine.signal.aborted) return;
-      closeSuggestions();
-      showMessage(el.searchStatus, errorText(err, "검색 · search"), "error");
+
+    function setActive(i) {
+      const options = list.querySelectorAll('[role="option"]');
+      if (!options.length) return;
+      current = (i + options.length) % options.length;
+      options.forEach((o, j) => o.setAttribute("aria-selected", j === current ? "true" : "false"));
+      input.setAttribute("aria-activedescendant", options[current].id);
+      options[current].scrollIntoView({ block: "nearest" });
     }
+
+    function show(results) {
+      items = results;
+      current = -1;
+      list.replaceChildren(...results.map((item, i) => {
+        const li = renderItem(item);
+        li.id = `${idPrefix}-${i}`;
+        li.setAttribute("role", "option");
+        li.setAttribute("aria-selected", "false");
+        // mousedown, not click: it fires before the input's blur closes the list
+        li.addEventListener("mousedown", (ev) => { ev.preventDefault(); pick(item); });
+        return li;
+      }));
+      list.hidden = results.length === 0;
+      input.setAttribute("aria-expanded", results.length ? "true" : "false");
+    }
+
+    async function suggest(query) {
+      if (ctl) ctl.abort();
+      const text = query.trim();
+      if (!text) {
+        close();
+        showMessage(status, "");
+        return;
+      }
+      ctl = new AbortController();
+      const mine = ctl;
+      try {
+        const results = await fetchItems(text.slice(0, 200), mine.signal);
+        if (mine.signal.aborted) return;
+        show(results);
+        showMessage(status, describe(results.length, text));
+      } catch (err) {
+        if (mine.signal.aborted) return;
+        close();
+        showMessage(status, errorText(err, what), "error");
+      }
+    }
+
+    function pick(item) {
+      close();
+      showMessage(status, "");
+      onPick(item);
+    }
+
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => suggest(input.value), SUGGEST_DELAY_MS);
+    });
+    input.addEventListener("keydown", (ev) => {
+      if (ev.key === "ArrowDown") { ev.preventDefault(); if (!list.hidden) setActive(current + 1); }
+      else if (ev.key === "ArrowUp") { ev.preventDefault(); if (!list.hidden) setActive(current - 1); }
+      else if (ev.key === "Escape") close();
+    });
+    input.addEventListener("blur", () => setTimeout(close, 150));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (current >= 0 && items[current]) return pick(items[current]);
+      clearTimeout(timer);
+      await suggest(input.value);
+      if (items.length) pick(items[0]);
+    });
   }
 
-  function pick(song) {
-    closeSuggestions();
-    el.q.value = song.title;
-    showMessage(el.searchStatus, "");
-    navigate({ song: String(song.song_id) });
-  }
+  combobox({
+    form: el.form, input: el.q, list: el.list, status: el.searchStatus, idPrefix: "sugg", what: "검색 · search",
+    fetchItems: async (text, signal) =>
+      (await api(`search?${new URLSearchParams({ q: text, limit: "8" })}`, { signal })).results,
+    renderItem: (s) => h("li", { "data-song-id": s.song_id },
+      h("span", { class: "s-title", text: s.title }), " ", h("span", { class: "s-artist", text: s.artists.join(", ") })),
+    describe: (n, text) => (n ? `${n}곡 · songs` : `“${text}”에 맞는 곡이 없습니다 · no songs match`),
+    onPick: (song) => {
+      el.q.value = song.title;
+      // a new song starts a new list: its "not like this" choices start empty
+      navigate({ song: String(song.song_id), tag: null, neg: [] });
+    },
+  });
 
-  el.q.addEventListener("input", () => {
-    clearTimeout(suggestTimer);
-    suggestTimer = setTimeout(() => suggest(el.q.value), SUGGEST_DELAY_MS);
-  });
-  el.q.addEventListener("keydown", (ev) => {
-    if (ev.key === "ArrowDown") { ev.preventDefault(); if (!el.list.hidden) setActive(active + 1); }
-    else if (ev.key === "ArrowUp") { ev.preventDefault(); if (!el.list.hidden) setActive(active - 1); }
-    else if (ev.key === "Escape") closeSuggestions();
-  });
-  el.q.addEventListener("blur", () => setTimeout(closeSuggestions, 150));
-  el.form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    if (active >= 0 && suggestions[active]) return pick(suggestions[active]);
-    clearTimeout(suggestTimer);
-    await suggest(el.q.value);
-    if (suggestions.length) pick(suggestions[0]);
+  combobox({
+    form: el.tagForm, input: el.tagQ, list: el.tagList, status: el.tagStatus, idPrefix: "tagsugg",
+    what: "상황 · situation",
+    fetchItems: async (text, signal) =>
+      (await api(`tags?${new URLSearchParams({ q: text, limit: "8" })}`, { signal })).results,
+    renderItem: (t) => h("li", { "data-tag": t.tag },
+      h("span", { class: "s-title", text: `#${t.tag}` }), " ",
+      h("span", { class: "s-artist", text: `플레이리스트 ${t.playlists} · playlists` })),
+    describe: (n, text) => (n ? `${n}개 · tags` : `“${text}”에 맞는 상황이 없습니다 · no tags match`),
+    onPick: (t) => {
+      el.tagQ.value = t.tag;
+      navigate({ tag: t.tag, song: null, neg: [] });
+    },
   });
 
   // -- controls -----------------------------------------------------------------------------------
@@ -303,20 +384,48 @@
   el.novelty.addEventListener("input", () => { el.noveltyOut.textContent = Number(el.novelty.value).toFixed(1); });
   el.novelty.addEventListener("change", () => navigate(controlsState()));
   el.xa.addEventListener("change", () => navigate(controlsState()));
+  el.genre.addEventListener("change", () => navigate(controlsState()));
+  for (const input of [el.yearFrom, el.yearTo]) input.addEventListener("change", () => navigate(controlsState()));
+  el.diversity.addEventListener("input", () => { el.diversityOut.textContent = Number(el.diversity.value).toFixed(1); });
+  el.diversity.addEventListener("change", () => navigate(controlsState()));
+  el.negatives.querySelector("button").addEventListener("click", () => navigate({ neg: [] }));
   el.mapModel.addEventListener("change", () => {
     const s = readState();
     if (s.song !== null) drawMap(s.song, loadSeq);
   });
   window.addEventListener("popstate", () => render());
-  $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); navigate({ song: null }); });
+  $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); navigate({ song: null, tag: null, neg: [] }); });
 
   // -- recommendations ----------------------------------------------------------------------------
 
   function recParams(s, method) {
     const p = new URLSearchParams({ method, k: String(K) });
     if (s.novelty > 0) p.set("novelty", String(s.novelty));
-    if (s.xa) p.set("exclude_artist", "true");
+    if (s.xa && s.song !== null) p.set("exclude_artist", "true");
+    for (const g of s.genre) p.append("genre", g);
+    if (s.yf !== null) p.set("year_from", s.yf);
+    if (s.yt !== null) p.set("year_to", s.yt);
+    if (s.div > 0) p.set("diversity", String(s.div));
     return p;
+  }
+
+  /** One list of the current state: a tag's songs, a song's neighbours, or (with negatives) POST /recommend. */
+  function fetchList(s, method) {
+    if (s.tag !== null && s.song === null) return api(`recommend/tag/${encodeURIComponent(s.tag)}?${recParams(s, method)}`);
+    if (!s.neg.length) return api(`recommend/${s.song}?${recParams(s, method)}`);
+    const body = {
+      song_ids: [Number(s.song)], k: K, method, novelty: s.novelty, exclude_artist: s.xa, genre: s.genre,
+      diversity: s.div, negative_ids: s.neg.map(Number),
+    };
+    if (s.yf !== null) body.year_from = Number(s.yf);
+    if (s.yt !== null) body.year_to = Number(s.yt);
+    return apiJson("recommend", body).then((a) => ({ ...a, song: a.seeds[0] }));
+  }
+
+  function notLikeThis(song) {
+    const s = readState();
+    if (s.song === null || s.neg.includes(String(song.song_id))) return;
+    navigate({ neg: [...s.neg, String(song.song_id)].slice(-100) });
   }
 
   function isGem(song) {
@@ -325,13 +434,13 @@
 
   function songLink(song, text) {
     const s = readState();
-    const href = stateUrl({ ...s, song: String(song.song_id) });
+    const href = stateUrl({ ...s, song: String(song.song_id), tag: null, neg: [] });
     return h("a", {
       href, class: "song-link", "data-song-id": song.song_id,
       onclick: (ev) => {
         if (ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
         ev.preventDefault();
-        navigate({ song: String(song.song_id) });
+        navigate({ song: String(song.song_id), tag: null, neg: [] });
         window.scrollTo({ top: 0, behavior: "smooth" });
       },
     }, text);
@@ -347,12 +456,16 @@
     return h("p", { class: "why" }, h("span", { class: "visually-hidden", text: "추천 이유 · ranked by: " }), parts);
   }
 
-  function card(song, { compact = false, linked = true } = {}) {
+  function card(song, { compact = false, linked = true, avoidable = false } = {}) {
     const title = linked ? songLink(song, song.title) : h("span", { text: song.title });
     return h("li", { class: compact ? "card compact" : "card", "data-song-id": song.song_id },
       h("div", { class: "card-head" },
         h("strong", { class: "title" }, title),
-        isGem(song) ? h("span", { class: "gem-badge", title: `인기 ${song.popularity} ≤ ${gemThreshold}` }, "숨은 명곡 · hidden gem") : null),
+        isGem(song) ? h("span", { class: "gem-badge", title: `인기 ${song.popularity} ≤ ${gemThreshold}` }, "숨은 명곡 · hidden gem") : null,
+        avoidable ? h("button", {
+          type: "button", class: "not-like", title: "이 곡과 비슷한 곡을 덜 추천 · fewer songs like this one",
+          "aria-label": `${song.title}: 이런 곡은 별로 · not like this`, onclick: () => notLikeThis(song),
+        }, "✕ 별로 · not like this") : null),
       h("p", { class: "artists", text: song.artists.join(", ") || "—" }),
       compact ? null : h("p", { class: "genres" }, song.genres.map((g) => h("span", { class: "chip", text: g }))),
       whyBadges(song.ranks),
@@ -361,11 +474,11 @@
         ` · 인기 · popularity ${song.popularity}`));
   }
 
-  function recList(recs, compact) {
+  function recList(recs, compact, avoidable) {
     if (!recs.length) {
       return h("p", { class: "empty" }, "추천할 곡이 없습니다 (이 곡은 플레이리스트와 오디오가 모두 없거나 조건에 맞는 곡이 없습니다) · no recommendations");
     }
-    return h("ol", { class: "cards" }, recs.map((r) => card(r, { compact })));
+    return h("ol", { class: "cards" }, recs.map((r) => card(r, { compact, avoidable })));
   }
 
   function showSong(song) {
@@ -374,6 +487,15 @@
     const bits = [song.artists.join(", "), song.album, song.genres.join(" / "), song.issue_date, `인기 · popularity ${song.popularity}`];
     el.songMeta.replaceChildren(bits.filter(Boolean).join(" · "), isGem(song) ? h("span", { class: "gem-badge" }, " 숨은 명곡 · hidden gem") : "");
     document.title = `${song.title} · Mugle`;
+  }
+
+  function showTag(tag) {
+    el.song.hidden = false;
+    el.songTitle.textContent = `#${tag}`;
+    el.songMeta.replaceChildren("상황·분위기에 맞는 곡 · songs for this situation or mood (playlist tag)");
+    el.melFig.hidden = true;
+    el.mapFig.hidden = true;
+    document.title = `#${tag} · Mugle`;
   }
 
   /** Record which URL state the page now shows (tests and tools wait for this after a navigation). */
@@ -393,7 +515,7 @@
       rendered();
       return;
     }
-    if (s.song === null) {
+    if (s.song === null && s.tag === null) {
       el.song.hidden = true;
       el.results.replaceChildren();
       document.title = "Mugle · 음악 추천";
@@ -405,17 +527,20 @@
     showMessage(el.message, "불러오는 중… · loading…");
     el.results.setAttribute("aria-busy", "true");
     const methods = s.method === "compare" ? COMPARE : [s.method];
+    const bySong = s.song !== null;
     let answers;
     try {
-      answers = await Promise.all(methods.map((m) => api(`recommend/${s.song}?${recParams(s, m)}`)));
+      answers = await Promise.all(methods.map((m) => fetchList(s, m)));
     } catch (err) {
       if (seq !== loadSeq) return;
       el.results.removeAttribute("aria-busy");
       el.song.hidden = true;
       el.results.replaceChildren();
-      const text = err instanceof ApiError && err.status === 404
-        ? `곡 ${s.song}을(를) 찾을 수 없습니다 · unknown song ${s.song}`
-        : errorText(err, "추천 · recommend");
+      let text = errorText(err, "추천 · recommend");
+      if (err instanceof ApiError && err.status === 404) {
+        text = bySong ? `곡 ${s.song}을(를) 찾을 수 없습니다 · unknown song ${s.song}`
+          : `상황 “${s.tag}”을(를) 찾을 수 없습니다 · unknown situation (tag) “${s.tag}”`;
+      }
       showMessage(el.message, text, "error");
       rendered();
       return;
@@ -423,17 +548,22 @@
     if (seq !== loadSeq) return;
     el.results.removeAttribute("aria-busy");
     showMessage(el.message, "");
-    showSong(answers[0].song);
+    if (bySong) showSong(answers[0].song);
+    else showTag(answers[0].tag);
     if (s.method === "compare") {
       el.results.replaceChildren(
         h("h2", { text: "방식 비교 · methods side by side" }),
         h("div", { class: "compare" }, answers.map((a, i) =>
           h("section", { class: "col", "data-method": methods[i] },
-            h("h3", { text: methodLabel(methods[i]) }), recList(a.recommendations, true)))));
+            h("h3", { text: methodLabel(methods[i]) }), recList(a.recommendations, true, bySong)))));
     } else {
       el.results.replaceChildren(
         h("h2", { text: `추천 · recommendations (${methodLabel(s.method)})` }),
-        recList(answers[0].recommendations, false));
+        recList(answers[0].recommendations, false, bySong));
+    }
+    if (!bySong) {
+      rendered();
+      return;
     }
     if (!el.mapModel.dataset.touched) {
       el.mapModel.value = ["music2vec", "tcae"].includes(s.method) ? s.method : "cel";
@@ -583,7 +713,7 @@
       const d = (p.x - x) ** 2 + (p.y - y) ** 2;
       if (d < bestD) { best = p; bestD = d; }
     }
-    if (best && String(best.song_id) !== readState().song) navigate({ song: String(best.song_id) });
+    if (best && String(best.song_id) !== readState().song) navigate({ song: String(best.song_id), neg: [] });
   });
 
   // -- upload -------------------------------------------------------------------------------------
@@ -656,6 +786,15 @@
       gemThreshold = typeof stats.gem_threshold === "number" ? stats.gem_threshold : null;
     } catch {
       gemThreshold = null; // older server without the visual routes: no gem marker
+    }
+    try {
+      const data = await api("genres");
+      const chosen = el.genre.value;
+      el.genre.replaceChildren(h("option", { value: "", text: "모든 장르 · all genres" }),
+        ...data.genres.map((g) => h("option", { value: g.name, text: `${g.name} (${g.songs})` })));
+      el.genre.value = chosen;
+    } catch {
+      // an older server without GET /genres: the filter keeps its "all genres" entry only
     }
     document.body.dataset.ready = "1";
     await render();

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from evaluation.baselines import EASE, ItemCooccurrence, ItemKNN
-from evaluation.evaluate import Query, paired_comparison
+from evaluation.context import Query
+from evaluation.evaluate import paired_comparison
 
 # Songs 1..5; popularity 1:2, 2:3, 3:2, 4:2, 5:1.
 PLAYLISTS = [[1, 2, 3], [1, 2], [2, 4], [3, 4, 5]]

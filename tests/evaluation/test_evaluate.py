@@ -309,3 +309,77 @@ def test_version_retrieval_runs_on_distinct_versions(trained: tuple[Path, Path, 
     assert planted["re-releases"]["merged"] >= 0.95 * planted["re-releases"]["pairs"] > 0
     report = (Path(results["report"])).read_text(encoding="utf-8")
     assert "re-releases merged" in report
+
+
+# -- steering ----------------------------------------------------------------------------------------------
+
+
+def test_steering_block_tags_diversity_filters(trained: tuple[Path, Path, Path], results: dict) -> None:
+    from evaluation.steering import DIVERSITY_LEVELS, TagPopularity, tag_queries
+
+    data, _, version_dir = trained
+    steering = results["steering"]
+    tags = steering["tags"]
+    assert tags["tags_served"] > 0 and tags["queries"] > 0
+    assert set(tags["methods"]) == {"score_total", "each_top3", "music2vec", "tcae", "cel", "tag_popularity"}
+    for block in tags["methods"].values():
+        assert block["queries"] == tags["queries"] and 0.0 <= block["hit_rate@10"]["mean"] <= 1.0
+    # the baseline by hand: songs counted over the training playlists that carry the tag
+    ctx = ev.load_context(data, version_dir)
+    from app.engine import Engine
+
+    engine = Engine.load(version_dir)
+    queries = tag_queries(ctx, engine)
+    assert len(queries) == tags["queries"]
+    q = queries[0]
+    counts: Counter[int] = Counter()
+    for songs, raw in zip(ctx.train_playlists, ctx.train_tags, strict=True):
+        if any(t.strip().casefold() == q.tag.casefold() for t in raw):
+            counts.update(songs)
+    got = TagPopularity(ctx)(q.tag, 5)
+    assert [counts[s] for s in got] == sorted(counts.values(), reverse=True)[:5]
+    # the diversity sweep covers every level, and the filters keep only passing songs
+    assert [row["diversity"] for row in steering["diversity"]["warm"]] == list(DIVERSITY_LEVELS)
+    sims = [row["similarity_cel@10"] for row in steering["diversity"]["warm"]]
+    assert sims[-1] < sims[0]
+    for name, block in steering["filters"].items():
+        if name != "none" and block["queries"]:
+            assert block["passing_share@10"] == 1.0
+    assert "tag_beats_tag_popularity" in results["targets"]
+    report = Path(results["report"]).read_text(encoding="utf-8")
+    assert "## Steering" in report and "tag_popularity" in report
+
+
+def test_tag_study_agrees_with_the_evaluation(trained: tuple[Path, Path, Path], results: dict) -> None:
+    """Two implementations of the tag baseline (and the served list) must give the same hit rate."""
+    from evaluation.tag_study import study
+
+    data, arts, version_dir = trained
+    got = study(data, arts, version_dir.name)
+    methods = results["steering"]["tags"]["methods"]
+    assert got["counts (the tag-popularity baseline)"]["mean"] == pytest.approx(
+        methods["tag_popularity"]["hit_rate@10"]["mean"], abs=1e-4)
+    assert got["served score_total, served (app.engine.TAG_FUSION_WEIGHTS)"]["mean"] == pytest.approx(
+        methods["score_total"]["hit_rate@10"]["mean"], abs=1e-4)
+
+
+def test_tags_are_learned_from_training_playlists_only(trained: tuple[Path, Path, Path]) -> None:
+    """The version's tag counts equal a recount over the training playlists: no held-out playlist leaks in."""
+    from mugle_core.artifacts import read_manifest, tags_file
+    from mugle_core.tagtable import TagTable, tag_key
+
+    data, _, version_dir = trained
+    manifest = read_manifest(version_dir)
+    assert manifest.tags["files"] == [tags_file()] and manifest.tags["count"] > 0
+    table = TagTable.load(version_dir / tags_file())
+    ctx = ev.load_context(data, version_dir)
+    for i, name in enumerate(table.names):
+        key = tag_key(name)
+        carrying = [songs for songs, tags in zip(ctx.train_playlists, ctx.train_tags, strict=True)
+                    if key in {tag_key(t) for t in tags}]
+        assert table.playlists[i] == len(carrying) >= manifest.tags["min_playlists"]
+        recount = Counter(s for songs in carrying for s in songs)
+        lo, hi = table.song_offsets[i], table.song_offsets[i + 1]
+        assert {int(s): int(c) for s, c in zip(table.song_ids[lo:hi], table.song_counts[lo:hi], strict=True)} == {
+            s: recount[s] for s in table.song_ids[lo:hi].tolist()}
+        assert table.song_counts[lo] == max(recount.values())

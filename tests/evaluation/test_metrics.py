@@ -103,3 +103,12 @@ def test_median_and_mean_finite() -> None:
     assert m.median_popularity([1, 10, 3]) == 3.0
     assert m.mean_finite([1.0, math.nan, 3.0]) == 2.0
     assert math.isnan(m.mean_finite([]))
+
+
+def test_intra_list_similarity_by_hand() -> None:
+    v = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    # pairs among the three non-zero rows: 1, 0, 0 -> mean 1/3; the zero row is skipped
+    assert m.intra_list_similarity(v) == pytest.approx(1 / 3)
+    assert math.isnan(m.intra_list_similarity(v[:1]))
+    with pytest.raises(ValueError):
+        m.intra_list_similarity(np.zeros(3))

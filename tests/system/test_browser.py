@@ -146,6 +146,113 @@ def test_search_recommend_navigate(page, server: str) -> None:
     assert page.locator("input[value=tcae]").is_checked()
 
 
+def _card_ids(page) -> list[int]:
+    return page.locator("#results .card").evaluate_all("cs => cs.map(c => Number(c.dataset.songId))")
+
+
+def _api_ids(server: str, path: str, params: dict | None = None, body: dict | None = None) -> list[int]:
+    import httpx
+
+    if body is None:
+        r = httpx.get(server + path, params=params, timeout=30)
+    else:
+        r = httpx.post(server + path, json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    return [rec["song_id"] for rec in r.json()["recommendations"]]
+
+
+def test_situation_filters_diversity_and_not_like_this(page, server: str) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']")
+    # the situation box: type part of a tag, pick the suggestion, get its songs
+    page.locator("#tag-q").press_sequentially("드라", delay=60)
+    option = page.locator("#tag-suggestions [role=option]").first
+    option.wait_for()
+    assert "#드라이브" in option.inner_text() and page.locator("#tag-q").get_attribute("aria-expanded") == "true"
+    option.click()
+    page.wait_for_function("new URLSearchParams(location.search).get('tag') === '드라이브'")
+    wait_loaded(page)
+    assert page.locator("#song-title").inner_text() == "#드라이브"
+    assert _card_ids(page) == _api_ids(server, "/recommend/tag/드라이브", {"k": 10})
+    assert page.locator("#results .not-like").count() == 0  # negatives belong to a song's list
+    assert page.locator("#mel-figure").is_hidden() and page.locator("#map-figure").is_hidden()
+    # initials find tags too
+    page.locator("#tag-q").fill("")
+    page.locator("#tag-q").press_sequentially("ㅅㅂ", delay=60)
+    page.wait_for_selector("#tag-suggestions [role=option]:has-text('새벽')")
+
+    # genre filter: the select lists the catalog's genres; every card carries the chosen one
+    options = page.locator("#genre option").evaluate_all("os => os.map(o => o.value)")
+    assert "댄스" in options and "" in options
+    page.locator("#genre").select_option("댄스")
+    page.wait_for_function("location.search.includes('genre=')")
+    wait_loaded(page)
+    chips = page.locator("#results .card .genres").all_inner_texts()
+    assert chips and all("댄스" in c for c in chips)
+    assert _card_ids(page) == _api_ids(server, "/recommend/tag/드라이브", {"k": 10, "genre": "댄스"})
+
+    # year filter and diversity slider: in the URL, and the list is the API's for those parameters
+    page.locator("#genre").select_option("")
+    page.wait_for_function("!location.search.includes('genre=')")
+    page.locator("#year-from").fill("2005")
+    page.locator("#year-from").dispatch_event("change")
+    page.wait_for_function("location.search.includes('yf=2005')")
+    page.locator("#diversity").fill("1")
+    page.wait_for_function("location.search.includes('div=1')")
+    wait_loaded(page)
+    assert page.locator("#diversity-out").inner_text() == "1.0"
+    assert _card_ids(page) == _api_ids(server, "/recommend/tag/드라이브", {"k": 10, "year_from": 2005, "diversity": 1})
+
+    # a song's list: "not like this" drops the song and steers away from it (POST /recommend)
+    page.locator("#year-from").fill("")
+    page.locator("#year-from").dispatch_event("change")
+    page.wait_for_function("!location.search.includes('yf=')")
+    page.locator("#diversity").fill("0")
+    page.wait_for_function("!location.search.includes('div=')")
+    first = str(song_id_of(1))
+    page.goto(f"{server}/?song={first}")
+    page.wait_for_selector("#results .card .not-like")
+    before = _card_ids(page)
+    page.locator("#results .card .not-like").first.click()
+    page.wait_for_function(f"location.search.includes('neg={before[0]}')")
+    wait_loaded(page)
+    after = _card_ids(page)
+    assert before[0] not in after
+    assert after == _api_ids(server, "/recommend", body={"song_ids": [int(first)], "k": 10,
+                                                           "negative_ids": [before[0]]})
+    assert page.locator("#negatives").is_visible() and "1" in page.locator("#negatives").inner_text()
+    # a second one adds to the list; the URL keeps both, and a reload shows the same list
+    page.locator("#results .card .not-like").first.click()
+    page.wait_for_function(f"location.search.includes('neg={before[0]}%2C{after[0]}')")
+    wait_loaded(page)
+    twice = _card_ids(page)
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']")
+    wait_loaded(page)
+    assert _card_ids(page) == twice and not {before[0], after[0]} & set(twice)
+    # Back undoes the last one; "clear" empties the list
+    page.go_back()
+    page.wait_for_function(f"!location.search.includes('%2C{after[0]}')")
+    wait_loaded(page)
+    assert _card_ids(page) == after
+    page.locator("#negatives button").click()
+    page.wait_for_function("!location.search.includes('neg=')")
+    wait_loaded(page)
+    assert _card_ids(page) == before and page.locator("#negatives").is_hidden()
+
+    # a shared link opens straight on a situation with its filters
+    page.goto(f"{server}/?tag=새벽&genre=인디음악&div=0.5&method=music2vec")
+    page.wait_for_selector("#results h2:has-text('Music2Vec')")
+    wait_loaded(page)
+    assert page.locator("#genre").input_value() == "인디음악" and page.locator("#diversity").input_value() == "0.5"
+    assert _card_ids(page) == _api_ids(server, "/recommend/tag/새벽", {"k": 10, "genre": "인디음악", "diversity": 0.5,
+                                                                     "method": "music2vec"})
+    # an unknown situation says so
+    page.goto(f"{server}/?tag=없는상황")
+    page.wait_for_selector("#message[data-kind=error]")
+    assert "없는상황" in page.locator("#message").inner_text()
+
+
 def test_initials_and_keyboard(page, server: str) -> None:
     page.goto(server + "/")
     page.wait_for_selector("body[data-ready='1']")

@@ -18,7 +18,17 @@ from app.settings import Settings
 from mugle_core.artifacts import COOC, MANIFEST, read_manifest
 from tests.fixtures.synthetic import read_truth, write_synthetic_version
 from training.cooc import write_cooc
-from training.fitting import FitError, FitOptions, Fitter, split_validation
+from training.fitting import (
+    NOVELTY_MAX_COST,
+    NOVELTY_TARGET_RATIO,
+    FitError,
+    FitOptions,
+    Fitter,
+    choose_novelty,
+    figures,
+    novelty_margin,
+    split_validation,
+)
 from training.music2vec import Music2VecOptions
 
 
@@ -89,6 +99,66 @@ def test_fitting_respects_its_time_bound(budget: float) -> None:
         assert any("skipped" not in t for t in trials)
         # A Music2Vec trial stops at the end of the epoch that crosses the deadline: at most one epoch over.
         assert took <= budget + summary["music2vec"]["longest_epoch_s"] + 0.5
+
+
+# -- the novelty fit ------------------------------------------------------------------------------
+
+
+def test_novelty_takes_the_setting_with_most_room_not_the_cheapest_that_just_halves() -> None:
+    # (median popularity ratio, hit-rate cost, strength, head)
+    barely = (0.49, 0.02, 8.0, 0)  # halves by a hair: cheapest, but misses on other queries half the time
+    roomy = (0.30, 0.06, 16.0, 5)
+    too_dear = (0.10, 0.11, 32.0, 0)
+    assert novelty_margin(*barely[:2]) < novelty_margin(*roomy[:2])
+    assert novelty_margin(*too_dear[:2]) < 0
+    assert choose_novelty([barely, too_dear, roomy]) == roomy
+    # Nothing inside both limits: the setting closest to them, not the one that lowers popularity most.
+    weak, close, harsh = (0.70, 0.02, 4.0, 0), (0.55, 0.09, 12.0, 2), (0.20, 0.20, 32.0, 0)
+    assert choose_novelty([weak, harsh, close]) == close
+    # Equal room: the one further inside the other limit too, then the weaker strength.
+    a, b = (0.26, 0.067, 16.0, 5), (0.18, 0.067, 24.0, 5)
+    assert choose_novelty([a, b]) == b
+    assert choose_novelty([(0.3, 0.05, 24.0, 5), (0.3, 0.05, 16.0, 5)]) == (0.3, 0.05, 16.0, 5)
+    assert choose_novelty([]) is None
+
+
+def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits() -> None:
+    playlists = _clustered_playlists(3, n_songs=240, n_playlists=600)
+    # A popularity skew: low ids are listed much more often.
+    rng = np.random.default_rng(3)
+    playlists = [p + [int(s) for s in rng.integers(0, 12, size=2)] for p in playlists]
+    playlists = [list(dict.fromkeys(p)) for p in playlists]
+    options = FitOptions(budget_s=30.0, search=False)
+    split = split_validation(playlists, list(range(len(playlists))), [], options, seed=0)
+    fitter = Fitter(split, options, seed=0)
+    fitter.fit_alpha()
+    fitter.search_music2vec(Music2VecOptions(dim=16, epochs=5, workers=1), min_playlists=1)
+    fitter.fit_fusion({}, None, cel_seconds=0.0)
+    strength, head = fitter.fit_novelty()
+    rec = fitter.record["novelty"]
+    table = rec["by_strength"]
+    chosen = table[f"head {head}, strength {strength:g}"]
+    assert chosen["margin"] == max(row["margin"] for row in table.values())
+    assert rec["fitted"] == (chosen["median_popularity_ratio"] <= NOVELTY_TARGET_RATIO
+                             and chosen["hit_rate_cost"] <= NOVELTY_MAX_COST)
+    # The recorded figures are what the service's re-rank gives with the chosen setting on these queries.
+    pop: dict[int, int] = {}
+    for p in split.fit_playlists:
+        for s_ in p:
+            pop[s_] = pop.get(s_, 0) + 1
+    songs = sorted(pop)
+    pop_arr = np.zeros(max(songs) + 1, dtype=np.int64)
+    pop_arr[songs] = [pop[s_] for s_ in songs]
+    pools = [ranking.score_total({m: ls[i] for m, ls in fitter.fused_lists.items()}, fitter.weights)
+             for i in range(len(split.queries))]
+    base = [[r for r, _ in pool[:10]] for pool in pools]
+    moved = [[r for r, _ in ranking.novelty_rerank(pool, pop_arr, 0.5, strength=strength, head=head)[:10]]
+             for pool in pools]
+    ratio = np.median([pop[s_] for t in moved for s_ in t]) / np.median([pop[s_] for t in base for s_ in t])
+    cost = 1 - figures(moved, split.queries)["hit_rate@10"] / figures(base, split.queries)["hit_rate@10"]
+    assert chosen["median_popularity_ratio"] == pytest.approx(ratio, abs=1e-3)
+    assert chosen["hit_rate_cost"] == pytest.approx(cost, abs=1e-4)
+    assert all(m[:head] == b[:head] for m, b in zip(moved, base, strict=True))  # the head keeps its place
 
 
 # -- the service uses what was fitted -------------------------------------------------------------

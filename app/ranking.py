@@ -41,12 +41,14 @@ from app.errors import ClientError
 from mugle_core.fusion import (
     COOC,
     DEPTH,
+    FUSION_OFFSETS,
     FUSION_WEIGHTS,
     MODELS,
     NOVELTY_STRENGTH,
     PLAYLIST_SOURCES,
     SOURCES,
     Ranked,
+    fusion_offset,
     fusion_weights,
     novelty_head,
     novelty_rerank,
@@ -61,6 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "COOC",
     "DEPTH",
+    "FUSION_OFFSETS",
     "FUSION_WEIGHTS",
     "METHODS",
     "MODELS",
@@ -68,6 +71,7 @@ __all__ = [
     "PLAYLIST_SOURCES",
     "Ranked",
     "SOURCES",
+    "fusion_offset",
     "fusion_weights",
     "novelty_head",
     "novelty_rerank",
@@ -173,18 +177,22 @@ def rank_method(
     lists: Mapping[str, Sequence[int]],
     sims: Mapping[str, Sequence[float]],
     weights: Mapping[str, float] | None = None,
+    offset: float = 0.0,
 ) -> Ranked:
     """The full ordered pool of ``method`` (not yet cut to ``k``).
 
-    ``weights`` are ``score_total``'s per-source weights (the version's fitted ones); None means
-    :data:`FUSION_WEIGHTS`. ``each_top3`` merges the three models only, as the original did.
+    ``weights`` and ``offset`` are ``score_total``'s per-source weights and rank offset (the version's
+    fitted ones); weights None means :data:`FUSION_WEIGHTS` with the plain ``1 / rank``. ``each_top3``
+    merges the three models only, as the original did.
     """
     if method == "score_total":
         if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
             # A song without playlist history (cold start): the fitted weights were fitted on warm songs,
             # where the playlist sources lead; between the audio models alone the constant weights hold.
             weights = None
-        return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
+        if weights is None:
+            return score_total(lists, FUSION_WEIGHTS)
+        return score_total(lists, weights, offset)
     if method == "each_top3":
         return each_top3({m: rows for m, rows in lists.items() if m in MODELS})
     if method in lists:

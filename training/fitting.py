@@ -6,8 +6,9 @@ What the project once chose by hand on the demo catalog is chosen here per catal
 * Music2Vec's hyper-parameters worth searching (``ns_exponent``, ``window``, ``epochs``, ``sample``) and
   how its neighbours are scored (``in_out``: input vector against output vectors; ``in_in``: cosine of
   input vectors), by a coordinate search that starts from the given options;
-* ``score_total``'s per-source weights (music2vec, tcae, cel, cooc), by a grid over the sources'
-  validation lists fused exactly as the service fuses them (:func:`app.ranking.score_total`).
+* ``score_total``'s per-source weights (music2vec, tcae, cel, cooc) and rank offset, by a grid over the
+  sources' validation lists fused exactly as the service fuses them (:func:`mugle_core.fusion.score_total`);
+* the novelty re-rank's strength and kept head.
 
 Protocol: a seeded share of the *training* playlists (never the held-out ones, which are not even passed
 in; :func:`split_validation` refuses an overlap) is set aside. Models are trained on the rest; each
@@ -272,6 +273,7 @@ class Fitter:
     fit_score: str = "in_out"
     fused_lists: dict[str, list[list[int]]] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    offset: float = 0.0
     # The budget counts the fitting's own time only: training pauses the clock between the phases.
     _spent: float = 0.0
     _since: float | None = field(default_factory=time.perf_counter)
@@ -443,6 +445,8 @@ class Fitter:
         it only with a clear gain (a paired z of at least :data:`MIN_GAIN_Z` on HR + nDCG over the
         queries), so the fusion follows validation evidence, not validation noise; when it does not
         (one source leads on hits, another on order), the grid point with the smallest shortfall wins.
+        The grid crosses the weights with the rank offsets :data:`mugle_core.fusion.FUSION_OFFSETS`
+        (``w / (offset + rank)``); on equal figures the smaller offset, first in the grid, is kept.
         """
         t0 = time.perf_counter()
         lists = dict(self.lists)
@@ -473,7 +477,8 @@ class Fitter:
         fill = {reference: 1.0, **{m: FILL_WEIGHT for m in others}}
         if fill not in combos:
             combos.append(fill)
-        hits, gains = _grid_objectives(lists, names, combos, queries, lambda: self.left() <= 0)
+        offsets = ranking.FUSION_OFFSETS
+        hits, gains = _grid_objectives(lists, names, combos, queries, lambda: self.left() <= 0, offsets)
         if len(hits) < len(queries):  # the budget ran out: judge every weighting on the queries scored
             notes["grid"] = f"stopped by the budget after {len(hits)} of {len(queries)} queries"
             queries = queries[: len(hits)]
@@ -482,7 +487,7 @@ class Fitter:
         best_hr = max(f["hit_rate@10"] for f in singles.values())
         best_nd = max(f["ndcg@10"] for f in singles.values())
         reach = np.minimum(hits.mean(axis=0) / max(best_hr, 1e-9), gains.mean(axis=0) / max(best_nd, 1e-9))
-        ref_i = combos.index(fill)
+        ref_i = combos.index(fill) + len(combos) * offsets.index(0.0)  # plain 1/rank
         obj = per_query.mean(axis=0)
         best_i = int(np.lexsort((-obj, -np.round(reach, 6)))[0])  # the smallest shortfall, then HR + nDCG
         ref_reaches = bool(reach[ref_i] >= 1.0 - REACH_TOL)
@@ -492,19 +497,22 @@ class Fitter:
         diff = per_query[:, best_i] - per_query[:, ref_i]
         z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if diff.std() > 0 else 0.0
         chosen_i = best_i if (z >= MIN_GAIN_Z or not ref_reaches) else ref_i
-        weights = {m: float(combos[chosen_i].get(m, 0.0)) for m in ranking.SOURCES}
-        fused = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, weights)[:K]]
+        weights = {m: float(combos[chosen_i % len(combos)].get(m, 0.0)) for m in ranking.SOURCES}
+        offset = float(offsets[chosen_i // len(combos)])
+        fused = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, weights, offset)[:K]]
                  for i in range(len(queries))]
         self.record["fusion"] = {
-            "weights": weights, "fitted": True, "reference": reference, "grid_points": len(combos),
-            "validation": figures(fused, queries), "single_sources": singles,
-            "best_grid_point": {"weights": combos[best_i], "objective_gain": round(float(diff.mean()), 5),
+            "weights": weights, "offset": offset, "fitted": True, "reference": reference,
+            "grid_points": len(combos) * len(offsets), "validation": figures(fused, queries), "single_sources": singles,
+            "best_grid_point": {"weights": combos[best_i % len(combos)], "offset": float(offsets[best_i // len(combos)]),
+                                "objective_gain": round(float(diff.mean()), 5),
                                 "z": round(z, 2), "reach": round(float(reach[best_i]), 4),
                                 "reference_reach": round(float(reach[ref_i]), 4), "adopted": chosen_i == best_i},
             "seconds": round(time.perf_counter() - t0, 3), **notes,
         }
         self.fused_lists = {m: lists[m] for m in names}
         self.weights = weights
+        self.offset = offset
         logger.info("fit: fusion weights %s (%s; single sources %s)", weights, self.record["fusion"]["validation"],
                     singles)
         return weights
@@ -530,7 +538,7 @@ class Fitter:
                     counted[s] = counted.get(s, 0) + 1
             popularity = counted
         weights = self.weights
-        pools = [ranking.score_total({m: ls[i] for m, ls in self.fused_lists.items()}, weights)
+        pools = [ranking.score_total({m: ls[i] for m, ls in self.fused_lists.items()}, weights, self.offset)
                  for i in range(len(queries))]
         songs = sorted({r for pool in pools for r, _ in pool})
         index = {s: i for i, s in enumerate(songs)}
@@ -626,18 +634,28 @@ def _grid_objectives(
     combos: Sequence[Mapping[str, float]],
     queries: Sequence[ValQuery],
     out_of_time: Callable[[], bool] | None = None,
+    offsets: Sequence[float] = (0.0,),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """HitRate@10 and nDCG@10 of every weighting, per query: two arrays (queries, weightings).
+    """HitRate@10 and nDCG@10 of every (offset, weighting), per query: two arrays (queries, offsets x weightings).
 
-    With ``out_of_time``, checked every 64 queries, the arrays stop at the queries scored in time.
+    Column ``o * len(combos) + c`` holds offset ``offsets[o]`` with weighting ``combos[c]``. With
+    ``out_of_time``, checked every 64 queries, the arrays stop at the queries scored in time.
 
-    Each query's candidates are scored ``sum_source w / rank`` for all weightings at once (a matrix
-    product); ties go to the better best rank, then the lower id, as :func:`app.ranking.score_total`.
+    Each query's candidates are scored ``sum_source w / (offset + rank)`` for all weightings at once (a
+    matrix product per offset); ties go to the better best rank, then the lower id, as
+    :func:`mugle_core.fusion.score_total`. A query that only zero-weighted sources answer counts as a miss
+    (the service would rank those equally; the fit's reference source always weighs).
     """
     w = np.array([[float(c.get(m, 0.0)) for c in combos] for m in names])  # (sources, combos)
+    # A source weighted 0 gives no best rank either, so the tie order depends on which sources weigh:
+    # the weightings are scored in groups that share it.
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    for c in range(len(combos)):
+        groups.setdefault(tuple(bool(x) for x in w[:, c]), []).append(c)
     disc = 1.0 / np.log2(np.arange(K) + 2.0)
-    hit = np.zeros((len(queries), len(combos)))
-    nd = np.zeros((len(queries), len(combos)))
+    n = len(combos)
+    hit = np.zeros((len(queries), n * len(offsets)))
+    nd = np.zeros((len(queries), n * len(offsets)))
     for qi, q in enumerate(queries):
         if out_of_time is not None and qi and qi % 64 == 0 and out_of_time():
             return hit[:qi], nd[:qi]
@@ -648,21 +666,26 @@ def _grid_objectives(
         if not cand:
             continue
         songs = np.fromiter(cand, dtype=np.int64, count=len(cand))
-        inv = np.zeros((len(songs), len(names)))
-        best = np.full(len(songs), 1 << 30)
+        rank = np.zeros((len(songs), len(names)))  # 0: not listed by that source
         for j, m in enumerate(names):
             for r, s in enumerate(lists[m][qi], start=1):
-                i = cand[s]
-                inv[i, j] = 1.0 / r
-                best[i] = min(best[i], r)
-        pre = np.lexsort((songs, best))  # tie order: best rank, then id
-        scores = inv[pre] @ w  # (candidates, combos)
-        order = np.argsort(-scores, axis=0, kind="stable")[:K]
-        rel = np.array([s in q.relevant for s in songs[pre]], dtype=np.float64)
-        gains = rel[order] * (scores[order, np.arange(len(combos))] > 0)
+                rank[cand[s], j] = r
+        listed = rank > 0
+        rel_all = np.array([s in q.relevant for s in songs], dtype=np.float64)
         ideal = disc[: min(K, len(q.relevant))].sum()
-        hit[qi] = gains.max(axis=0) if len(gains) else 0.0
-        nd[qi] = (gains * disc[: len(gains), None]).sum(axis=0) / ideal
+        for weighs, cols in groups.items():
+            best = np.where(listed[:, list(weighs)], rank[:, list(weighs)], np.inf).min(axis=1, initial=np.inf)
+            pre = np.lexsort((songs, best))  # tie order: best rank among the weighted sources, then id
+            rel = rel_all[pre]
+            wc = w[:, cols]
+            for o, off in enumerate(offsets):
+                inv = np.where(listed[pre], 1.0 / (off + np.maximum(rank[pre], 1.0)), 0.0)
+                scores = inv @ wc  # (candidates, weightings of the group)
+                order = np.argsort(-scores, axis=0, kind="stable")[:K]
+                gains = rel[order] * (scores[order, np.arange(len(cols))] > 0)
+                at = [o * n + c for c in cols]
+                hit[qi, at] = gains.max(axis=0) if len(gains) else 0.0
+                nd[qi, at] = (gains * disc[: len(gains), None]).sum(axis=0) / ideal
     return hit, nd
 
 

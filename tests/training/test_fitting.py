@@ -24,6 +24,8 @@ from training.fitting import (
     FitError,
     FitOptions,
     Fitter,
+    ValQuery,
+    _grid_objectives,
     choose_novelty,
     figures,
     novelty_margin,
@@ -99,6 +101,32 @@ def test_fitting_respects_its_time_bound(budget: float) -> None:
         assert any("skipped" not in t for t in trials)
         # A Music2Vec trial stops at the end of the epoch that crosses the deadline: at most one epoch over.
         assert took <= budget + summary["music2vec"]["longest_epoch_s"] + 0.5
+
+
+# -- the fusion grid ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weight_grid_scores_exactly_what_the_service_serves(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = ["music2vec", "tcae", "cooc"]
+    queries, lists = [], {m: [] for m in names}
+    for _ in range(40):
+        for m in names:  # few distinct songs, so lists overlap and scores tie; cooc (always weighted) lists some
+            lists[m].append(rng.choice(60, size=int(rng.integers(m == "cooc", 30)), replace=False).tolist())
+        queries.append(ValQuery(100, frozenset(rng.choice(60, size=int(rng.integers(1, 12)), replace=False).tolist())))
+    combos = [{"cooc": 1.0, "music2vec": a, "tcae": b} for a in (0.0, 0.25, 1.0, 2.0) for b in (0.0, 0.005, 0.5)]
+    offsets = ranking.FUSION_OFFSETS
+    hits, gains = _grid_objectives(lists, names, combos, queries, offsets=offsets)
+    assert hits.shape == gains.shape == (len(queries), len(combos) * len(offsets))
+    for o, off in enumerate(offsets):
+        for c, w in enumerate(combos):
+            served = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, w, off)[:10]]
+                      for i in range(len(queries))]
+            fig = figures(served, queries)
+            col = o * len(combos) + c
+            assert hits[:, col].mean() == pytest.approx(fig["hit_rate@10"], abs=1e-5)
+            assert gains[:, col].mean() == pytest.approx(fig["ndcg@10"], abs=1e-5)
 
 
 # -- the novelty fit ------------------------------------------------------------------------------
@@ -215,6 +243,36 @@ def test_old_versions_fall_back_to_the_constant_weights(tmp_path: Path) -> None:
     ids = read_truth(vdir)["ids"]
     _, items = engine.recommend(ids[0], "score_total", k=5)
     assert all(it["ranks"]["cooc"] is None for it in items)
+
+
+def test_engine_fuses_with_the_fitted_rank_offset(version: Path) -> None:
+    ids = read_truth(version)["ids"]
+    assert Engine.load(version).fusion_offset == 0.0  # not recorded: the plain 1/rank
+    _set_weights(version, {"music2vec": 0.0, "tcae": 1.0, "cel": 0.0, "cooc": 1.0})
+    plain = Engine.load(version)
+    data = json.loads((version / MANIFEST).read_text())
+    data["ranking"]["fusion"]["offset"] = 60.0
+    (version / MANIFEST).write_text(json.dumps(data))
+    engine = Engine.load(version)
+    assert engine.fusion_offset == 60.0
+    _, items = engine.recommend(ids[0], "score_total", k=10)
+    _, before = plain.recommend(ids[0], "score_total", k=10)
+    # Each answer is ordered by sum w / (offset + rank) over the ranks it reports.
+    def fused(item: dict, offset: float) -> float:
+        return sum(engine.weights[m] / (offset + r) for m, r in item["ranks"].items() if r is not None)
+
+    for answer, offset in ((items, 60.0), (before, 0.0)):
+        scores = [fused(it, offset) for it in answer]
+        assert all(x >= y - 1e-12 for x, y in zip(scores, scores[1:], strict=False))
+    assert any(it["ranks"]["tcae"] is not None and it["ranks"]["cooc"] is not None for it in items)
+    for bad in (-1.0, "x", float("inf")):
+        data["ranking"]["fusion"]["offset"] = bad
+        (version / MANIFEST).write_text(json.dumps(data) if bad != float("inf") else json.dumps(data).replace(
+            "Infinity", "1e999"))
+        from mugle_core.artifacts import ArtifactError
+
+        with pytest.raises(ArtifactError, match="offset"):
+            Engine.load(version)
 
 
 def test_bad_weights_refuse_the_version(version: Path) -> None:

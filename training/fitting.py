@@ -504,7 +504,8 @@ class Fitter:
         self.record["fusion"] = {
             "weights": weights, "offset": offset, "fitted": True, "reference": reference,
             "grid_points": len(combos) * len(offsets), "validation": figures(fused, queries), "single_sources": singles,
-            "best_grid_point": {"weights": combos[best_i % len(combos)], "offset": float(offsets[best_i // len(combos)]),
+            "best_grid_point": {"weights": combos[best_i % len(combos)],
+                                "offset": float(offsets[best_i // len(combos)]),
                                 "objective_gain": round(float(diff.mean()), 5),
                                 "z": round(z, 2), "reach": round(float(reach[best_i]), 4),
                                 "reference_reach": round(float(reach[ref_i]), 4), "adopted": chosen_i == best_i},

@@ -129,6 +129,43 @@ def test_weight_grid_scores_exactly_what_the_service_serves(seed: int) -> None:
             assert gains[:, col].mean() == pytest.approx(fig["ndcg@10"], abs=1e-5)
 
 
+def test_fusion_fit_takes_a_rank_offset_when_the_sources_agree_below_their_heads() -> None:
+    # Half the queries: co-occurrence has the playlist's song first. The other half: neither source has it
+    # in its top 10, but both place it 12th; with 1/rank it stays below both heads, with an offset it leads.
+    queries, cooc, m2v = [], [], []
+    for q in range(60):
+        base = 1000 + 100 * q
+        if q % 2:
+            hit = base
+            cooc.append([hit] + list(range(base + 1, base + 20)))
+            m2v.append(list(range(base + 50, base + 70)))
+        else:
+            hit = base + 99
+            cooc.append(list(range(base + 1, base + 12)) + [hit] + list(range(base + 12, base + 20)))
+            m2v.append(list(range(base + 50, base + 61)) + [hit] + list(range(base + 61, base + 70)))
+        queries.append(ValQuery(q, frozenset({hit})))
+    split = split_validation([], [], [], FitOptions(), seed=0)
+    split.queries = queries
+    fitter = Fitter(split, FitOptions(budget_s=30.0), seed=0)
+    fitter.lists = {COOC: cooc, "music2vec": m2v}
+    weights = fitter.fit_fusion({}, None, cel_seconds=0.0)
+    rec = fitter.record["fusion"]
+    assert rec["reference"] == COOC and rec["single_sources"][COOC]["hit_rate@10"] == 0.5
+    assert rec["offset"] > 0 and weights["music2vec"] > 0
+    assert rec["validation"]["hit_rate@10"] == 1.0
+    # What was recorded is what the service's fusion gives.
+    served = [[r for r, _ in ranking.score_total({COOC: c, "music2vec": m}, weights, rec["offset"])[:10]]
+              for c, m in zip(cooc, m2v, strict=True)]
+    assert figures(served, queries) == rec["validation"]
+    # Without any gain to be had, the plain 1/rank and the reference's fill weights stay.
+    fitter = Fitter(split, FitOptions(budget_s=30.0), seed=0)
+    fitter.lists = {COOC: [c if q % 2 else c[:11] for q, c in enumerate(cooc)], "music2vec": m2v}
+    split.queries = [ValQuery(q.seed, q.relevant) if i % 2 else ValQuery(q.seed, frozenset({-1}))
+                     for i, q in enumerate(queries)]
+    fitter.fit_fusion({}, None, cel_seconds=0.0)
+    assert fitter.record["fusion"]["offset"] == 0.0 and fitter.weights["music2vec"] <= 0.005
+
+
 # -- the novelty fit ------------------------------------------------------------------------------
 
 

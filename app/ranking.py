@@ -8,12 +8,13 @@ can be tested without FAISS or a server.
 Methods (as in the original system, minus its bug of returning the query song first):
 
 ``score_total``
-    each source's candidate at 1-based rank ``r`` scores ``w_source / r``; scores add up across sources,
+    each source's candidate at 1-based rank ``r`` scores ``w_source / (offset + r)``; scores add up across sources,
     and a song missing from a source's list gets nothing from it. The sources are the three models and,
     in versions that have it, the co-occurrence list (``cooc``: songs sharing the most training
     playlists). The weights are fitted per catalog at training time on a validation split of its
-    training playlists and read from the version's manifest; :data:`FUSION_WEIGHTS` is the fallback for
-    versions from before that.
+    training playlists and read from the version's manifest, with the rank offset (0, the plain
+    ``1 / r``, for versions without one); :data:`FUSION_WEIGHTS` at offset 0 is the fallback for versions
+    from before that.
 ``each_top3``
     the top 3 of each of the three models in model order, merged without repeats, then the lists' next entries taken
     round-robin until ``k`` songs are chosen; the score of the ``i``-th chosen song is ``1 / i``.

@@ -32,8 +32,8 @@ FUSION_WEIGHTS: dict[str, float] = {"music2vec": 1.0, "cel": 0.25, "tcae": 0.1}
 # Rank offsets the fit tries for score_total (0 first: the plain 1/rank, kept when nothing does better).
 # Where two sources are complementary (one finds more of a playlist, the other orders it better) the
 # 1/rank head lets whichever weighs more take the first places; reciprocal rank fusion's usual constant
-# (60) and smaller ones let the songs both sources place well come first.
-FUSION_OFFSETS: tuple[float, ...] = (0.0, 5.0, 20.0, 60.0)
+# (60) and a smaller one let the songs both sources place well come first.
+FUSION_OFFSETS: tuple[float, ...] = (0.0, 20.0, 60.0)
 MODELS: tuple[str, ...] = ("music2vec", "tcae", "cel")
 COOC = "cooc"
 # Every candidate source a recommendation's ``ranks`` reports (null where a source did not list it).

@@ -26,6 +26,7 @@ from training.fitting import (
     Fitter,
     ValQuery,
     _grid_objectives,
+    _z_against_leaders,
     choose_novelty,
     figures,
     novelty_margin,
@@ -164,6 +165,39 @@ def test_fusion_fit_takes_a_rank_offset_when_the_sources_agree_below_their_heads
                      for i, q in enumerate(queries)]
     fitter.fit_fusion({}, None, cel_seconds=0.0)
     assert fitter.record["fusion"]["offset"] == 0.0 and fitter.weights["music2vec"] <= 0.005
+
+
+def test_when_the_leaders_differ_the_surer_lead_beats_the_larger_one() -> None:
+    # One relevant song per query. "a" has it first on queries 0-49 (leads nDCG), "b" 10th on 0-59 (leads HR).
+    n = 100
+    queries = [ValQuery(0, frozenset({i})) for i in range(n)]
+    pad = list(range(1000, 1009))
+    tops = {"a": [[i] + pad if i < 50 else pad for i in range(n)],
+            "b": [pad + [i] if i < 60 else pad for i in range(n)]}
+    a_nd = np.array([1.0 if i < 50 else 0.0 for i in range(n)])
+    b_hit = np.array([1.0 if i < 60 else 0.0 for i in range(n)])
+    tenth = 1 / np.log2(11)
+    # Column 0: a small lead on both, on every query where it differs (never behind).
+    hit0 = b_hit.copy()
+    hit0[60:65] = 1
+    nd0 = a_nd.copy()
+    nd0[50:65] = tenth
+    # Column 1: a larger lead on average, but behind on ten queries.
+    hit1 = b_hit.copy()
+    hit1[60:78] = 1
+    hit1[:10] = 0
+    nd1 = a_nd.copy()
+    nd1[60:78] = 1
+    nd1[:10] = 0
+    hits, gains = np.stack([hit0, hit1], axis=1), np.stack([nd0, nd1], axis=1)
+    assert hits[:, 1].mean() > hits[:, 0].mean() and gains[:, 1].mean() > gains[:, 0].mean()
+    z = _z_against_leaders(hits, gains, tops, queries)
+    assert z[0] > 2 and z[0] > z[1]
+    # A column equal to both leaders where they lead is 0, one behind on every query is far below.
+    same = _z_against_leaders(np.stack([b_hit], axis=1), np.stack([a_nd], axis=1), tops, queries)
+    assert same[0] == 0.0
+    worse = _z_against_leaders(np.zeros((n, 1)), np.zeros((n, 1)), tops, queries)
+    assert worse[0] < -5
 
 
 # -- the novelty fit ------------------------------------------------------------------------------

@@ -181,8 +181,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         fusion = rk.get("fusion", {})
         w2v = (fit.get("music2vec") or {}).get("chosen")
         lines += ["", "Fitted at training time (validation split of the training playlists): "
-                  f"weights {fusion.get('weights')}, co-occurrence alpha {(rk.get('cooc') or {}).get('alpha')}, "
-                  f"Music2Vec {w2v}; validation {fusion.get('validation')}; fitting took "
+                  f"weights {fusion.get('weights')} at rank offset {fusion.get('offset', 0.0)}, "
+                  f"co-occurrence alpha {(rk.get('cooc') or {}).get('alpha')}, "
+                  f"Music2Vec {w2v}; validation {fusion.get('validation')}; novelty {rk.get('novelty')}; fitting took "
                   f"{fit.get('elapsed_s')} s of a {(fit.get('options') or {}).get('budget_s')} s budget. "
                   f"Training stages (s): {r.get('train_timings')}.", ""]
         sweep = m.get("novelty_sweep", {}).get("score_total", [])

@@ -1,0 +1,206 @@
+"""Searching one model's index for only the songs a steering filter keeps (genre, years).
+
+A filter (:class:`RowFilter`) is a boolean mask over catalog rows. Per model it becomes a bitmap over that
+model's index rows (:class:`ModelRows`, built once per filter and model and cached with the filter), which
+FAISS takes as an ``IDSelectorBitmap``: a search then only ever scores and returns passing rows, so it needs
+no over-fetching and never comes back short because the nearest songs failed the filter.
+
+How deep a filtered search looks (:class:`IndexScan`, one per model, chosen by the index type):
+
+exact scan
+    every passing row's stored code is scored against the query: the exact filtered top-k over the vectors
+    the index holds (its 8-bit codes for SQ8 indexes, so the same approximation as its own search). For a
+    flat index this is the index's search; for HNSW the graph's flat storage is scanned. The cost is a bit
+    test per row of the index plus one inner product per passing row: about 1 ms at 100k rows.
+HNSW graph with the selector
+    ``efSearch = max(efSearch, k) / share``: the build tuned ``efSearch`` for recall unfiltered, and a walk
+    meets a passing song once in ``1 / share`` nodes (measured: filtered recall@50 about 0.95 against the exact
+    scan for shares 0.03 to 0.43). Used when its cost (:data:`GRAPH_COST_PER_EF` per unit of efSearch) is
+    below the scan's; a result shorter than asked falls back to the exact scan.
+IVF with the selector
+    all lists are eligible (``nprobe = nlist``) and ``max_codes`` bounds the codes visited to the tuned
+    budget (``nprobe`` lists of average length, for 10 neighbours) scaled by ``k / 10 / share``; the closest
+    lists are visited first. A result shorter than asked repeats with no bound: the exact scan.
+
+So a filtered list holds every passing song the model has up to ``k``, and is the exact filtered top-k up to
+the index's approximation. Before this module the deeper search asked the index for ever more unfiltered
+neighbours (``2 · need · total / passing``, growing 4×) and filtered them in Python: hundreds of ms at 100k
+songs, and short lists on IVF indexes, whose search never returns more than its probed lists hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import faiss
+import numpy as np
+
+from app import ranking
+
+logger = logging.getLogger(__name__)
+
+# Relative costs that choose between the exact scan and the HNSW graph, in units of one inner product with
+# an SQ8 code (measured on the 100k-song HNSW version, docs/notes/steering.md "The deeper search"): the scan
+# pays a selector test per index row and an inner product per passing row, the graph about this many inner
+# products per unit of efSearch.
+BIT_TEST_COST = 0.05
+GRAPH_COST_PER_EF = 46.0
+# The neighbour count the indexes' search depth (efSearch, nprobe) was tuned for: recall@10.
+TUNED_K = 10
+# Extra results asked for beyond the depth, so that a few excluded songs do not shorten a list.
+_SLACK = 8
+
+
+class ModelRows:
+    """The rows of one model's index that a filter keeps, as a FAISS selector.
+
+    Parameters
+    ----------
+    allowed : bool per index row.
+    """
+
+    def __init__(self, allowed: np.ndarray) -> None:
+        self.total = int(len(allowed))
+        self.passing = int(np.count_nonzero(allowed))
+        self.share = self.passing / self.total if self.total else 0.0
+        # The selector reads this buffer through a raw pointer: it must live as long as the selector.
+        self._bits = np.packbits(allowed, bitorder="little")
+        self.selector = faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
+
+
+class RowFilter:
+    """The catalog rows one filter keeps (``mask``), and per model the same rows over its index rows."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self._models: dict[str, ModelRows] = {}
+
+    def in_model(self, name: str, catalog_rows: np.ndarray) -> ModelRows:
+        """The filter over model ``name``'s index rows (``catalog_rows``: index row -> catalog row); cached."""
+        rows = self._models.get(name)
+        if rows is None:
+            # Two threads may build it at once; both results are equal and either may stay.
+            rows = self._models.setdefault(name, ModelRows(self.mask[catalog_rows]))
+        return rows
+
+
+class IndexScan:
+    """How one FAISS index searches only a selection of its rows (see the module docstring).
+
+    Parameters
+    ----------
+    index : the model's inner-product index.
+    """
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+        self.ntotal = int(index.ntotal)
+        self.flat: Any = None  # an index over the same codes in row order, searched exhaustively
+        self.ivf: Any = None
+        self.kind = "other"
+        if isinstance(index, faiss.IndexHNSW):
+            self.kind = "hnsw"
+            self.flat = faiss.downcast_index(index.storage)
+        elif isinstance(index, faiss.IndexIVF):
+            self.kind = "ivf"
+            self.ivf = index
+        elif isinstance(index, (faiss.IndexFlat, faiss.IndexScalarQuantizer)):
+            self.kind = "flat"
+            self.flat = index
+
+    def search(self, x: np.ndarray, k: int, rows: ModelRows) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The ``k`` best passing index rows for query ``x`` (1 x d float32), best first.
+
+        Returns
+        -------
+        sims, found, exact : similarities and index rows (-1 pads a short result), and whether the result is
+            the exact filtered top-k over the stored codes (so a short one holds every passing row).
+        """
+        k = max(1, min(k, rows.passing))
+        if self.kind == "hnsw":
+            ef = math.ceil(max(self.index.hnsw.efSearch, k) / rows.share)
+            if ef * GRAPH_COST_PER_EF >= rows.total * BIT_TEST_COST + rows.passing:
+                return *self._exact(x, k, rows), True
+            params = faiss.SearchParametersHNSW(sel=rows.selector, efSearch=ef)  # type: ignore[attr-defined]
+            sims, found = self.index.search(x, k, params=params)
+            if found[0, -1] >= 0:
+                return sims[0], found[0], False
+            return *self._exact(x, k, rows), True
+        if self.kind == "ivf":
+            ivf = self.ivf
+            budget = ivf.nprobe * self.ntotal / max(ivf.nlist, 1) * k / TUNED_K / max(rows.share, 1e-9)
+            if budget < self.ntotal:
+                params = faiss.SearchParametersIVF(  # type: ignore[call-arg]  # faiss's stubs lack the keywords
+                    sel=rows.selector, nprobe=ivf.nlist, max_codes=max(1, math.ceil(budget))
+                )
+                sims, found = ivf.search(x, k, params=params)
+                if found[0, -1] >= 0:
+                    return sims[0], found[0], False
+            return *self._exact(x, k, rows), True
+        return *self._exact(x, k, rows), True
+
+    def _exact(self, x: np.ndarray, k: int, rows: ModelRows) -> tuple[np.ndarray, np.ndarray]:
+        if self.flat is not None:
+            params = faiss.SearchParameters(sel=rows.selector)  # type: ignore[call-arg]  # absent from the stubs
+            sims, found = self.flat.search(x, k, params=params)
+        elif self.ivf is not None:
+            params = faiss.SearchParametersIVF(sel=rows.selector, nprobe=self.ivf.nlist)  # type: ignore[call-arg]
+            sims, found = self.ivf.search(x, k, params=params)
+        else:
+            return self._unfiltered(x, k, rows)
+        return sims[0], found[0]
+
+    def _unfiltered(self, x: np.ndarray, k: int, rows: ModelRows) -> tuple[np.ndarray, np.ndarray]:
+        """Any other index type: the whole index searched, then filtered (slow, but complete)."""
+        logger.debug("%s: no selector search for this index type; searching all %d rows", type(self.index).__name__,
+                     self.ntotal)
+        sims, found = self.index.search(x, self.ntotal)
+        sims, found = sims[0], found[0]
+        bits = np.unpackbits(rows._bits, bitorder="little", count=rows.total).astype(bool)
+        ok = (found >= 0) & bits[np.maximum(found, 0)]
+        sims, found = sims[ok][:k], found[ok][:k]
+        pad = k - len(found)
+        return np.pad(sims, (0, pad)), np.pad(found, (0, pad), constant_values=-1)
+
+
+def filtered_search(
+    scan: IndexScan,
+    catalog_rows: np.ndarray,
+    vector: np.ndarray,
+    exclude: set[int],
+    depth: int,
+    keep: Callable[[int], bool] | None,
+    rows: ModelRows,
+) -> tuple[list[int], list[float]]:
+    """A model's candidate list restricted to the rows ``rows`` keeps, searched as deep as it takes.
+
+    Parameters
+    ----------
+    scan : the model's :class:`IndexScan`.
+    catalog_rows : index row -> catalog row of that model.
+    vector : the normalised query vector in that model.
+    exclude, depth, keep : as in :func:`app.ranking.candidate_list` (``keep`` need not test the filter).
+    rows : the filter over the model's index rows.
+
+    Returns
+    -------
+    rows, sims : catalog rows best first and their similarities; ``depth`` of them whenever the model has
+        that many passing songs outside ``exclude`` that ``keep`` accepts.
+    """
+    if rows.passing == 0:
+        return [], []
+    x = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+    k = depth + len(exclude) + _SLACK + (depth if keep is not None else 0)
+    while True:
+        sims, found, exact = scan.search(x, k, rows)
+        mapped = np.where(found >= 0, catalog_rows[np.maximum(found, 0)], -1)
+        out = ranking.candidate_list(mapped, sims, exclude, depth, keep)
+        if len(out[0]) >= depth or k >= rows.passing:
+            return out
+        # Exclusions or ``keep`` removed too many: ask for more (an exact short answer has them all).
+        if exact and found[-1] < 0:
+            return out
+        k *= 4

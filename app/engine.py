@@ -246,16 +246,19 @@ class Engine:
                     rows.prefetch()
         if cooc is not None:
             cooc.prefetch()
-        seconds = time.perf_counter() - start
+        engine = cls(version_dir, manifest, catalog, models, search, cooc=cooc, weights=weights, tags=tags)
+        # The steering filters' per-row years and genre rows (about 0.3 s at 700k songs): built here rather
+        # than inside the first filtered request.
+        engine.filters.warm()
+        engine.load_seconds = time.perf_counter() - start
         logger.info(
             "loaded version %s: %d songs, models %s in %.2f s",
             manifest.version,
             len(catalog),
             {m: mi.index.ntotal for m, mi in models.items()},
-            seconds,
+            engine.load_seconds,
         )
-        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds, cooc=cooc, weights=weights,
-                   tags=tags)
+        return engine
 
     @staticmethod
     def _load_tags(

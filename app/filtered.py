@@ -18,9 +18,10 @@ HNSW graph with the selector
     scan for shares 0.03 to 0.43). Used when its cost (:data:`GRAPH_COST_PER_EF` per unit of efSearch) is
     below the scan's; a result shorter than asked falls back to the exact scan.
 IVF with the selector
-    all lists are eligible (``nprobe = nlist``) and ``max_codes`` bounds the codes visited to the tuned
-    budget (``nprobe`` lists of average length, for 10 neighbours) scaled by ``k / 10 / share``; the closest
-    lists are visited first. A result shorter than asked repeats with no bound: the exact scan.
+    ``max_codes`` bounds the codes visited to the tuned budget (``nprobe`` lists of average length, for 10
+    neighbours) scaled by ``k / 10 / share``, over twice the lists that budget needs at their average length;
+    the closest lists are visited first. A result shorter than asked repeats over every list with no bound:
+    the exact scan.
 
 So a filtered list holds every passing song the model has up to ``k``, and is the exact filtered top-k up to
 the index's approximation. Before this module the deeper search asked the index for ever more unfiltered
@@ -131,10 +132,14 @@ class IndexScan:
             return *self._exact(x, k, rows), True
         if self.kind == "ivf":
             ivf = self.ivf
-            budget = ivf.nprobe * self.ntotal / max(ivf.nlist, 1) * k / TUNED_K / max(rows.share, 1e-9)
+            per_list = self.ntotal / max(ivf.nlist, 1)
+            budget = ivf.nprobe * per_list * k / TUNED_K / max(rows.share, 1e-9)
             if budget < self.ntotal:
+                # Twice the lists the budget needs at their average length (lists differ in length): more
+                # probes cost a sort of the centroids and a visit per list even where max_codes stops early.
+                nprobe = min(ivf.nlist, max(ivf.nprobe, math.ceil(2 * budget / max(per_list, 1.0))))
                 params = faiss.SearchParametersIVF(  # type: ignore[call-arg]  # faiss's stubs lack the keywords
-                    sel=rows.selector, nprobe=ivf.nlist, max_codes=max(1, math.ceil(budget))
+                    sel=rows.selector, nprobe=nprobe, max_codes=max(1, math.ceil(budget))
                 )
                 sims, found = ivf.search(x, k, params=params)
                 if found[0, -1] >= 0:

@@ -44,7 +44,7 @@ from app import ranking
 logger = logging.getLogger(__name__)
 
 # Relative costs that choose between the exact scan and the HNSW graph, in units of one inner product with
-# an SQ8 code (measured on the 100k-song HNSW version, docs/notes/steering.md "The deeper search"): the scan
+# an SQ8 code (measured on the 100k-song HNSW version, docs/notes/steering.md "Filters and the deeper search"): the scan
 # pays a selector test per index row and an inner product per passing row, the graph about this many inner
 # products per unit of efSearch.
 BIT_TEST_COST = 0.05
@@ -70,6 +70,10 @@ class ModelRows:
         # The selector reads this buffer through a raw pointer: it must live as long as the selector.
         self._bits = np.packbits(allowed, bitorder="little")
         self.selector = faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
+
+    def allowed(self) -> np.ndarray:
+        """Bool per index row (unpacked again: the filter keeps only the bitmap, 1 bit a row)."""
+        return np.unpackbits(self._bits, bitorder="little", count=self.total).astype(bool)
 
 
 class RowFilter:
@@ -164,8 +168,7 @@ class IndexScan:
                      self.ntotal)
         sims, found = self.index.search(x, self.ntotal)
         sims, found = sims[0], found[0]
-        bits = np.unpackbits(rows._bits, bitorder="little", count=rows.total).astype(bool)
-        ok = (found >= 0) & bits[np.maximum(found, 0)]
+        ok = (found >= 0) & rows.allowed()[np.maximum(found, 0)]
         sims, found = sims[ok][:k], found[ok][:k]
         pad = k - len(found)
         return np.pad(sims, (0, pad)), np.pad(found, (0, pad), constant_values=-1)

@@ -197,3 +197,19 @@ def test_index_scan_returns_only_passing_rows_close_to_exact(large: dict, kind: 
     assert np.mean(recalls) >= 0.9, recalls
     if share == 0.002:
         assert np.mean(recalls) == 1.0
+
+
+def test_other_index_types_search_everything_then_filter(large: dict) -> None:
+    """An index type without a selector search (an id map here) still gives the exact filtered list."""
+    keys = large["keys"][:2000]
+    index = faiss.IndexIDMap(faiss.IndexFlatIP(keys.shape[1]))
+    index.add_with_ids(keys, np.arange(len(keys), dtype=np.int64))
+    scan = IndexScan(index)
+    assert scan.kind == "other"
+    allowed = np.random.default_rng(2).random(len(keys)) < 0.01
+    rows = ModelRows(allowed)
+    assert rows.allowed().tolist() == allowed.tolist()
+    q = large["queries"][0]
+    got, _ = filtered_search(scan, np.arange(len(keys), dtype=np.int64), q, set(), 50, None, rows)
+    passing = np.flatnonzero(allowed)
+    assert got == passing[np.argsort(-(keys[passing] @ q), kind="stable")].tolist()[:50]

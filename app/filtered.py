@@ -49,6 +49,12 @@ logger = logging.getLogger(__name__)
 # products per unit of efSearch.
 BIT_TEST_COST = 0.05
 GRAPH_COST_PER_EF = 46.0
+# Up to this many passing rows a filter also keeps their index rows (4 bytes each), and the exact scan reads
+# just their codes, in row order, and scores them with numpy (GATHER_COST per row): no test of every index
+# row, and no cache miss per passing row. Measured at 707,989 rows, 3 % passing: 4.6 ms with the selector.
+GATHER_ROWS = 65_536
+GATHER_COST = 0.8
+_GATHER_CHUNK = 8192  # rows decoded at a time: 4 MB of float32 at 128-d, so it stays in cache
 # The neighbour count the indexes' search depth (efSearch, nprobe) was tuned for: recall@10.
 TUNED_K = 10
 # Extra results asked for beyond the depth, so that a few excluded songs do not shorten a list.
@@ -70,6 +76,7 @@ class ModelRows:
         # The selector reads this buffer through a raw pointer: it must live as long as the selector.
         self._bits = np.packbits(allowed, bitorder="little")
         self.selector = faiss.IDSelectorBitmap(len(self._bits), faiss.swig_ptr(self._bits))
+        self.index_rows = np.flatnonzero(allowed).astype(np.int64) if self.passing <= GATHER_ROWS else None
 
     def allowed(self) -> np.ndarray:
         """Bool per index row (unpacked again: the filter keeps only the bitmap, 1 bit a row)."""
@@ -105,6 +112,7 @@ class IndexScan:
         self.ntotal = int(index.ntotal)
         self.flat: Any = None  # an index over the same codes in row order, searched exhaustively
         self.ivf: Any = None
+        self.codes: np.ndarray | None = None  # the flat index's codes, one row per index row (a view, no copy)
         self.kind = "other"
         if isinstance(index, faiss.IndexHNSW):
             self.kind = "hnsw"
@@ -115,6 +123,10 @@ class IndexScan:
         elif isinstance(index, (faiss.IndexFlat, faiss.IndexScalarQuantizer)):
             self.kind = "flat"
             self.flat = index
+        if isinstance(self.flat, faiss.IndexFlatCodes) and self.ntotal:
+            size = self.ntotal * self.flat.code_size
+            view = faiss.rev_swig_ptr(self.flat.codes.data(), size)  # valid while self.flat lives (held here)
+            self.codes = np.asarray(view).reshape(self.ntotal, self.flat.code_size)
 
     def search(self, x: np.ndarray, k: int, rows: ModelRows) -> tuple[np.ndarray, np.ndarray, bool]:
         """The ``k`` best passing index rows for query ``x`` (1 x d float32), best first.
@@ -127,7 +139,11 @@ class IndexScan:
         k = max(1, min(k, rows.passing))
         if self.kind == "hnsw":
             ef = math.ceil(max(self.index.hnsw.efSearch, k) / rows.share)
-            if ef * GRAPH_COST_PER_EF >= rows.total * BIT_TEST_COST + rows.passing:
+            if self.codes is not None and rows.index_rows is not None:
+                scan_cost = rows.passing * GATHER_COST
+            else:
+                scan_cost = rows.total * BIT_TEST_COST + rows.passing
+            if ef * GRAPH_COST_PER_EF >= scan_cost:
                 return *self._exact(x, k, rows), True
             params = faiss.SearchParametersHNSW(sel=rows.selector, efSearch=ef)  # type: ignore[attr-defined]
             sims, found = self.index.search(x, k, params=params)
@@ -152,6 +168,8 @@ class IndexScan:
         return *self._exact(x, k, rows), True
 
     def _exact(self, x: np.ndarray, k: int, rows: ModelRows) -> tuple[np.ndarray, np.ndarray]:
+        if self.codes is not None and rows.index_rows is not None:
+            return self._gathered(x, k, rows.index_rows)
         if self.flat is not None:
             params = faiss.SearchParameters(sel=rows.selector)  # type: ignore[call-arg]  # absent from the stubs
             sims, found = self.flat.search(x, k, params=params)
@@ -161,6 +179,18 @@ class IndexScan:
         else:
             return self._unfiltered(x, k, rows)
         return sims[0], found[0]
+
+    def _gathered(self, x: np.ndarray, k: int, index_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scan of the listed rows: their codes decoded by the index's own decoder, chunk by chunk."""
+        assert self.codes is not None
+        query = x.reshape(-1)
+        sims = np.empty(len(index_rows), dtype=np.float32)
+        for start in range(0, len(index_rows), _GATHER_CHUNK):
+            part = index_rows[start : start + _GATHER_CHUNK]
+            sims[start : start + len(part)] = self.flat.sa_decode(self.codes[part]) @ query
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        top = top[np.lexsort((index_rows[top], -sims[top]))]  # best first, ties to the lower row
+        return sims[top], index_rows[top]
 
     def _unfiltered(self, x: np.ndarray, k: int, rows: ModelRows) -> tuple[np.ndarray, np.ndarray]:
         """Any other index type: the whole index searched, then filtered (slow, but complete)."""

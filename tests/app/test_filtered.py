@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app import filtered
 from app.engine import Engine
 from app.filtered import IndexScan, ModelRows, filtered_search
 from app.main import create_app
@@ -171,12 +172,20 @@ def large() -> dict[str, Any]:
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 @pytest.mark.parametrize("share", [0.002, 0.05, 0.2, 0.6])
-def test_index_scan_returns_only_passing_rows_close_to_exact(large: dict, kind: str, share: float) -> None:
+@pytest.mark.parametrize("gather", [True, False])
+def test_index_scan_returns_only_passing_rows_close_to_exact(
+    large: dict, kind: str, share: float, gather: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every path: the exact scan over the listed rows' codes (gather) or with the selector over all rows,
+    the HNSW graph and the bounded IVF search (large shares)."""
+    if not gather:
+        monkeypatch.setattr(filtered, "GATHER_ROWS", 0)
     index = large[kind]
     scan = IndexScan(index)
     assert scan.kind == kind
     allowed = np.random.default_rng(1).random(index.ntotal) < share
     rows = ModelRows(allowed)
+    assert (rows.index_rows is not None) == gather
     flat = faiss.IndexFlatIP(index.d)
     clone = faiss.clone_index(index)
     if kind == "ivf":

@@ -183,11 +183,16 @@ class IndexScan:
     def _gathered(self, x: np.ndarray, k: int, index_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact scan of the listed rows: their codes decoded by the index's own decoder, chunk by chunk."""
         assert self.codes is not None
-        query = x.reshape(-1)
+        query = np.ascontiguousarray(x.reshape(-1), dtype=np.float32)
         sims = np.empty(len(index_rows), dtype=np.float32)
         for start in range(0, len(index_rows), _GATHER_CHUNK):
             part = index_rows[start : start + _GATHER_CHUNK]
-            sims[start : start + len(part)] = self.flat.sa_decode(self.codes[part]) @ query
+            vectors = np.ascontiguousarray(self.flat.sa_decode(self.codes[part]), dtype=np.float32)
+            # FAISS's own SIMD loop, not numpy's matmul: OpenBLAS would start its threads for this product
+            # (measured 3.4 ms of CPU against 0.08 ms single-threaded for 8192 x 128 on the shared machine).
+            faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]  # absent from faiss's stubs
+                faiss.swig_ptr(sims[start:]), faiss.swig_ptr(query), faiss.swig_ptr(vectors), len(query), len(part)
+            )
         top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
         top = top[np.lexsort((index_rows[top], -sims[top]))]  # best first, ties to the lower row
         return sims[top], index_rows[top]

@@ -191,7 +191,8 @@ class IndexScan:
         sims = np.empty(len(index_rows), dtype=np.float32)
         for start in range(0, len(index_rows), _GATHER_CHUNK):
             part = index_rows[start : start + _GATHER_CHUNK]
-            vectors = np.ascontiguousarray(self.flat.sa_decode(self.codes[part]), dtype=np.float32)
+            # np.take: half the time of fancy indexing for gathering rows (measured, 22k rows of 128 bytes)
+            vectors = np.ascontiguousarray(self.flat.sa_decode(np.take(self.codes, part, axis=0)), dtype=np.float32)
             # FAISS's own SIMD loop, not numpy's matmul: OpenBLAS would start its threads for this product
             # (measured 3.4 ms of CPU against 0.08 ms single-threaded for 8192 x 128 on the shared machine).
             faiss.fvec_inner_products_ny(  # type: ignore[attr-defined]  # absent from faiss's stubs

@@ -29,6 +29,9 @@ from mugle_core.fusion import DEPTH, SOURCES, Ranked, novelty_rerank
 
 logger = logging.getLogger(__name__)
 
+# Distinct per-source rank combinations kept decoded (a few hundred bytes each).
+_RANKS_KEPT = 100_000
+
 
 class FusedLists:
     """A version's fused ``score_total`` pools, one row per catalog song."""
@@ -40,6 +43,7 @@ class FusedLists:
         self.width = rows.shape[1]
         # The largest k a row answers: the pool was fused at this depth, and a deeper k fuses deeper lists.
         self.max_k = min(depth, self.width)
+        self._ranks: dict[bytes, dict[str, int | None]] = {}
 
     @classmethod
     def load(
@@ -89,6 +93,8 @@ class FusedLists:
         want = (rows.shape[0], rows.shape[1] * len(SOURCES))
         if ranks.dtype != np.uint8 or ranks.shape != want:
             raise ArtifactError(f"{paths[2]}: must be uint8 of shape {want}, got {ranks.dtype} {ranks.shape}")
+        if not all(f.dtype.isnative for f in (rows, scores, ranks)):
+            raise ArtifactError(f"{version_dir}: the fused lists must be in this machine's byte order")
         sample = np.asarray(rows[: min(catalog_size, 256)])
         if sample.size and (sample.min() < -1 or sample.max() >= catalog_size):
             raise ArtifactError(f"{paths[0]}: rows must lie in [-1, {catalog_size})")
@@ -106,13 +112,17 @@ class FusedLists:
         None when the stored pool cannot answer exactly (a corrupt row, or a novelty re-rank that might
         reach past the stored songs); the caller then fuses per request.
         """
-        found = self.rows[row].tolist()
+        # Plain bytes and memoryviews, not arrays: a dozen values are read, and numpy's per-call overhead
+        # would be most of the cost. Without novelty only the first k entries matter.
+        count = None if novelty else k
+        found = memoryview(self.rows.raw(row, count)).cast("i").tolist()
         n = found.index(-1) if -1 in found else len(found)
-        if n and (min(found[:n]) < 0 or max(found[:n]) >= len(self.rows)):
+        del found[n:]
+        if n and (min(found) < 0 or max(found) >= len(self.rows)):
             logger.error("fused: row %d lists a row outside the catalog; fusing per request", row)
             return None
-        scores = self.scores[row].tolist()[:n]
-        ranked: Ranked = list(zip(found[:n], scores, strict=True))
+        scores = memoryview(self.scores.raw(row, n)).cast("d").tolist()
+        ranked: Ranked = list(zip(found, scores, strict=True))
         if novelty:
             ranked = novelty_rerank(ranked, popularity, novelty, strength=strength, head=head)
             if n == self.width:  # the pool may go on past the stored songs
@@ -120,16 +130,22 @@ class FusedLists:
                 last = head + max(k - head, 1) - 1
                 if last >= n or ranked[last][1] < scores[-1]:
                     return None
-        ranked = ranked[:k]
-        ranks = self.ranks[row].tolist()
-        out = []
-        width = len(SOURCES)
-        if novelty:
-            at = {r: i for i, r in enumerate(found[:n])}
+            ranked = ranked[:k]
+            at = {r: i for i, r in enumerate(found)}
             places = [at[r] for r, _ in ranked]
         else:
+            ranked = ranked[:k]
             places = list(range(len(ranked)))
-        for (r, score), i in zip(ranked, places, strict=True):
-            given = ranks[i * width : (i + 1) * width]
-            out.append((r, score, dict(zip(SOURCES, [v or None for v in given], strict=True))))
-        return out
+        width = len(SOURCES)
+        ranks = self.ranks.raw(row, (max(places) + 1) * width if places else 0)
+        return [(r, score, self._ranks_dict(ranks[i * width : (i + 1) * width]))
+                for (r, score), i in zip(ranked, places, strict=True)]
+
+    def _ranks_dict(self, given: bytes) -> dict[str, int | None]:
+        """The ``ranks`` of one entry (a fresh dict): few distinct rank combinations recur, so they are kept."""
+        known = self._ranks.get(given)
+        if known is None:
+            known = dict(zip(SOURCES, [v or None for v in given], strict=True))
+            if len(self._ranks) < _RANKS_KEPT:
+                self._ranks[given] = known
+        return known.copy()

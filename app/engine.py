@@ -17,6 +17,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import orjson
 
 from app import ranking, steering
 from app.cooc import CoocLists
@@ -187,6 +188,7 @@ class Engine:
         self._duplicates = self._merged_groups(catalog)
         # Per engine, so a hot swap never serves the old version's songs.
         self._song = functools.lru_cache(maxsize=_SONG_CACHE)(catalog.song)
+        self._song_json = functools.lru_cache(maxsize=_SONG_CACHE)(self.encode_song)
 
     # -- loading ------------------------------------------------------------------------------------
 
@@ -502,15 +504,55 @@ class Engine:
         """A catalog song's answer from its fused row (:mod:`app.fused`), or None when the request needs the
         per-request fusion: another method, ``exclude_artist``, steering, ``k`` past the fused depth, a version
         without fused lists, or a novelty re-rank the stored pool cannot answer exactly."""
+        found = self._fused_answer(row, method, k, novelty, exclude_artist, steer)
+        if found is None:
+            return None
+        song, ranks_dict = self._song, self.fused.ranks_dict  # type: ignore[union-attr]  # not None: found
+        return [{**song(r), "score": round(score, 6), "ranks": ranks_dict(ranks)} for r, score, ranks in found]
+
+    def _fused_answer(
+        self, row: int, method: str, k: int, novelty: float, exclude_artist: bool, steer: Steering | None
+    ) -> list[tuple[int, float, bytes]] | None:
         fused = self.fused
         if fused is None or method != "score_total" or exclude_artist or steer is not None or k > fused.max_k:
             return None
         self._check(method, k, novelty)
-        found = fused.answer(row, k, novelty, self.catalog.popularity, self.novelty_strength, self.novelty_head)
+        return fused.answer(row, k, novelty, self.catalog.popularity, self.novelty_strength, self.novelty_head)
+
+    def encode_song(self, row: int) -> bytes:
+        """The Song of a catalog row encoded afresh (:meth:`song_json` keeps them)."""
+        return orjson.dumps(self.catalog.song(row))
+
+    def song_json(self, row: int) -> bytes:
+        """The Song of a catalog row as JSON (what orjson writes for :meth:`song`'s dict), kept for reuse.
+
+        Bytes, unlike the dicts, are not tracked by the garbage collector and take a fifth of the memory.
+        """
+        return self._song_json(int(row))
+
+    def recommend_json(self, song_id: int, method: str = "score_total", k: int = 10, novelty: float = 0.0,
+                       exclude_artist: bool = False) -> bytes | None:
+        """``GET /recommend/{song_id}``'s answer as JSON bytes when the fused lists answer it, else None.
+
+        The same bytes as orjson's encoding of ``{"song", "method", "recommendations"}`` built from
+        :meth:`recommend`, spliced from the kept Song JSON instead of Song dicts (a Song asked for the first
+        time is decoded once either way, but nothing is decoded into dicts and encoded again).
+
+        Raises
+        ------
+        UnknownSongError
+            when the id is not in the catalog.
+        """
+        row = self.resolve(song_id)
+        if row is None:
+            raise UnknownSongError([song_id])
+        found = self._fused_answer(row, method, k, novelty, exclude_artist, None)
         if found is None:
             return None
-        song = self._song
-        return [{**song(r), "score": round(score, 6), "ranks": ranks} for r, score, ranks in found]
+        song, ranks_json, dumps = self._song_json, self.fused.ranks_json, orjson.dumps  # type: ignore[union-attr]
+        items = b",".join([song(r)[:-1] + b',"score":' + dumps(round(score, 6)) + b',"ranks":' + ranks_json(ranks)
+                           + b"}" for r, score, ranks in found])
+        return (b'{"song":' + song(row) + b',"method":' + dumps(method) + b',"recommendations":[' + items + b"]}")
 
     def _candidates(
         self,

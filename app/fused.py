@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from app.rowfile import NpyRows
 from mugle_core.artifacts import FUSED, ArtifactError, knn_file, knn_sims_file, ranks_file
@@ -44,6 +45,7 @@ class FusedLists:
         # The largest k a row answers: the pool was fused at this depth, and a deeper k fuses deeper lists.
         self.max_k = min(depth, self.width)
         self._ranks: dict[bytes, dict[str, int | None]] = {}
+        self._ranks_json: dict[bytes, bytes] = {}
 
     @classmethod
     def load(
@@ -106,8 +108,9 @@ class FusedLists:
 
     def answer(
         self, row: int, k: int, novelty: float, popularity: np.ndarray, strength: float, head: int
-    ) -> list[tuple[int, float, dict[str, int | None]]] | None:
-        """The best ``k`` of catalog ``row``'s pool, re-ranked for ``novelty``: (row, score, ranks) each.
+    ) -> list[tuple[int, float, bytes]] | None:
+        """The best ``k`` of catalog ``row``'s pool, re-ranked for ``novelty``: (row, score, ranks) each, the
+        ranks as stored (one byte per source; :meth:`ranks_dict` and :meth:`ranks_json` decode them).
 
         None when the stored pool cannot answer exactly (a corrupt row, or a novelty re-rank that might
         reach past the stored songs); the caller then fuses per request.
@@ -138,10 +141,9 @@ class FusedLists:
             places = list(range(len(ranked)))
         width = len(SOURCES)
         ranks = self.ranks.raw(row, (max(places) + 1) * width if places else 0)
-        return [(r, score, self._ranks_dict(ranks[i * width : (i + 1) * width]))
-                for (r, score), i in zip(ranked, places, strict=True)]
+        return [(r, score, ranks[i * width : (i + 1) * width]) for (r, score), i in zip(ranked, places, strict=True)]
 
-    def _ranks_dict(self, given: bytes) -> dict[str, int | None]:
+    def ranks_dict(self, given: bytes) -> dict[str, int | None]:
         """The ``ranks`` of one entry (a fresh dict): few distinct rank combinations recur, so they are kept."""
         known = self._ranks.get(given)
         if known is None:
@@ -149,3 +151,12 @@ class FusedLists:
             if len(self._ranks) < _RANKS_KEPT:
                 self._ranks[given] = known
         return known.copy()
+
+    def ranks_json(self, given: bytes) -> bytes:
+        """The ``ranks`` of one entry as JSON (what orjson writes for :meth:`ranks_dict`'s dict)."""
+        known = self._ranks_json.get(given)
+        if known is None:
+            known = orjson.dumps(dict(zip(SOURCES, [v or None for v in given], strict=True)))
+            if len(self._ranks_json) < _RANKS_KEPT:
+                self._ranks_json[given] = known
+        return known

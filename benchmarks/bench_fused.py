@@ -4,7 +4,8 @@ Loads a version's ``current`` once and times the same random catalog songs on bo
 row, and the per-request fusion of the neighbour and co-occurrence lists, with ``engine.fused`` set to
 None), in alternating rounds, each round on songs not asked before in it (a fresh song cache, as for the
 HTTP benchmark's first pass over its songs) and then again (cached Song dicts). Also times the parts of the
-fused path. Novelty 0.5 shows how often the stored pool answers a re-ranked request.
+fused path, and ``Engine.recommend_json`` (the answer spliced from kept Song JSON, what
+``RecommendShortcut`` serves). Novelty 0.5 shows how often the stored pool answers a re-ranked request.
 
 Usage::
 
@@ -51,12 +52,15 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[float]] = {}
     for r in range(args.rounds):
         ids = rng.choice(engine.catalog.song_ids, args.songs, replace=False).tolist()
-        for name in (("fused", "per request") if r % 2 == 0 else ("per request", "fused")):
-            engine.fused = fused if name == "fused" else None
+        names = ("fused", "fused, spliced JSON", "per request")
+        for name in names if r % 2 == 0 else names[::-1]:
+            engine.fused = None if name == "per request" else fused
             engine._song = functools.lru_cache(maxsize=_SONG_CACHE)(engine.catalog.song)  # first time again
+            engine._song_json = functools.lru_cache(maxsize=_SONG_CACHE)(engine.encode_song)
             calls = [(i,) for i in ids]
-            results.setdefault(f"{name}, first time", []).append(_cpu_per_call(engine.recommend, calls))
-            results.setdefault(f"{name}, again", []).append(_cpu_per_call(engine.recommend, calls))
+            call = engine.recommend_json if "JSON" in name else engine.recommend
+            results.setdefault(f"{name}, first time", []).append(_cpu_per_call(call, calls))
+            results.setdefault(f"{name}, again", []).append(_cpu_per_call(call, calls))
     engine.fused = fused
     rows = [engine.resolve(i) for i in ids]
     parts = {

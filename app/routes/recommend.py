@@ -30,14 +30,14 @@ import logging
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Response
 from starlette.datastructures import QueryParams
 
 from app.deps import EngineDep
 from app.engine import Engine, UnknownSongError
 from app.errors import ClientError
 from app.observability import ASGIApp, Receive, Scope, Send, note_recommend_method
-from app.responses import FastJSONResponse
+from app.responses import FastJSONResponse, RawJSONResponse
 from app.schemas import (
     DIVERSITY_HELP,
     GENRE_HELP,
@@ -233,7 +233,11 @@ class RecommendShortcut:
             return
         method, k, novelty, exclude_artist = plain
         try:
-            response = recommend_answer(engine, int(raw_id), method, k, novelty, exclude_artist, None)
+            body = engine.recommend_json(int(raw_id), method, k, novelty, exclude_artist)
+            if body is not None:  # the fused lists answered: the JSON is spliced, not encoded from dicts
+                response: Response = RawJSONResponse(body)
+            else:
+                response = recommend_answer(engine, int(raw_id), method, k, novelty, exclude_artist, None)
         except (UnknownSongError, ClientError):
             await self.app(scope, receive, send)  # the route reports it, in FastAPI's words
             return

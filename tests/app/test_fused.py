@@ -42,6 +42,12 @@ def _same(fast: Engine, slow: Engine, call: str, *args: Any, **kwargs: Any) -> N
     a = getattr(fast, call)(*args, **kwargs)
     b = getattr(slow, call)(*args, **kwargs)
     assert orjson.dumps(a) == orjson.dumps(b), (call, args, kwargs)
+    if call == "recommend":
+        # The route's JSON spliced from kept Song JSON: the bytes orjson writes for the dict answer.
+        spliced = fast.recommend_json(*args, **kwargs)
+        method = kwargs.get("method", "score_total")
+        if spliced is not None:
+            assert spliced == orjson.dumps({"song": b[0], "method": method, "recommendations": b[1]}), (args, kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +95,7 @@ def test_every_song_every_k_matches_the_per_request_fusion(tiny: tuple[Engine, E
                 _same(fast, slow, "recommend", sid, k=k, novelty=novelty)
         # The fast path answered (the tiny version's pools fit the width, so even with novelty).
         assert fast._fused_items(row, "score_total", 10, 0.5, False, None) is not None
+        assert fast.recommend_json(sid, k=10, novelty=0.5) is not None
     for sid in ids[:10]:
         _same(fast, slow, "recommend_seeds", [sid], k=10)
         _same(fast, slow, "recommend_seeds", [sid], k=7, novelty=0.5)

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         "a cached Song dict, copied": (engine.song, [(x,) for x in rows]),
         "a Song decoded (Catalog.song)": (engine.catalog.song, [(x,) for x in rows]),
     }
-    print(f"{args.artifacts}: {len(engine.catalog):,} songs, {args.songs} songs x {args.rounds} rounds, CPU µs per call")
+    print(f"{args.artifacts}: {len(engine.catalog):,} songs, {args.songs} songs x {args.rounds} rounds, "
+          "CPU µs per call")
     print("| what | median | min | max |\n|---|---|---|---|")
     for name, values in results.items():
         print(f"| Engine.recommend, {name} | {statistics.median(values):.1f} | {min(values):.1f} | {max(values):.1f} |")

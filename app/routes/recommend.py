@@ -228,7 +228,10 @@ class RecommendShortcut:
         engine = getattr(self.router_app.state, "engine", None)
         raw_id = scope["path"][len(_PREFIX):]
         plain = plain_recommend_query(scope["query_string"]) if _SONG_ID.fullmatch(raw_id) else None
-        if plain is None or not isinstance(engine, Engine) or scope.get("root_path"):
+        # An overridden engine dependency (tests, embedding apps) is the route's to resolve: the shortcut
+        # only knows the engine the lifespan loaded.
+        overridden = bool(self.router_app.dependency_overrides)
+        if plain is None or not isinstance(engine, Engine) or scope.get("root_path") or overridden:
             await self.app(scope, receive, send)
             return
         method, k, novelty, exclude_artist = plain

@@ -12,8 +12,10 @@ Ground truth, read from ``--truth`` (JSON), either or both of:
 - ``queries``: ``[{"mel": path (relative to the truth file's folder or absolute), "song_id": id}]``:
   an outside mel must find its song.
 
-``--split half`` keeps only the groups or queries of one half (by a seeded hash of the first id), so
-choices can be made on one half and reported on the other. Example::
+``--split a`` (or ``b``) keeps only the groups or queries of one half (by a seeded hash of the first id),
+so choices can be made on one half and reported on the other; ``--split each`` scores both halves and
+all from one training. With a fixed per-band part in the vector (``blend_dim > 0``) the learned part is
+also scored alone. Example::
 
     PYTHONPATH=. python benchmarks/tcae_probe.py --data /tmp/demo --truth /tmp/demo/demo_truth.json \\
         --option steps=200
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--truth", type=Path, required=True)
     parser.add_argument("--option", action="append", default=[], help="TCAEOptions field=JSON value")
-    parser.add_argument("--split", choices=["all", "a", "b"], default="all")
+    parser.add_argument("--split", choices=["all", "a", "b", "each"], default="all",
+                        help="half of the tunes/queries to score; 'each' scores a, b and all from one training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-train", action="store_true", help="baselines only")
@@ -133,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     truth = json.loads(args.truth.read_text(encoding="utf-8"))
     raw_groups = list(truth.get("version_groups", []))
     raw_groups += [t["song_ids"] for t in truth.get("tunes", [])]  # the real-audio melodies set
-    groups = [list(map(int, g)) for g in raw_groups if g and in_half(int(g[0]), args.split)]
+    all_groups = [list(map(int, g)) for g in raw_groups if g]
     queries = list(truth.get("queries", []))
     for track in truth.get("tracks", []):  # the real-audio recordings set: queries listed per track
         queries += [{"mel": q["mel"], "song_id": track["song_id"]} for q in track.get("queries", [])]
-    queries = [q for q in queries if in_half(int(q["song_id"]), args.split)]
     paths: dict[int, Path] = {}
     for p in sorted((args.data / "arena_mel").glob("*/*.npy")):
         paths[int(p.stem)] = p
@@ -155,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         qmels.append(np.load(qp).astype(np.float32))
         qtargets.append(int(q["song_id"]))
     result: dict[str, Any] = {"data": str(args.data), "split": args.split, "songs": len(ids), "options": args.option}
+    halves = ["a", "b", "all"] if args.split == "each" else [args.split]
+
+    def score(name: str, cat_ids: np.ndarray, vecs: np.ndarray, qvecs: np.ndarray | None) -> None:
+        """Score one embedding on each requested half; one half is stored flat, several by half."""
+        out = {}
+        for half in halves:
+            groups = [g for g in all_groups if in_half(g[0], half)]
+            keep = [i for i, t in enumerate(qtargets) if in_half(t, half)]
+            out[half] = evaluate_vectors(cat_ids, vecs, groups, None if qvecs is None else qvecs[keep],
+                                         [qtargets[i] for i in keep])
+        result[name] = out[halves[0]] if len(halves) == 1 else out
+        print(name, json.dumps(result[name]), flush=True)
 
     allmel = np.concatenate([mels[int(i)] for i in ids], axis=1)
     band = (allmel.mean(axis=1), allmel.std(axis=1) + 1e-6)
@@ -162,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, stats in (("fft2", None), ("fft2 band-std", band)):
         fft = np.stack([fft2_feature(mels[int(i)], stats) for i in ids])
         qfft = np.stack([fft2_feature(m, stats) for m in qmels]) if qmels else None
-        result[name] = evaluate_vectors(ids, fft, groups, qfft, qtargets)
-        print(name, json.dumps(result[name]), flush=True)
+        score(name, ids, fft, qfft)
 
     if not args.no_train:
         overrides = {}
@@ -177,11 +190,18 @@ def main(argv: list[str] | None = None) -> int:
             tids, tvecs, info = train_tcae({int(i): paths[int(i)] for i in ids}, options, seed=args.seed, device="cpu",
                                      models_dir=models)
             result["train_s"] = round(time.perf_counter() - started, 1)
-            qvecs = TCAEEmbedder.load(models).embed(qmels) if qmels else None
-        result["history"] = info.get("history", [])
-        print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
-        result["tcae"] = evaluate_vectors(tids, tvecs, groups, qvecs, qtargets)
-        print("tcae", json.dumps(result["tcae"]), f"train {result['train_s']} s", flush=True)
+            embedder = TCAEEmbedder.load(models)
+            qvecs = embedder.embed(qmels) if qmels else None
+            result["history"] = info.get("history", [])
+            print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
+            print("train", result["train_s"], "s")
+            score("tcae", tids, tvecs, qvecs)
+            if embedder.model.blend is not None:
+                # The learned part alone: the same model without the fixed per-band feature.
+                embedder.model.blend = None
+                by_id = {int(i): mels[int(i)] for i in ids}
+                score("tcae learned part", tids, embedder.embed([by_id[int(i)] for i in tids]),
+                      embedder.embed(qmels) if qmels else None)
     if args.out is not None:
         with open(args.out, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(result) + "\n")

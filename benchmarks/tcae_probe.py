@@ -79,11 +79,19 @@ def summary(ranks: np.ndarray, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def paired_p1_gain(ranks: np.ndarray, baseline: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """P@1 of ``ranks`` minus P@1 of ``baseline`` on the same queries, with a paired 95 % bootstrap interval."""
+    diff = (ranks == 1).astype(float) - (baseline == 1).astype(float)
+    boot = np.random.default_rng(seed).integers(0, len(diff), size=(1000, len(diff)))
+    return {"gain": round(float(diff.mean()), 3),
+            "ci": [round(float(v), 3) for v in np.percentile(diff[boot].mean(1), [2.5, 97.5])]}
+
+
 def evaluate_vectors(
     ids: np.ndarray, vecs: np.ndarray, groups: list[list[int]], query_vecs: np.ndarray | None,
-    query_targets: list[int],
+    query_targets: list[int], ranks_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """P@1/MRR for version groups (leave one out) and for outside queries."""
+    """P@1/MRR for version groups (leave one out) and for outside queries; ``ranks_out`` receives the ranks."""
     row = {int(s): r for r, s in enumerate(ids)}
     vecs = normalise(vecs)
     out: dict[str, Any] = {}
@@ -97,11 +105,17 @@ def evaluate_vectors(
                     targets.append(others)
         sims = vecs[qrows] @ vecs.T
         sims[np.arange(len(qrows)), qrows] = -np.inf
-        out["groups"] = summary(ranks_for(sims, targets))
+        ranks = ranks_for(sims, targets)
+        out["groups"] = summary(ranks)
+        if ranks_out is not None:
+            ranks_out["groups"] = ranks
     if query_vecs is not None and len(query_targets):
         keep = [i for i, t in enumerate(query_targets) if t in row]
         sims = normalise(query_vecs[keep]) @ vecs.T
-        out["queries"] = summary(ranks_for(sims, [{row[query_targets[i]]} for i in keep]))
+        ranks = ranks_for(sims, [{row[query_targets[i]]} for i in keep])
+        out["queries"] = summary(ranks)
+        if ranks_out is not None:
+            ranks_out["queries"] = ranks
     return out
 
 

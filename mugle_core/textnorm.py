@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 
 # Brackets whose content is decoration, not the title: features, versions, remasters, OST notes.
 _BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}|<[^<>]*>|（[^（）]*）|【[^【】]*】")
@@ -168,7 +169,7 @@ def _fold_cached(text: str) -> str:
     return fold(text)
 
 
-def normalize_artists(artists: list[str]) -> tuple[str, ...]:
+def normalize_artists(artists: Iterable[str]) -> tuple[str, ...]:
     """Order-insensitive artist key for duplicate merging."""
     folded = {_fold_cached(a) for a in artists}
     folded.discard("")

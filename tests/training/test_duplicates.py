@@ -281,7 +281,7 @@ def test_identical_windows_merge_without_fingerprint(catalog: Path, monkeypatch:
     # A silent window equals every other silent one: it goes through the test, which keeps them apart.
     flat = np.full_like(mel, -80.0)
     groups, report = dup.find_duplicates(_songs(2), np.zeros(2), lambda i: flat.copy())
-    assert sorted(map(sorted, groups)) == [[0], [1]] and report.counts[APART_AUDIO] == 1
+    assert groups == [] and report.counts[APART_AUDIO] == 1  # only groups of two or more come back
 
 
 def test_key_with_one_mel_is_not_read() -> None:
@@ -293,5 +293,5 @@ def test_key_with_one_mel_is_not_read() -> None:
     groups, report = find_duplicates(_songs(3), np.zeros(3), never, has_mel=lambda i: i == 1)
     assert sorted(map(sorted, groups)) == [[0, 1, 2]] and report.counts[MERGED_TITLE] == 2
     groups, report = find_duplicates(_songs(3, "Intro"), np.zeros(3), never, has_mel=lambda i: i == 1)
-    assert sorted(map(sorted, groups)) == [[0], [1], [2]] and report.counts[APART_GENERIC] == 2
+    assert groups == [] and report.counts[APART_GENERIC] == 2
     assert report.mels_read == 0

@@ -250,7 +250,7 @@ def find_duplicates(
         return found, local
 
     # Reading and comparing mels is numpy and file work that releases the GIL: a few threads overlap it.
-    # Keys go in batches (a task per key cost more in the pool's bookkeeping than most keys' decisions).
+    # Keys go in batches rather than a task each: fewer futures and thread wake-ups for ~24,000 keys.
     # Results come back in order, so groups and examples depend neither on the thread count nor on the
     # batch size.
     workers = max(1, min(workers or (os.cpu_count() or 1), 8)) if load_mel is not None else 1

@@ -17,10 +17,13 @@ from typing import Any
 
 import faiss
 import numpy as np
+import orjson
 
 from app import ranking, steering
 from app.cooc import CoocLists
 from app.errors import ClientError
+from app.filtered import IndexScan, RowFilter, filtered_search
+from app.fused import FusedLists
 from app.rowfile import NpyRows
 from app.search import TitleSearch
 from app.steering import CatalogFilter, Steering
@@ -29,6 +32,7 @@ from mugle_core.artifacts import (
     CATALOG,
     COOC,
     EXTRAS_DIR,
+    FUSED,
     MODEL_NAMES,
     ArtifactError,
     Manifest,
@@ -83,6 +87,11 @@ class ModelIndex:
     threads: int = 1
     knn: NpyRows | None = None  # query row -> its precomputed nearest index rows (see mugle_core.artifacts.knn_file)
     knn_sims: NpyRows | None = None
+    scan: IndexScan | None = None  # how a filtered search reaches only the passing rows (app.filtered)
+
+    def __post_init__(self) -> None:
+        if self.scan is None:
+            self.scan = IndexScan(self.index)
 
     def neighbours(
         self, qrow: int, exclude: set[int], depth: int, keep: Callable[[int], bool] | None = None
@@ -162,6 +171,7 @@ class Engine:
         cooc: CoocLists | None = None,
         weights: Mapping[str, float] | None = None,
         tags: TagIndex | None = None,
+        fused: FusedLists | None = None,
     ) -> None:
         self.version_dir = Path(version_dir)
         self.manifest = manifest
@@ -176,12 +186,15 @@ class Engine:
         self.search_index = search
         self.load_seconds = load_seconds
         self.tags = tags
-        # Genre and year masks for the steering filters; its per-row facts are built on first use.
+        # score_total fused at training time; None fuses every request (older versions, or set so by tests).
+        self.fused = fused
+        # Genre and year masks for the steering filters; load() builds its per-row facts (CatalogFilter.warm).
         self.filters = CatalogFilter(catalog)
         self._artists_cache: dict[int, frozenset[str]] = {}
         self._duplicates = self._merged_groups(catalog)
         # Per engine, so a hot swap never serves the old version's songs.
         self._song = functools.lru_cache(maxsize=_SONG_CACHE)(catalog.song)
+        self._song_json = functools.lru_cache(maxsize=_SONG_CACHE)(self.encode_song)
 
     # -- loading ------------------------------------------------------------------------------------
 
@@ -232,24 +245,36 @@ class Engine:
             cooc = CoocLists.load(version_dir, cooc_record, catalog.song_ids)
         search = TitleSearch.for_catalog(catalog, version_dir / EXTRAS_DIR / SEARCH_INDEX)
         tags = cls._load_tags(version_dir, manifest, catalog, models)
+        fused = None
+        fused_record = manifest.ranking.get(FUSED)
+        if fused_record:
+            if not isinstance(fused_record, dict):
+                raise ArtifactError(f"{version_dir}/manifest.json: ranking.fused must be an object")
+            lists = [*models, *([COOC] if cooc is not None else [])]
+            fused = FusedLists.load(version_dir, fused_record, len(catalog), lists, weights)
         # Every request reads a row of each list: have them read ahead into the page cache. Asked last, so
         # that from a cold cache this background reading does not delay the files loaded above.
         for mi in models.values():
             for rows in (mi.knn, mi.knn_sims):
                 if rows is not None:
                     rows.prefetch()
-        if cooc is not None:
-            cooc.prefetch()
-        seconds = time.perf_counter() - start
+        for source in (cooc, fused):
+            if source is not None:
+                source.prefetch()
+        engine = cls(version_dir, manifest, catalog, models, search, cooc=cooc, weights=weights, tags=tags,
+                     fused=fused)
+        # The steering filters' per-row years and genre rows (about 0.3 s at 700k songs): built here rather
+        # than inside the first filtered request.
+        engine.filters.warm()
+        engine.load_seconds = time.perf_counter() - start
         logger.info(
             "loaded version %s: %d songs, models %s in %.2f s",
             manifest.version,
             len(catalog),
             {m: mi.index.ntotal for m, mi in models.items()},
-            seconds,
+            engine.load_seconds,
         )
-        return cls(version_dir, manifest, catalog, models, search, load_seconds=seconds, cooc=cooc, weights=weights,
-                   tags=tags)
+        return engine
 
     @staticmethod
     def _load_tags(
@@ -445,10 +470,10 @@ class Engine:
         if banned_artists:
             def keep(row: int) -> bool:
                 return not (self.artists(row) & banned_artists)
-        mask = None
+        kept: RowFilter | None = None
         negatives: list[int] = []
         if steer is not None:
-            mask = self.filters.mask_of(steer)
+            kept = self.filters.filter_of(steer)
             negatives = self._rows_of(steer.negative_ids, "negative id(s)")
             exclude_rows = exclude_rows | set(negatives)
         lists: dict[str, list[int]] = {}
@@ -457,10 +482,10 @@ class Engine:
             query = queries.get(name)
             if query is None:
                 continue
-            found = self._candidates(mi, query, exclude_rows, depth, keep, mask)
+            found = self._candidates(mi, query, exclude_rows, depth, keep, kept)
             if found is not None:
                 lists[name], sims[name] = found
-        passes = keep if mask is None else self._and_mask(keep, mask)
+        passes = keep if kept is None else self._and_mask(keep, kept.mask)
         # Only score_total fuses the co-occurrence list; it is still read for the other methods so that
         # every answer's ``ranks`` says where each source placed a song.
         if self.cooc is not None and seed_rows:
@@ -483,6 +508,62 @@ class Engine:
         ranks = ranking.ranks_of((r for r, _ in ranked), lists, ranking.SOURCES)
         return [{**self._song(row), "score": round(float(score), 6), "ranks": ranks[row]} for row, score in ranked]
 
+    def _fused_items(
+        self, row: int, method: str, k: int, novelty: float, exclude_artist: bool, steer: Steering | None
+    ) -> list[dict[str, Any]] | None:
+        """A catalog song's answer from its fused row (:mod:`app.fused`), or None when the request needs the
+        per-request fusion: another method, ``exclude_artist``, steering, ``k`` past the fused depth, a version
+        without fused lists, or a novelty re-rank the stored pool cannot answer exactly."""
+        found = self._fused_answer(row, method, k, novelty, exclude_artist, steer)
+        if found is None:
+            return None
+        song, ranks_dict = self._song, self.fused.ranks_dict  # type: ignore[union-attr]  # not None: found
+        return [{**song(r), "score": round(score, 6), "ranks": ranks_dict(ranks)} for r, score, ranks in found]
+
+    def _fused_answer(
+        self, row: int, method: str, k: int, novelty: float, exclude_artist: bool, steer: Steering | None
+    ) -> list[tuple[int, float, bytes]] | None:
+        fused = self.fused
+        if fused is None or method != "score_total" or exclude_artist or steer is not None or k > fused.max_k:
+            return None
+        self._check(method, k, novelty)
+        return fused.answer(row, k, novelty, self.catalog.popularity, self.novelty_strength, self.novelty_head)
+
+    def encode_song(self, row: int) -> bytes:
+        """The Song of a catalog row encoded afresh (:meth:`song_json` keeps them)."""
+        return orjson.dumps(self.catalog.song(row))
+
+    def song_json(self, row: int) -> bytes:
+        """The Song of a catalog row as JSON (what orjson writes for :meth:`song`'s dict), kept for reuse.
+
+        Bytes, unlike the dicts, are not tracked by the garbage collector and take a fifth of the memory.
+        """
+        return self._song_json(int(row))
+
+    def recommend_json(self, song_id: int, method: str = "score_total", k: int = 10, novelty: float = 0.0,
+                       exclude_artist: bool = False) -> bytes | None:
+        """``GET /recommend/{song_id}``'s answer as JSON bytes when the fused lists answer it, else None.
+
+        The same bytes as orjson's encoding of ``{"song", "method", "recommendations"}`` built from
+        :meth:`recommend`, spliced from the kept Song JSON instead of Song dicts (a Song asked for the first
+        time is decoded once either way, but nothing is decoded into dicts and encoded again).
+
+        Raises
+        ------
+        UnknownSongError
+            when the id is not in the catalog.
+        """
+        row = self.resolve(song_id)
+        if row is None:
+            raise UnknownSongError([song_id])
+        found = self._fused_answer(row, method, k, novelty, exclude_artist, None)
+        if found is None:
+            return None
+        song, ranks_json, dumps = self._song_json, self.fused.ranks_json, orjson.dumps  # type: ignore[union-attr]
+        items = b",".join([song(r)[:-1] + b',"score":' + dumps(round(score, 6)) + b',"ranks":' + ranks_json(ranks)
+                           + b"}" for r, score, ranks in found])
+        return (b'{"song":' + song(row) + b',"method":' + dumps(method) + b',"recommendations":[' + items + b"]}")
+
     def _candidates(
         self,
         mi: ModelIndex,
@@ -490,27 +571,31 @@ class Engine:
         exclude_rows: set[int],
         depth: int,
         keep: Callable[[int], bool] | None,
-        mask: np.ndarray | None = None,
+        kept: RowFilter | None = None,
     ) -> tuple[list[int], list[float]] | None:
         """One model's candidate list; None when the query has no vector in that model.
 
-        ``mask`` (bool per catalog row) is a steering filter: the lists are read with it as a keep test,
-        and when they run short the search goes deeper (:func:`app.steering.filtered_search`).
+        ``kept`` is a steering filter: the lists are read with it as a keep test, and when they do not hold
+        ``depth`` songs the index is searched for passing songs only (:func:`app.filtered.filtered_search`).
         """
-        if mask is not None:
-            keep = self._and_mask(keep, mask)
+        listed_keep = keep if kept is None else self._and_mask(keep, kept.mask)
         if isinstance(query, int):
             qrow = int(mi.row_of_catalog[query])
             if qrow < 0:
                 return None
-            listed = mi.neighbours(qrow, exclude_rows, depth, keep)
-            if listed is not None:
+            listed = mi.neighbours(qrow, exclude_rows, depth, listed_keep)
+            # Filtered, a short list is not the end: a pad in it means that the index had no more
+            # neighbours for the query (all of an IVF's probed lists were read), not that no more songs pass.
+            if listed is not None and (kept is None or len(listed[0]) >= depth):
                 return listed
             query = mi.query[qrow]
             if not query.any():
                 return None  # a zero vector: the song has no usable vector in this model
-        if mask is not None:
-            return steering.filtered_search(mi, query, exclude_rows, depth, keep, mask)
+        if kept is not None:
+            assert mi.scan is not None  # set in __post_init__
+            rows = kept.in_model(mi.name, mi.catalog_rows)
+            faiss.omp_set_num_threads(mi.threads)
+            return filtered_search(mi.scan, mi.catalog_rows, query, exclude_rows, depth, keep, rows)
         # Exclusions and the artist filter remove rows from the raw result: fetch deeper to keep `depth`.
         fetch = depth + len(exclude_rows) + _SLACK + (depth if keep else 0)
         found, found_sims = mi.search(query, fetch)
@@ -575,8 +660,10 @@ class Engine:
         row = self.resolve(song_id)
         if row is None:
             raise UnknownSongError([song_id])
-        banned = self.artists(row) if exclude_artist else frozenset()
-        items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned, (row,), steer)
+        items = self._fused_items(row, method, k, novelty, exclude_artist, steer)
+        if items is None:
+            banned = self.artists(row) if exclude_artist else frozenset()
+            items = self._rank(dict.fromkeys(self.models, row), method, k, novelty, {row}, banned, (row,), steer)
         return self.song(row), items
 
     def recommend_seeds(
@@ -601,8 +688,10 @@ class Engine:
         banned: frozenset[str] = frozenset()
         if exclude_artist:
             banned = frozenset().union(*(self.artists(r) for r in rows))
-        queries = dict.fromkeys(self.models, rows[0]) if len(rows) == 1 else self._vectors_of(rows)
-        items = self._rank(queries, method, k, novelty, set(rows), banned, rows, steer)
+        items = self._fused_items(rows[0], method, k, novelty, exclude_artist, steer) if len(rows) == 1 else None
+        if items is None:
+            queries = dict.fromkeys(self.models, rows[0]) if len(rows) == 1 else self._vectors_of(rows)
+            items = self._rank(queries, method, k, novelty, set(rows), banned, rows, steer)
         return [self.song(r) for r in rows], items
 
     def recommend_tag(

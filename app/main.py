@@ -107,6 +107,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    # Added first, so innermost: CORS and the service's middleware (added below) wrap it as they wrap the routes.
+    app.add_middleware(recommend.RecommendShortcut, router_app=app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

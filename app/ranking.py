@@ -30,9 +30,7 @@ the models'. Single-model similarities are first mapped from [-1, 1] to [0, 1] s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-
-import numpy as np
+from collections.abc import Iterable, Mapping, Sequence
 
 from app.errors import ClientError
 
@@ -47,10 +45,13 @@ from mugle_core.fusion import (
     PLAYLIST_SOURCES,
     SOURCES,
     Ranked,
+    candidate_list,
+    fuse,
     fusion_weights,
     novelty_head,
     novelty_rerank,
     novelty_strength,
+    ranks_of,
     score_total,
 )
 from mugle_core.names import METHODS
@@ -75,6 +76,7 @@ __all__ = [
     "score_total",
     "candidate_list",
     "each_top3",
+    "fuse",
     "rank_method",
     "ranks_of",
     "single_model",
@@ -82,64 +84,6 @@ __all__ = [
 ]
 
 TOP_EACH = 3
-
-
-def _pick(rows: list[int], sims: list[float], keep: list[int]) -> tuple[list[int], list[float]]:
-    return [rows[i] for i in keep], [sims[i] for i in keep]
-
-
-def candidate_list(
-    found_rows: np.ndarray,
-    sims: np.ndarray,
-    exclude: Iterable[int] = (),
-    depth: int = DEPTH,
-    keep: Callable[[int], bool] | None = None,
-) -> tuple[list[int], list[float]]:
-    """Clean one model's raw search result into a candidate list.
-
-    Parameters
-    ----------
-    found_rows : catalog rows as the index returned them, best first; negative entries mean "no result".
-    sims : the matching similarities.
-    exclude : rows that must never be recommended (the query song, seeds, their duplicates).
-    depth : how many candidates to keep.
-    keep : optional extra filter (e.g. "not by the query's artist"), asked in order until ``depth`` pass.
-
-    Returns
-    -------
-    rows, sims : at most ``depth`` rows without repeats, and their similarities.
-    """
-    found = np.asarray(found_rows, dtype=np.int64).reshape(-1)
-    values = np.asarray(sims).reshape(-1)[: len(found)]
-    # Plain lists: this runs three times per request over ~60 rows, where list operations beat a chain of
-    # small numpy calls.
-    rows = found[: len(values)].tolist()
-    out = values.tolist()
-    if rows and min(rows) < 0:
-        rows, out = _pick(rows, out, [i for i, r in enumerate(rows) if r >= 0])
-    if len(set(rows)) != len(rows):
-        # An index never repeats a row, but a hand-made list might: keep each row's first occurrence.
-        first: dict[int, int] = {}
-        for i, r in enumerate(rows):
-            first.setdefault(r, i)
-        rows, out = _pick(rows, out, sorted(first.values()))
-    banned = {int(r) for r in exclude}
-    if len(banned) <= 8:  # usually the query song alone: find and drop it rather than test every row
-        for row in banned:
-            if row in rows:
-                at = rows.index(row)
-                del rows[at], out[at]
-    else:
-        rows, out = _pick(rows, out, [i for i, r in enumerate(rows) if r not in banned])
-    if keep is not None:
-        kept: list[int] = []
-        for i, row in enumerate(rows):
-            if keep(row):
-                kept.append(i)
-                if len(kept) >= depth:
-                    break
-        rows, out = _pick(rows, out, kept)
-    return rows[:depth], out[:depth]
 
 
 def each_top3(lists: Mapping[str, Sequence[int]], top: int = TOP_EACH) -> Ranked:
@@ -180,11 +124,7 @@ def rank_method(
     :data:`FUSION_WEIGHTS`. ``each_top3`` merges the three models only, as the original did.
     """
     if method == "score_total":
-        if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
-            # A song without playlist history (cold start): the fitted weights were fitted on warm songs,
-            # where the playlist sources lead; between the audio models alone the constant weights hold.
-            weights = None
-        return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
+        return fuse(lists, weights)
     if method == "each_top3":
         return each_top3({m: rows for m, rows in lists.items() if m in MODELS})
     if method in lists:
@@ -210,11 +150,3 @@ def sum_lists(
                 total[r] = total.get(r, 0.0) + float(s)
     best = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
     return [r for r, _ in best], [s for _, s in best]
-
-
-def ranks_of(
-    rows: Iterable[int], lists: Mapping[str, Sequence[int]], models: Sequence[str]
-) -> dict[int, dict[str, int | None]]:
-    """Per row, its 1-based rank in each model's candidate list, or None when absent."""
-    positions = {m: {row: i for i, row in enumerate(lists.get(m, ()), start=1)} for m in models}
-    return {row: {m: positions[m].get(row) for m in models} for row in rows}

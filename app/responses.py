@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import orjson
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 logger = logging.getLogger(__name__)
 
@@ -21,3 +21,9 @@ class FastJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class RawJSONResponse(Response):
+    """JSON already encoded (bytes), answered with the headers a :class:`FastJSONResponse` would carry."""
+
+    media_type = JSONResponse.media_type

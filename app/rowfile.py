@@ -79,6 +79,16 @@ class NpyRows:
         data = os.pread(self._fd, count * self._row_bytes, self._offset + start * self._row_bytes)
         return np.frombuffer(data, dtype=self.dtype).reshape(count, self.shape[1])
 
+    def raw(self, row: int, count: int | None = None) -> bytes:
+        """The bytes of the first ``count`` values (all by default) of row ``row``, in the file's byte order.
+
+        For a hot path that decodes a few values itself (``memoryview(...).cast``) instead of building an array.
+        """
+        if not 0 <= row < self.shape[0]:
+            raise IndexError(f"{self.path}: row {row} out of range for {self.shape[0]} rows")
+        width = self.shape[1] if count is None else max(0, min(count, self.shape[1]))
+        return os.pread(self._fd, width * self.dtype.itemsize, self._offset + row * self._row_bytes)
+
     def __getitem__(self, key: int | slice | list[int] | np.ndarray) -> np.ndarray:
         n = self.shape[0]
         if isinstance(key, (int, np.integer)):

@@ -11,11 +11,15 @@ Approximate indexes are tuned like training tunes its own: the smallest ``nprobe
 builds and tunes each index with training's own code instead) is stored in the index
 and recorded in the manifest (``recall_at_10``, ``params``), so the service is timed at a setting that
 keeps its answers right. Each model's neighbour lists are then precomputed with that tuned index, as
-training does (``--no-knn`` leaves them out, to time the service searching the indexes instead).
+training does (``--no-knn`` leaves them out, to time the service searching the indexes instead), and
+``score_total`` is fused once per song from them into the fused lists (:mod:`training.fused`), as training
+does (``--no-fused`` leaves them out, to time the per-request fusion). ``--add-fused`` adds the fused lists
+to a version written before they existed, without regenerating it.
 
 Usage::
 
     python benchmarks/make_synthetic_artifacts.py --songs 707989 --out /tmp/mugle-bench [--dim 128]
+    python benchmarks/make_synthetic_artifacts.py --add-fused /tmp/mugle-bench/<version>
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from mugle_core.artifacts import (
 )
 from mugle_core.catalog import Catalog
 from mugle_core.searchindex import write_search_index
+from training.fused import add_fused
 from training.indexes import NEIGHBOURS, write_neighbours
 from training.indexes import build_index as training_index
 
@@ -132,7 +137,8 @@ def tune_index(index: faiss.Index, keys: np.ndarray, queries: np.ndarray, seed: 
 
 
 def make_version(
-    root: Path, n_songs: int, dim: int = 128, seed: int = 0, index: str = "auto", knn: int = NEIGHBOURS
+    root: Path, n_songs: int, dim: int = 128, seed: int = 0, index: str = "auto", knn: int = NEIGHBOURS,
+    fused: bool = True,
 ) -> Path:
     """Write one version under ``root`` and point ``current`` at it; returns the version folder."""
     rng = np.random.default_rng(seed)
@@ -205,6 +211,8 @@ def make_version(
             params={"synthetic": True},
         )
         (tmp / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        if knn and fused:
+            add_fused(tmp, progress=True)
         write_search_index(tmp)
     version = manifest.version
     set_current(root, version)
@@ -214,18 +222,29 @@ def make_version(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--songs", type=int, default=10_000)
-    parser.add_argument("--out", type=Path, required=True, help="artifacts folder (a new version is added)")
+    parser.add_argument("--out", type=Path, help="artifacts folder (a new version is added)")
+    parser.add_argument("--add-fused", type=Path, metavar="VERSION_DIR",
+                        help="only add the fused score_total lists to this existing version")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index", choices=["auto", "flat", "ivf", "hnsw", "training"], default="auto",
                         help="training: the index `mugle train` builds (HNSW over SQ8 above 50,000 songs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-knn", action="store_true", help="write no precomputed neighbour lists")
+    parser.add_argument("--no-fused", action="store_true", help="write no fused score_total lists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.add_fused is not None:
+        start = time.perf_counter()
+        add_fused(args.add_fused, progress=True)
+        logger.info("added fused lists to %s in %.1f s", args.add_fused, time.perf_counter() - start)
+        return
+    if args.out is None:
+        parser.error("--out is required (unless --add-fused)")
     faiss.omp_set_num_threads(args.threads)
     start = time.perf_counter()
-    path = make_version(args.out, args.songs, args.dim, args.seed, args.index, 0 if args.no_knn else NEIGHBOURS)
+    path = make_version(args.out, args.songs, args.dim, args.seed, args.index, 0 if args.no_knn else NEIGHBOURS,
+                        fused=not args.no_fused)
     logger.info("wrote %s in %.1f s", path, time.perf_counter() - start)
 
 

@@ -16,6 +16,9 @@ A versions folder looks like this::
         cooc.ids.npy           optional: int64 songs that occur in training playlists (ascending)
         cooc.knn.npy           their top co-occurring songs (rows of cooc.ids), best first, -1 padded
         cooc.knn_sims.npy      the matching co-occurrence scores (see :data:`COOC`)
+        fused.knn.npy          optional: int32 (songs, W) each catalog song's score_total pool, fused once
+        fused.knn_sims.npy     float64 (songs, W) the pool's scores; fused.ranks.npy its sources' ranks
+                               (see :data:`FUSED`)
         models/                what is needed to embed new audio or retrain (torch state dicts, mel stats)
         metrics.json           offline evaluation, when it was run
         tags.npz               optional: what training learned about the playlists' tags (see :func:`tags_file`)
@@ -52,6 +55,11 @@ SCHEMA_VERSION = 1
 # The co-occurrence candidate source: precomputed lists only, no vectors or index. Described by the
 # manifest's ``ranking["cooc"]`` (files, width, popularity exponent), not by ``models``.
 COOC = "cooc"
+# score_total's pool of every catalog song, fused at training time from the lists above with the version's
+# fitted weights (``training.fused``), row-aligned with the catalog: a request with default parameters reads
+# one row instead of fusing four lists. Described by the manifest's ``ranking["fused"]`` (files, width,
+# depth, sources, weights); optional, a version without it is fused per request.
+FUSED = "fused"
 CURRENT = "current"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.npz"
@@ -93,6 +101,13 @@ def knn_file(model: str) -> str:
 def knn_sims_file(model: str) -> str:
     """Similarities row-aligned with :func:`knn_file` (0 where the row is padded)."""
     return f"{model}.knn_sims.npy"
+
+
+def ranks_file(name: str) -> str:
+    """uint8 (rows, 4 W) ranks row-aligned with a fused list (:data:`FUSED`): for its ``i``-th entry, bytes
+    ``4 i .. 4 i + 3`` are the entry's 1-based rank in each source's candidate list, in the order the
+    manifest's ``ranking.fused.sources`` names them; 0 where a source did not list it."""
+    return f"{name}.ranks.npy"
 
 
 def tags_file() -> str:
@@ -237,6 +252,10 @@ def check_version_files(version_dir: Path, manifest: Manifest) -> None:
     for fname in cooc.get("files", []):
         if not (version_dir / str(fname)).is_file():
             raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest ranking.cooc but missing")
+    fused = manifest.ranking.get(FUSED)
+    for fname in fused.get("files", []) if isinstance(fused, dict) else []:
+        if not (version_dir / str(fname)).is_file():
+            raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest ranking.fused but missing")
     for fname in manifest.tags.get("files", []):
         if not (version_dir / str(fname)).is_file():
             raise ArtifactError(f"{version_dir / str(fname)}: listed in manifest under 'tags' but missing")

@@ -9,7 +9,7 @@ them to the manifest's ``ranking`` record; the service (:mod:`app.ranking`) read
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,85 @@ PLAYLIST_SOURCES: tuple[str, ...] = ("music2vec", COOC)
 
 Ranked = list[tuple[int, float]]
 """(catalog row, score) pairs, best first."""
+
+
+def _pick(rows: list[int], sims: list[float], keep: list[int]) -> tuple[list[int], list[float]]:
+    return [rows[i] for i in keep], [sims[i] for i in keep]
+
+
+def candidate_list(
+    found_rows: np.ndarray,
+    sims: np.ndarray,
+    exclude: Iterable[int] = (),
+    depth: int = DEPTH,
+    keep: Callable[[int], bool] | None = None,
+) -> tuple[list[int], list[float]]:
+    """Clean one model's raw search result into a candidate list.
+
+    Parameters
+    ----------
+    found_rows : catalog rows as the index returned them, best first; negative entries mean "no result".
+    sims : the matching similarities.
+    exclude : rows that must never be recommended (the query song, seeds, their duplicates).
+    depth : how many candidates to keep.
+    keep : optional extra filter (e.g. "not by the query's artist"), asked in order until ``depth`` pass.
+
+    Returns
+    -------
+    rows, sims : at most ``depth`` rows without repeats, and their similarities.
+    """
+    found = np.asarray(found_rows, dtype=np.int64).reshape(-1)
+    values = np.asarray(sims).reshape(-1)[: len(found)]
+    # Plain lists: this runs three times per request over ~60 rows, where list operations beat a chain of
+    # small numpy calls.
+    rows = found[: len(values)].tolist()
+    out = values.tolist()
+    if rows and min(rows) < 0:
+        rows, out = _pick(rows, out, [i for i, r in enumerate(rows) if r >= 0])
+    if len(set(rows)) != len(rows):
+        # An index never repeats a row, but a hand-made list might: keep each row's first occurrence.
+        first: dict[int, int] = {}
+        for i, r in enumerate(rows):
+            first.setdefault(r, i)
+        rows, out = _pick(rows, out, sorted(first.values()))
+    banned = {int(r) for r in exclude}
+    if len(banned) <= 8:  # usually the query song alone: find and drop it rather than test every row
+        for row in banned:
+            if row in rows:
+                at = rows.index(row)
+                del rows[at], out[at]
+    else:
+        rows, out = _pick(rows, out, [i for i, r in enumerate(rows) if r not in banned])
+    if keep is not None:
+        kept: list[int] = []
+        for i, row in enumerate(rows):
+            if keep(row):
+                kept.append(i)
+                if len(kept) >= depth:
+                    break
+        rows, out = _pick(rows, out, kept)
+    return rows[:depth], out[:depth]
+
+
+def ranks_of(
+    rows: Iterable[int], lists: Mapping[str, Sequence[int]], models: Sequence[str]
+) -> dict[int, dict[str, int | None]]:
+    """Per row, its 1-based rank in each model's candidate list, or None when absent."""
+    positions = {m: {row: i for i, row in enumerate(lists.get(m, ()), start=1)} for m in models}
+    return {row: {m: positions[m].get(row) for m in models} for row in rows}
+
+
+def fuse(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None) -> Ranked:
+    """``score_total``'s whole pool for one query as the service ranks it: :func:`score_total` with the
+    version's ``weights`` (None: :data:`FUSION_WEIGHTS`), except for a cold-start query.
+
+    A query without playlist history (no list from :data:`PLAYLIST_SOURCES`) is fused with
+    :data:`FUSION_WEIGHTS`: the fitted weights were fitted on warm songs, where the playlist sources lead;
+    between the audio models alone the constant weights hold.
+    """
+    if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
+        weights = None
+    return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
 
 
 def score_total(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None) -> Ranked:

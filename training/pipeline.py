@@ -58,11 +58,13 @@ from mugle_nets.tcae import TCAEOptions
 from training.cooc import WIDTH as COOC_WIDTH
 from training.cooc import write_cooc
 from training.fitting import UNFITTED_WEIGHTS, FitOptions, Fitter, split_validation
+from training.fused import WIDTH as FUSED_WIDTH
+from training.fused import write_fused
 from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import SPLIT_FILES, read_dataset
 from training.models import TrainingData, build_models
 from training.music2vec import Music2VecOptions
-from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
+from training.preprocess import PrepOptions, add_prep_arguments, catalog_rows, prep_options_from_args, prepare
 from training.tags import write_tags
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ class TrainOptions:
     neighbours : width of the precomputed neighbour lists the service answers catalog songs from (about
         0.5 KB per song and model on disk); 0 writes none, and the service then searches the indexes.
     cooc_width : width of the co-occurrence lists (the fourth candidate source); 0 writes none.
+    fused_width : width of the fused ``score_total`` lists (:mod:`training.fused`; about 1 KB per song at 64),
+        from which the service answers default requests for catalog songs; 0 writes none, and so does
+        ``neighbours`` up to the depth 50 (the fusion reads the neighbour lists).
     fit : how the ranking is fitted on a validation split (:class:`training.fitting.FitOptions`);
         ``fit.budget_s`` 0 fits nothing (Music2Vec as given, raw counts, fallback weights).
     thumbs_limit : mel thumbnails for the web page are precomputed only up to this many songs with
@@ -108,6 +113,7 @@ class TrainOptions:
     flat_threshold: int = FLAT_THRESHOLD
     neighbours: int = NEIGHBOURS
     cooc_width: int = COOC_WIDTH
+    fused_width: int = FUSED_WIDTH
     fit: FitOptions = field(default_factory=FitOptions)
     thumbs_limit: int = 50_000
     tag_min_playlists: int = MIN_PLAYLISTS
@@ -131,9 +137,11 @@ class TrainOptions:
         if w2v.workers < 0:
             raise ValueError(f"w2v_workers={w2v.workers!r}: must not be negative")
         self.fit.validate()
-        for name in ("flat_threshold", "neighbours", "thumbs_limit", "cooc_width"):
+        for name in ("flat_threshold", "neighbours", "thumbs_limit", "cooc_width", "fused_width"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must not be negative")
+        if 0 < self.fused_width < ranking.DEPTH:
+            raise ValueError(f"fused_width={self.fused_width!r}: must be 0 or at least the depth {ranking.DEPTH}")
         # CEL pulls its output towards both inputs by cosine, so the three spaces must share one width.
         if not w2v.dim == self.tcae.dim == self.cel.dim:
             raise ValueError(
@@ -402,11 +410,18 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
 
         with clock.stage("catalog"):
             with_audio = set(int(i) for i in tcae_ids)
-            rows = [
-                {**song, "popularity": prepared.popularity.get(sid, 0), "has_audio": sid in with_audio}
-                for sid, song in prepared.songs.items()
-            ]
+            rows = catalog_rows(prepared.songs, prepared.popularity, with_audio, genre_table)
             Catalog.save(stage_dir / CATALOG, rows, prepared.aliases, genre_table=genre_table)
+
+        if options.fused_width and options.neighbours <= ranking.DEPTH:
+            # Fusing reads the neighbour lists; shorter than the depth they would not give the served pool.
+            logger.info("fused lists: not written (neighbours=%d, they need more than %d)", options.neighbours,
+                        ranking.DEPTH)
+        elif options.fused_width:
+            with clock.stage("fused"):
+                ranking_record["fused"] = write_fused(
+                    stage_dir, entries, ranking_record, width=options.fused_width, progress=options.progress
+                )
 
         with clock.stage("extras"):
             extras = write_extras(stage_dir, tcae_ids, mel_paths, options.thumbs_limit)
@@ -622,6 +637,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cooc-width", type=int, default=d.cooc_width,
                    help=f"co-occurrence candidates precomputed per song (the fourth source of score_total); "
                         f"0 writes none (default {d.cooc_width})")
+    g.add_argument("--fused-width", type=int, default=d.fused_width,
+                   help=f"score_total's pool fused once per song, read by the service for default requests; "
+                        f"0 writes none (default {d.fused_width})")
     g.add_argument("--thumbs-limit", type=int, default=d.thumbs_limit,
                    help=f"precompute mel thumbnails up to this many songs with audio (default {d.thumbs_limit:,})")
     f = d.fit
@@ -681,6 +699,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         flat_threshold=args.flat_threshold,
         neighbours=args.neighbours,
         cooc_width=args.cooc_width,
+        fused_width=args.fused_width,
         fit=FitOptions(budget_s=args.fit_budget, val_fraction=args.fit_val_fraction, search=not args.no_fit_search),
         thumbs_limit=args.thumbs_limit,
         tag_min_playlists=args.tag_min_playlists,

@@ -137,6 +137,10 @@ def test_engine_dependency_can_be_overridden(root: Path) -> None:
     app.dependency_overrides[get_engine] = lambda: other
     with TestClient(app) as c:
         assert c.get("/health").json()["songs"] == 30
+        # the plain GET /recommend (answered by a shortcut past FastAPI's parameters) follows the override too
+        song = int(other.catalog.song_ids[0])
+        _, expected = other.recommend(song)
+        assert c.get(f"/recommend/{song}").json()["recommendations"] == expected
 
 
 def test_refuses_to_start_without_artifacts(tmp_path: Path) -> None:

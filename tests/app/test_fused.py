@@ -1,0 +1,165 @@
+"""The fused score_total lists: answers read from one row equal the per-request fusion's, byte for byte.
+
+Two versions: the session's tiny trained version (the real pipeline: fitted weights, the co-occurrence
+source, cold-start songs; its pools fit the stored width), and a synthetic one with planted clusters and
+co-occurrence lists added, whose pools are longer than the width, so the novelty re-rank's check for songs
+past the cut is exercised both ways.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import orjson
+import pytest
+
+from app.engine import Engine
+from app.fused import FusedLists
+from mugle_core.artifacts import COOC, FUSED, MANIFEST, ArtifactError, knn_sims_file, ranks_file, read_manifest
+from tests.fixtures.synthetic import read_truth, write_synthetic_version
+from training.cooc import write_cooc
+from training.fused import WIDTH, add_fused
+
+faiss.omp_set_num_threads(1)
+
+NOVELTIES = (0.0, 0.3, 1.0)
+
+
+def _pair(version: Path) -> tuple[Engine, Engine]:
+    """The same version loaded twice: answering from the fused lists, and fusing every request."""
+    fast, slow = Engine.load(version), Engine.load(version)
+    assert fast.fused is not None
+    slow.fused = None
+    return fast, slow
+
+
+def _same(fast: Engine, slow: Engine, call: str, *args: Any, **kwargs: Any) -> None:
+    a = getattr(fast, call)(*args, **kwargs)
+    b = getattr(slow, call)(*args, **kwargs)
+    assert orjson.dumps(a) == orjson.dumps(b), (call, args, kwargs)
+    if call == "recommend":
+        # The route's JSON spliced from kept Song JSON: the bytes orjson writes for the dict answer.
+        spliced = fast.recommend_json(*args, **kwargs)
+        method = kwargs.get("method", "score_total")
+        if spliced is not None:
+            assert spliced == orjson.dumps({"song": b[0], "method": method, "recommendations": b[1]}), (args, kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_version: dict) -> tuple[Engine, Engine]:
+    return _pair(tiny_version["version"])
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 songs in 6 clusters with co-occurrence lists: pools of about 100 songs, cut to the width 64."""
+    vdir = write_synthetic_version(tmp_path_factory.mktemp("fused"), n_songs=300, seed=5, n_clusters=6)
+    truth = read_truth(vdir)
+    ids = truth["ids"]
+    pop = np.load(vdir / "music2vec.ids.npy").tolist()  # the songs with playlist history
+    rng = np.random.default_rng(0)
+    playlists = [rng.choice([i for i in pop if truth["clusters"][str(i)] == c], 12, replace=False).tolist()
+                 for c in range(truth["n_clusters"]) for _ in range(10)]
+    assert set(i for p in playlists for i in p) <= set(ids)
+    manifest = read_manifest(vdir)
+    manifest.ranking = {COOC: write_cooc(vdir, playlists, k=64),
+                        "fusion": {"weights": {"music2vec": 1.0, "cooc": 0.7, "cel": 0.2, "tcae": 0.1}},
+                        "novelty": {"strength": 3.0, "head": 2}}
+    (vdir / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    record = add_fused(vdir)
+    assert record["lists"] == ["music2vec", "tcae", "cel", COOC] and record["pools_cut"] > 0
+    return vdir
+
+
+def test_trained_version_has_fused_lists(tiny_version: dict) -> None:
+    record = read_manifest(tiny_version["version"]).ranking[FUSED]
+    assert record["width"] == WIDTH and record["depth"] == 50
+    assert record["files"] == ["fused.knn.npy", "fused.knn_sims.npy", "fused.ranks.npy"]
+    assert COOC in record["lists"]
+
+
+def test_every_song_every_k_matches_the_per_request_fusion(tiny: tuple[Engine, Engine]) -> None:
+    fast, slow = tiny
+    assert fast.fused is not None
+    ids = fast.catalog.song_ids.tolist() + fast.catalog.alias_from.tolist()  # canonical and merged ids
+    for sid in ids:
+        row = fast.resolve(sid)
+        assert row is not None
+        for k in range(1, fast.fused.max_k + 1):
+            for novelty in NOVELTIES:
+                _same(fast, slow, "recommend", sid, k=k, novelty=novelty)
+        # The fast path answered (the tiny version's pools fit the width, so even with novelty).
+        assert fast._fused_items(row, "score_total", 10, 0.5, False, None) is not None
+        assert fast.recommend_json(sid, k=10, novelty=0.5) is not None
+    for sid in ids[:10]:
+        _same(fast, slow, "recommend_seeds", [sid], k=10)
+        _same(fast, slow, "recommend_seeds", [sid], k=7, novelty=0.5)
+
+
+def test_long_pools_match_with_and_without_novelty(clustered: Path) -> None:
+    fast, slow = _pair(clustered)
+    assert fast.fused is not None and fast.novelty_head == 2
+    served = fell_back = 0
+    for sid in fast.catalog.song_ids.tolist():
+        row = fast.resolve(sid)
+        for k in (1, 2, 3, 10, 50):
+            for novelty in NOVELTIES:
+                _same(fast, slow, "recommend", sid, k=k, novelty=novelty)
+                if novelty:
+                    got = fast._fused_items(row, "score_total", k, novelty, False, None)
+                    served += got is not None
+                    fell_back += got is None
+    assert served and fell_back  # both sides of the check past the cut were taken
+
+
+def test_other_requests_fall_back_and_match(clustered: Path) -> None:
+    fast, slow = _pair(clustered)
+    sid = int(fast.catalog.song_ids[7])
+    for kwargs in ({"k": 51}, {"k": 100}, {"method": "music2vec"}, {"method": "each_top3"},
+                   {"exclude_artist": True}):
+        assert fast._fused_items(7, kwargs.get("method", "score_total"), kwargs.get("k", 10), 0.0,
+                                 kwargs.get("exclude_artist", False), None) is None
+        _same(fast, slow, "recommend", sid, **kwargs)
+    seeds = fast.catalog.song_ids[[3, 9, 20]].tolist()
+    _same(fast, slow, "recommend_seeds", seeds, k=10)
+
+
+def test_stale_record_is_ignored(clustered: Path, tmp_path: Path) -> None:
+    vdir = tmp_path / clustered.name
+    shutil.copytree(clustered, vdir)
+    data = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+    data["ranking"]["fusion"]["weights"]["cel"] = 0.9  # refitted weights, lists fused with the old ones
+    (vdir / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    engine = Engine.load(vdir)
+    assert engine.fused is None
+    assert engine.recommend(int(engine.catalog.song_ids[0]))[1]
+
+
+@pytest.mark.parametrize("broken", ["dtype", "missing"])
+def test_malformed_fused_files_are_refused(clustered: Path, tmp_path: Path, broken: str) -> None:
+    vdir = tmp_path / clustered.name
+    shutil.copytree(clustered, vdir)
+    if broken == "dtype":
+        np.save(vdir / knn_sims_file(FUSED), np.load(vdir / knn_sims_file(FUSED)).astype(np.float32))
+        with pytest.raises(ArtifactError, match="fused.knn_sims.npy: must be float64"):
+            Engine.load(vdir)
+    else:
+        (vdir / ranks_file(FUSED)).unlink()
+        with pytest.raises(ArtifactError, match="fused.ranks.npy: listed in manifest ranking.fused but missing"):
+            Engine.load(vdir)
+
+
+def test_record_must_match_the_served_fusion(clustered: Path) -> None:
+    record = read_manifest(clustered).ranking[FUSED]
+    lists = ["music2vec", "tcae", "cel", COOC]
+    weights = record["weights"]
+    assert FusedLists.load(clustered, record, 300, lists, weights) is not None
+    assert FusedLists.load(clustered, record, 300, lists[:3], weights) is None
+    assert FusedLists.load(clustered, {**record, "depth": 40}, 300, lists, weights) is None
+    with pytest.raises(ArtifactError, match="fused.knn.npy: must be int32 of shape \\(299, W\\)"):
+        FusedLists.load(clustered, record, 299, lists, weights)

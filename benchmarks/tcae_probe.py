@@ -12,8 +12,10 @@ Ground truth, read from ``--truth`` (JSON), either or both of:
 - ``queries``: ``[{"mel": path (relative to the truth file's folder or absolute), "song_id": id}]``:
   an outside mel must find its song.
 
-``--split half`` keeps only the groups or queries of one half (by a seeded hash of the first id), so
-choices can be made on one half and reported on the other. Example::
+``--split a`` (or ``b``) keeps only the groups or queries of one half (by a seeded hash of the first id),
+so choices can be made on one half and reported on the other; ``--split each`` scores both halves and
+all from one training. With a fixed per-band part in the vector (``blend_dim > 0``) the learned part is
+also scored alone. Example::
 
     PYTHONPATH=. python benchmarks/tcae_probe.py --data /tmp/demo --truth /tmp/demo/demo_truth.json \\
         --option steps=200
@@ -77,11 +79,19 @@ def summary(ranks: np.ndarray, seed: int = 0) -> dict[str, Any]:
     }
 
 
+def paired_p1_gain(ranks: np.ndarray, baseline: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """P@1 of ``ranks`` minus P@1 of ``baseline`` on the same queries, with a paired 95 % bootstrap interval."""
+    diff = (ranks == 1).astype(float) - (baseline == 1).astype(float)
+    boot = np.random.default_rng(seed).integers(0, len(diff), size=(1000, len(diff)))
+    return {"gain": round(float(diff.mean()), 3),
+            "ci": [round(float(v), 3) for v in np.percentile(diff[boot].mean(1), [2.5, 97.5])]}
+
+
 def evaluate_vectors(
     ids: np.ndarray, vecs: np.ndarray, groups: list[list[int]], query_vecs: np.ndarray | None,
-    query_targets: list[int],
+    query_targets: list[int], ranks_out: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """P@1/MRR for version groups (leave one out) and for outside queries."""
+    """P@1/MRR for version groups (leave one out) and for outside queries; ``ranks_out`` receives the ranks."""
     row = {int(s): r for r, s in enumerate(ids)}
     vecs = normalise(vecs)
     out: dict[str, Any] = {}
@@ -95,11 +105,17 @@ def evaluate_vectors(
                     targets.append(others)
         sims = vecs[qrows] @ vecs.T
         sims[np.arange(len(qrows)), qrows] = -np.inf
-        out["groups"] = summary(ranks_for(sims, targets))
+        ranks = ranks_for(sims, targets)
+        out["groups"] = summary(ranks)
+        if ranks_out is not None:
+            ranks_out["groups"] = ranks
     if query_vecs is not None and len(query_targets):
         keep = [i for i, t in enumerate(query_targets) if t in row]
         sims = normalise(query_vecs[keep]) @ vecs.T
-        out["queries"] = summary(ranks_for(sims, [{row[query_targets[i]]} for i in keep]))
+        ranks = ranks_for(sims, [{row[query_targets[i]]} for i in keep])
+        out["queries"] = summary(ranks)
+        if ranks_out is not None:
+            ranks_out["queries"] = ranks
     return out
 
 
@@ -115,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--truth", type=Path, required=True)
     parser.add_argument("--option", action="append", default=[], help="TCAEOptions field=JSON value")
-    parser.add_argument("--split", choices=["all", "a", "b"], default="all")
+    parser.add_argument("--split", choices=["all", "a", "b", "each"], default="all",
+                        help="half of the tunes/queries to score; 'each' scores a, b and all from one training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-train", action="store_true", help="baselines only")
@@ -133,11 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     truth = json.loads(args.truth.read_text(encoding="utf-8"))
     raw_groups = list(truth.get("version_groups", []))
     raw_groups += [t["song_ids"] for t in truth.get("tunes", [])]  # the real-audio melodies set
-    groups = [list(map(int, g)) for g in raw_groups if g and in_half(int(g[0]), args.split)]
+    all_groups = [list(map(int, g)) for g in raw_groups if g]
     queries = list(truth.get("queries", []))
     for track in truth.get("tracks", []):  # the real-audio recordings set: queries listed per track
         queries += [{"mel": q["mel"], "song_id": track["song_id"]} for q in track.get("queries", [])]
-    queries = [q for q in queries if in_half(int(q["song_id"]), args.split)]
     paths: dict[int, Path] = {}
     for p in sorted((args.data / "arena_mel").glob("*/*.npy")):
         paths[int(p.stem)] = p
@@ -155,6 +171,18 @@ def main(argv: list[str] | None = None) -> int:
         qmels.append(np.load(qp).astype(np.float32))
         qtargets.append(int(q["song_id"]))
     result: dict[str, Any] = {"data": str(args.data), "split": args.split, "songs": len(ids), "options": args.option}
+    halves = ["a", "b", "all"] if args.split == "each" else [args.split]
+
+    def score(name: str, cat_ids: np.ndarray, vecs: np.ndarray, qvecs: np.ndarray | None) -> None:
+        """Score one embedding on each requested half; one half is stored flat, several by half."""
+        out = {}
+        for half in halves:
+            groups = [g for g in all_groups if in_half(g[0], half)]
+            keep = [i for i, t in enumerate(qtargets) if in_half(t, half)]
+            out[half] = evaluate_vectors(cat_ids, vecs, groups, None if qvecs is None else qvecs[keep],
+                                         [qtargets[i] for i in keep])
+        result[name] = out[halves[0]] if len(halves) == 1 else out
+        print(name, json.dumps(result[name]), flush=True)
 
     allmel = np.concatenate([mels[int(i)] for i in ids], axis=1)
     band = (allmel.mean(axis=1), allmel.std(axis=1) + 1e-6)
@@ -162,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, stats in (("fft2", None), ("fft2 band-std", band)):
         fft = np.stack([fft2_feature(mels[int(i)], stats) for i in ids])
         qfft = np.stack([fft2_feature(m, stats) for m in qmels]) if qmels else None
-        result[name] = evaluate_vectors(ids, fft, groups, qfft, qtargets)
-        print(name, json.dumps(result[name]), flush=True)
+        score(name, ids, fft, qfft)
 
     if not args.no_train:
         overrides = {}
@@ -177,11 +204,18 @@ def main(argv: list[str] | None = None) -> int:
             tids, tvecs, info = train_tcae({int(i): paths[int(i)] for i in ids}, options, seed=args.seed, device="cpu",
                                      models_dir=models)
             result["train_s"] = round(time.perf_counter() - started, 1)
-            qvecs = TCAEEmbedder.load(models).embed(qmels) if qmels else None
-        result["history"] = info.get("history", [])
-        print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
-        result["tcae"] = evaluate_vectors(tids, tvecs, groups, qvecs, qtargets)
-        print("tcae", json.dumps(result["tcae"]), f"train {result['train_s']} s", flush=True)
+            embedder = TCAEEmbedder.load(models)
+            qvecs = embedder.embed(qmels) if qmels else None
+            result["history"] = info.get("history", [])
+            print("history", json.dumps([{k: round(v, 3) for k, v in h.items()} for h in result["history"]]))
+            print("train", result["train_s"], "s")
+            score("tcae", tids, tvecs, qvecs)
+            if embedder.model.blend is not None:
+                # The learned part alone: the same model without the fixed per-band feature.
+                embedder.model.blend = None
+                by_id = {int(i): mels[int(i)] for i in ids}
+                score("tcae learned part", tids, embedder.embed([by_id[int(i)] for i in tids]),
+                      embedder.embed(qmels) if qmels else None)
     if args.out is not None:
         with open(args.out, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(result) + "\n")

@@ -1,4 +1,5 @@
-"""P@1 of a trained version's TCAE and of the fixed 2-D FFT on each half of a real-audio set, in-process.
+"""P@1 of a trained version's TCAE and of the fixed 2-D FFT on each half of a real-audio set, in-process,
+and the TCAE's gain over the FFT with a paired bootstrap interval.
 
 The halves are those of ``benchmarks/tcae_probe.py --split`` (a seeded hash of the first song id of a
 tune, or of a query's track), so choices made on half ``a`` can be reported on half ``b``. The TCAE is
@@ -18,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.tcae_probe import evaluate_vectors, fft2_feature, in_half  # noqa: E402
+from benchmarks.tcae_probe import evaluate_vectors, fft2_feature, in_half, paired_p1_gain  # noqa: E402
 from mugle_nets.mels import read_mel  # noqa: E402
 
 
@@ -43,11 +44,15 @@ def main(argv: list[str]) -> int:
                    if in_half(int(t["song_id"]), half)]
         qmels = [np.load(p).astype(np.float32) for p, _ in queries]
         targets = [s for _, s in queries]
+        ranks: dict[str, dict[str, np.ndarray]] = {"tcae": {}, "fft2": {}}
         out = {
-            "tcae": evaluate_vectors(ids, vecs, groups, embedder.embed(qmels) if qmels else None, targets),
+            "tcae": evaluate_vectors(ids, vecs, groups, embedder.embed(qmels) if qmels else None, targets,
+                                     ranks["tcae"]),
             "fft2": evaluate_vectors(ids, fft, groups, np.stack([fft2_feature(m) for m in qmels]) if qmels else None,
-                                     targets),
+                                     targets, ranks["fft2"]),
         }
+        kind = "queries" if qmels else "groups"
+        out["tcae - fft2 P@1 (paired)"] = paired_p1_gain(ranks["tcae"][kind], ranks["fft2"][kind])
         print(half, json.dumps(out), flush=True)
     return 0
 

@@ -387,6 +387,20 @@ def table_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _train_lines(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The training command behind each evaluated artifacts folder (a demo folder is trained by ``mugle train``)."""
+    lines = []
+    for r in results:
+        if not r.get("artifacts"):
+            continue
+        if (Path(r["folder"]) / DEMO_TRUTH).exists():
+            lines.append(f"mugle demo-data --out {r['folder']} && "
+                         f"mugle train --data {r['folder']} --out {r['artifacts']} --seed {SEED}")
+        else:
+            lines.append(f"mugle real-audio train --set {r['folder']} --out {r['artifacts']}")
+    return lines
+
+
 def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: str) -> Path:
     """Write the JSON and the Markdown report; returns the JSON path."""
     report = Path(report)
@@ -402,12 +416,7 @@ def write_report(results: Sequence[Mapping[str, Any]], report: Path, command: st
              "Reproduce (the sets are built outside the repository; training is the default `mugle train`, seed 0):",
              "", "```bash",
              "nice -n 10 mugle real-audio build --what all --cache /work/cache/realaudio --debs /work/cache/debs",
-             "mugle real-audio train --set /work/cache/realaudio/recordings --out /work/cache/realaudio/recordings/"
-             "artifacts-main",
-             "mugle real-audio train --set /work/cache/realaudio/melodies --out /work/cache/realaudio/melodies/"
-             "artifacts-main",
-             "mugle demo-data --out /work/cache/realaudio/demo && mugle train --data /work/cache/realaudio/demo "
-             "--out /work/cache/realaudio/demo/artifacts --seed 0",
+             *_train_lines(results),
              command, "```", ""]
     for r in results:
         size = r["size"]

@@ -30,6 +30,8 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from training.gcpause import gc_paused
+
 logger = logging.getLogger(__name__)
 
 SONG_META = "song_meta.json"
@@ -279,6 +281,7 @@ def read_playlists(path: Path, split: str, known: np.ndarray, report: ReadReport
     return playlists
 
 
+@gc_paused()  # millions of records that make no reference cycles: see training.gcpause
 def read_dataset(
     root: Path, splits: tuple[str, ...] = ("train", "val", "test"), progress: bool = True
 ) -> MelonDataset:

@@ -64,7 +64,7 @@ from training.indexes import FLAT_THRESHOLD, NEIGHBOURS, write_model
 from training.melon import SPLIT_FILES, read_dataset
 from training.models import TrainingData, build_models
 from training.music2vec import Music2VecOptions
-from training.preprocess import PrepOptions, add_prep_arguments, prep_options_from_args, prepare
+from training.preprocess import PrepOptions, add_prep_arguments, catalog_rows, prep_options_from_args, prepare
 from training.tags import write_tags
 
 logger = logging.getLogger(__name__)
@@ -410,10 +410,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
 
         with clock.stage("catalog"):
             with_audio = set(int(i) for i in tcae_ids)
-            rows = [
-                {**song, "popularity": prepared.popularity.get(sid, 0), "has_audio": sid in with_audio}
-                for sid, song in prepared.songs.items()
-            ]
+            rows = catalog_rows(prepared.songs, prepared.popularity, with_audio, genre_table)
             Catalog.save(stage_dir / CATALOG, rows, prepared.aliases, genre_table=genre_table)
 
         if options.fused_width and options.neighbours <= ranking.DEPTH:

@@ -35,8 +35,10 @@ import numpy as np
 from mugle_core.melfile import MEL_DIR, MEL_FRAMES, read_mel_window
 from mugle_core.textnorm import fold, is_instrumental
 from training.duplicates import DuplicateReport, find_duplicates
+from training.gcpause import gc_paused
 from training.melon import MelonDataset, Song, genre_names
 from training.same_recording import BANDS, window_frames
+from training.songstrings import SongStrings
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class PrepOptions:
 
 @dataclass
 class Prepared:
-    songs: dict[int, dict[str, Any]]
+    songs: dict[int, Song]  # canonical id -> its record as read (rows for the catalog: catalog_rows)
     aliases: dict[int, int]
     popularity: dict[int, int]
     train_playlists: list[list[int]]
@@ -77,15 +79,29 @@ class Prepared:
         return "\n".join(f"{label:<48} {n:>10,}" for label, n in self.summary)
 
 
-def _song_dict(song: Song, genres: list[str]) -> dict[str, Any]:
-    return {
-        "song_id": song.id,
-        "title": song.title,
-        "artists": list(song.artists),
-        "album": song.album,
-        "genres": genres,
-        "issue_date": song.issue_date,
-    }
+def catalog_rows(
+    songs: dict[int, Song], popularity: dict[int, int], with_audio: set[int], genre_table: dict[str, str],
+) -> list[dict[str, Any]]:
+    """One row per canonical song, as :meth:`mugle_core.catalog.Catalog.save` takes them.
+
+    Built once, when the catalog is written: preprocessing keeps the read records (``Prepared.songs``)
+    rather than a dict per song that this step would copy anyway.
+    """
+    # Genre names per distinct basket: a few hundred baskets for the whole catalog.
+    names = functools.cache(lambda codes: genre_names(list(codes), genre_table))
+    return [
+        {
+            "song_id": sid,
+            "title": song.title,
+            "artists": list(song.artists),
+            "album": song.album,
+            "genres": names(tuple(song.genres)),
+            "issue_date": song.issue_date,
+            "popularity": popularity.get(sid, 0),
+            "has_audio": sid in with_audio,
+        }
+        for sid, song in songs.items()
+    ]
 
 
 def mel_reader(root: Path) -> Callable[[int], np.ndarray | None]:
@@ -113,6 +129,7 @@ def mel_exists(root: Path) -> Callable[[int], bool]:
     return exists
 
 
+@gc_paused()  # builds a few million dicts and lists that make no reference cycles: see training.gcpause
 def prepare(
     dataset: MelonDataset, options: PrepOptions | None = None, holdout_ids: frozenset[int] | set[int] = frozenset(),
     *, progress: bool = False,
@@ -121,18 +138,28 @@ def prepare(
     options = options or PrepOptions()
     summary: list[tuple[str, int]] = [("songs in song_meta.json", len(dataset.songs))]
 
-    # Catalog filters.
-    kept: list[Song] = []
+    # Catalog filters, on each distinct title and artist list once (training.songstrings).
+    strings = SongStrings.of(dataset.songs)
+    drop = np.zeros(len(dataset.songs), dtype=bool)
     dropped: Counter[str] = Counter()
-    for song in dataset.songs:
-        if options.drop_instrumental and is_instrumental(song.title):
-            dropped["instrumental/MR/ASMR title"] += 1
-        elif options.drop_various_artists and any(fold(a) == VARIOUS_ARTISTS for a in song.artists):
-            dropped["Various Artists"] += 1
-        elif options.excluded_genres and song.genres and set(song.genres) <= options.excluded_genres:
-            dropped["excluded genres only"] += 1
-        else:
-            kept.append(song)
+
+    def drop_where(reason: str, hit: np.ndarray) -> None:
+        hit &= ~drop  # a song counts under the first reason that drops it
+        drop[hit] = True
+        if hit.any():
+            dropped[reason] = int(hit.sum())
+
+    if options.drop_instrumental:
+        drop_where("instrumental/MR/ASMR title", strings.per_title(is_instrumental, bool))
+    if options.drop_various_artists:
+        various = functools.cache(lambda name: fold(name) == VARIOUS_ARTISTS)
+        drop_where("Various Artists", strings.per_artist_list(lambda names: any(map(various, names)), bool))
+    if options.excluded_genres:
+        excluded = options.excluded_genres
+        drop_where("excluded genres only", np.fromiter(
+            (bool(s.genres) and set(s.genres) <= excluded for s in dataset.songs), bool, len(dataset.songs)))
+    kept_at = np.flatnonzero(~drop)
+    kept: list[Song] = [dataset.songs[i] for i in kept_at.tolist()]
     for reason, n in sorted(dropped.items()):
         summary.append((f"  dropped: {reason}", n))
     summary.append(("songs after catalog filters", len(kept)))
@@ -149,28 +176,30 @@ def prepare(
     flat = np.fromiter(itertools.chain.from_iterable(p.songs for p in playlists), dtype=np.int64,
                        count=int(lengths.sum()))
     owner = np.repeat(np.arange(len(playlists), dtype=np.int64), lengths)
-    size = int(max(flat.max(initial=-1), max((s.id for s in kept), default=-1))) + 1
+    kept_ids = np.fromiter((s.id for s in kept), dtype=np.int64, count=len(kept))
+    size = int(max(flat.max(initial=-1), kept_ids.max(initial=-1))) + 1
     raw_pop = np.bincount(flat, minlength=size)
 
-    # Duplicate groups: one recording under several ids.
+    # Duplicate groups: one recording under several ids. Every kept song is its own canonical id unless
+    # it is in a group; only the groups (a few percent of the songs) are visited one by one.
     report = DuplicateReport()
+    groups: list[list[int]] = []
     if options.merge_duplicates:
         reader = mel_reader(dataset.root) if options.audio_check else None
-        groups, report = find_duplicates(kept, raw_pop, reader, has_mel=mel_exists(dataset.root), progress=progress)
-    else:
-        groups = [[song.id] for song in kept]
-    aliases: dict[int, int] = {}
+        groups, report = find_duplicates(kept, raw_pop, reader, has_mel=mel_exists(dataset.root), progress=progress,
+                                         strings=strings.take(kept_at))
     alias_of = np.full(size, -1, dtype=np.int64)
+    alias_of[kept_ids] = kept_ids
     for ids in groups:
-        canonical = min(ids, key=lambda i: (-raw_pop[i], i))
-        for i in ids:
-            aliases[i] = canonical
-        alias_of[ids] = canonical
-    n_canonical = len(groups)
-    summary.append(("  merged duplicate ids", len(kept) - n_canonical))
+        alias_of[ids] = min(ids, key=lambda i: (-raw_pop[i], i))
+    kept_alias = alias_of[kept_ids]
+    aliases: dict[int, int] = dict(zip(kept_ids.tolist(), kept_alias.tolist(), strict=True))
+    is_canonical = kept_alias == kept_ids
+    canonical = kept_ids[is_canonical]
+    summary.append(("  merged duplicate ids", len(kept) - len(canonical)))
     if options.merge_duplicates:
         summary.extend(report.summary())
-    summary.append(("servable songs (canonical)", n_canonical))
+    summary.append(("servable songs (canonical)", len(canonical)))
 
     # Training playlists in canonical ids, curator's order, repeats after merging removed.
     mapped = alias_of[flat] if len(flat) else flat
@@ -180,21 +209,21 @@ def prepare(
     first.sort()
     mapped, owner = mapped[first], owner[first]
     popularity_arr = np.bincount(mapped, minlength=size)
-    bounds = np.searchsorted(owner, np.arange(len(playlists) + 1))
+    bounds = np.searchsorted(owner, np.arange(len(playlists) + 1)).tolist()
+    entries = mapped.tolist()  # one conversion; slicing a list is cheaper than a tolist per playlist
     train_playlists: list[list[int]] = []
     train_ids: list[int] = []
-    for i, p in enumerate(playlists):
-        if bounds[i + 1] > bounds[i]:
-            train_playlists.append(mapped[bounds[i]:bounds[i + 1]].tolist())
+    for p, start, stop in zip(playlists, bounds[:-1], bounds[1:], strict=True):
+        if stop > start:
+            train_playlists.append(entries[start:stop])
             train_ids.append(p.id)
-    popularity = {c: int(popularity_arr[c]) for c in set(aliases.values())}
+    canonical_pop = popularity_arr[canonical]
+    popularity = dict(zip(canonical.tolist(), canonical_pop.tolist(), strict=True))
 
-    w2v_songs = {sid for sid, n in popularity.items() if n >= options.min_playlists}
+    w2v_songs = set(canonical[canonical_pop >= options.min_playlists].tolist())
     summary.append((f"songs in >= {options.min_playlists} training playlists (Music2Vec)", len(w2v_songs)))
 
-    by_id = {s.id: s for s in kept}
-    names = functools.lru_cache(maxsize=None)(lambda codes: genre_names(list(codes), dataset.genre_table))
-    songs = {c: _song_dict(by_id[c], names(tuple(by_id[c].genres))) for c in popularity}
+    songs = {s.id: s for s, c in zip(kept, is_canonical.tolist(), strict=True) if c}
     prepared = Prepared(
         songs=songs,
         aliases=aliases,

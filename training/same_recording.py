@@ -147,6 +147,11 @@ def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[
     recording of the same tune. The lag is the number of frames by which ``b``'s window starts later in
     the recording than ``a``'s; it is found on the coarse copies and refined on the detail.
     """
+    return _best_lag(a, b, max_lag, _lag_score(a, b, 0))
+
+
+def _best_lag(a: Fingerprint, b: Fingerprint, max_lag: int, at_zero: float) -> tuple[float, int]:
+    """:func:`similarity`, given the score at lag 0 (which :func:`matches` has computed already)."""
     if a.spectrum.shape != b.spectrum.shape:  # mels of different lengths: compare at full resolution
         lags = range(-max_lag, max_lag + 1, _TIME_POOL)
         best = max(lags, key=lambda lag: _lag_score(a, b, lag))
@@ -155,12 +160,11 @@ def similarity(a: Fingerprint, b: Fingerprint, max_lag: int = MAX_LAG) -> tuple[
         xcorr = np.fft.irfft((a.spectrum * np.conj(b.spectrum)).sum(0), n=n)
         coarse_lag = max_lag // _TIME_POOL
         # xcorr[k] pairs a's frame t + k with b's frame t; negative k wraps to the end.
-        window = np.r_[xcorr[-coarse_lag:], xcorr[: coarse_lag + 1]]
+        window = np.concatenate((xcorr[-coarse_lag:], xcorr[: coarse_lag + 1]))  # np.r_ costs 40 us more
         best = (int(np.argmax(window)) - coarse_lag) * _TIME_POOL
-    tried = set(range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)) | {0}
+    near = range(max(-max_lag, best - _REFINE), min(max_lag, best + _REFINE) + 1)
     # Lag 0 is always among the lags scored, so that matches() may accept on it alone and agree.
-    score, lag = max((_lag_score(a, b, lag), lag) for lag in sorted(tried))
-    return score, lag
+    return max([(at_zero, 0)] + [(_lag_score(a, b, lag), lag) for lag in near if lag != 0])
 
 
 def matches(a: Fingerprint, b: Fingerprint, threshold: float = SAME_RECORDING) -> tuple[bool, float]:
@@ -172,7 +176,7 @@ def matches(a: Fingerprint, b: Fingerprint, threshold: float = SAME_RECORDING) -
     at_zero = _lag_score(a, b, 0)
     if at_zero >= threshold:
         return True, at_zero
-    score = similarity(a, b)[0]
+    score = _best_lag(a, b, MAX_LAG, at_zero)[0]
     return score >= threshold, score
 
 

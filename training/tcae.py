@@ -329,7 +329,7 @@ def _init_head(
 
 
 def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, options: TCAEOptions, seed: int) -> None:
-    """Standardisation of the modulation feature over a sample of training songs."""
+    """Standardisation and whitening PCA of the modulation feature over a sample of training songs."""
     rng = np.random.default_rng(seed + 104729)
     chosen = [paths[int(i)] for i in np.sort(rng.permutation(len(paths))[: options.blend_sample])]
     feats = []
@@ -340,7 +340,7 @@ def _fit_blend(blend: ModulationBlend, paths: list[Path], stats: MelStats, optio
             feats.append(modulation_spectrum(x))
     if not feats:
         raise ValueError(f"train_tcae: no readable mel among {len(chosen)} files sampled for the blend feature")
-    blend.fit(torch.cat(feats), seed)
+    blend.fit(torch.cat(feats))
 
 
 def _validation_batches(

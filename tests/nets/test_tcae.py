@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mugle_nets.mels import (
     FRAMES,
@@ -225,6 +226,34 @@ def test_augmentations_keep_shape_and_change_the_crop() -> None:
     va, vb = view_pair(exact, plain, gen)
     torch.testing.assert_close(va, exact)
     torch.testing.assert_close(augment(va, plain, gen), exact)
+
+
+def test_blend_whitens_the_fixed_feature_and_keeps_bands_apart() -> None:
+    """The fixed part's map whitens the training songs' per-band modulation spectra, and unlike the
+    learned part it tells a clip from the same clip moved up by whole bands."""
+    from mugle_nets.tcae import ModulationBlend, modulation_spectrum
+
+    gen = torch.Generator().manual_seed(0)
+    # Songs with structure across bands: a few shared band-rhythm patterns mixed at random.
+    patterns = torch.randn(6, N_MELS, 512, generator=gen)
+    clips = torch.einsum("sk,kbt->sbt", torch.randn(80, 6, generator=gen), patterns)
+    clips = clips + 0.3 * torch.randn(clips.shape, generator=gen)
+    feats = modulation_spectrum(clips)
+    blend = ModulationBlend(N_MELS, 8, 0.3)
+    blend.fit(feats)
+    white = ((feats - blend.mean) / blend.std) @ blend.proj
+    cov = torch.cov(white.T.double())
+    # The leading components are whitened (unit variance, uncorrelated); a floored one may be below 1.
+    torch.testing.assert_close(cov[:4, :4], torch.eye(4, dtype=torch.float64), atol=1e-3, rtol=1e-3)
+    assert torch.isfinite(blend.proj).all()
+    out = blend(clips[:4])
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(4))
+    moved = torch.roll(clips[:4], 5, dims=1)
+    assert (F.cosine_similarity(blend(moved), out) < 0.99).all()
+    # Fewer songs than components: the missing columns stay zero, nothing blows up.
+    few = ModulationBlend(N_MELS, 8, 0.3)
+    few.fit(feats[:5])
+    assert torch.isfinite(few.proj).all() and not few.proj[:, 5:].any()
 
 
 def _shift_bands(mels: list[np.ndarray], shift: int) -> list[np.ndarray]:

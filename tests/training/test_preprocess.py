@@ -13,6 +13,7 @@ from training.preprocess import (
     ORIGINAL_EXCLUDED_GENRES,
     PrepOptions,
     add_prep_arguments,
+    catalog_rows,
     prep_options_from_args,
     prepare,
 )
@@ -96,6 +97,18 @@ def test_default_filters_and_switches(dataset) -> None:
                        merge_duplicates=False)
     prep2 = prepare(dataset, opts)
     assert {3, 4} <= set(prep2.songs) and 5 not in prep2.songs and {0, 1} <= set(prep2.songs)
+
+
+def test_catalog_rows_from_the_kept_records(dataset) -> None:
+    prep = prepare(dataset)
+    rows = catalog_rows(prep.songs, prep.popularity, {1}, dataset.genre_table)
+    by_id = {r["song_id"]: r for r in rows}
+    assert set(by_id) == set(prep.songs) == set(prep.popularity)
+    assert by_id[1] == {"song_id": 1, "title": "봄날 (Remastered)", "artists": ["BTS"], "album": "OST",
+                        "genres": ["발라드"], "issue_date": "2011-08-24", "popularity": 3, "has_audio": True}
+    assert by_id[6]["has_audio"] is False
+    by_id[1]["artists"].append("X")
+    assert prep.songs[1].artists == ["BTS"], "a row's lists are its own"
 
 
 def test_holdout_playlists_never_reach_training(dataset) -> None:

@@ -181,6 +181,8 @@ class Engine:
         # score_total's per-source weights: fitted for this version at training time (manifest
         # ``ranking.fusion.weights``), or the constant fallback for versions from before that.
         self.weights = dict(weights) if weights is not None else ranking.fusion_weights(manifest.ranking)
+        # The rank offset the weights were fitted with (0, the plain 1/rank, for versions from before it).
+        self.fusion_offset = ranking.fusion_offset(manifest.ranking)
         self.novelty_strength = ranking.novelty_strength(manifest.ranking)
         self.novelty_head = ranking.novelty_head(manifest.ranking)
         self.search_index = search
@@ -233,6 +235,7 @@ class Engine:
             mi.threads = max(1, faiss_threads)
         try:
             weights = ranking.fusion_weights(manifest.ranking)
+            ranking.fusion_offset(manifest.ranking)
             ranking.novelty_strength(manifest.ranking)
             ranking.novelty_head(manifest.ranking)
         except ValueError as exc:
@@ -251,7 +254,8 @@ class Engine:
             if not isinstance(fused_record, dict):
                 raise ArtifactError(f"{version_dir}/manifest.json: ranking.fused must be an object")
             lists = [*models, *([COOC] if cooc is not None else [])]
-            fused = FusedLists.load(version_dir, fused_record, len(catalog), lists, weights)
+            fused = FusedLists.load(version_dir, fused_record, len(catalog), lists, weights,
+                                    ranking.fusion_offset(manifest.ranking))
         # Every request reads a row of each list: have them read ahead into the page cache. Asked last, so
         # that from a cold cache this background reading does not delay the files loaded above.
         for mi in models.values():
@@ -494,7 +498,9 @@ class Engine:
                 lists[COOC], sims[COOC] = found
         for name, (rows, scores) in (extra or {}).items():
             lists[name], sims[name] = ranking.candidate_list(rows, scores, exclude_rows, depth, passes)
-        ranked = ranking.rank_method(method, lists, sims, self.weights if weights is None else weights)
+        # Weights given by the caller (tag recommendations, studies) are plain 1/rank weights.
+        ranked = ranking.rank_method(method, lists, sims, *((self.weights, self.fusion_offset) if weights is None
+                                                           else (weights, 0.0)))
         ranked = ranking.novelty_rerank(
             ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength,
             head=self.novelty_head,

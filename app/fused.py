@@ -55,11 +55,13 @@ class FusedLists:
         catalog_size: int,
         lists: list[str],
         weights: Mapping[str, float],
+        offset: float = 0.0,
     ) -> FusedLists | None:
         """Open the files the manifest's ``ranking.fused`` record names.
 
         Returns None (the engine then fuses per request) when the record describes another fusion than the
-        one this service runs: another depth, other sources, other lists or weights than the version's.
+        one this service runs: another depth, other sources, other lists, weights or rank offset than the
+        version's (a record without an offset was fused at 0).
 
         Raises
         ------
@@ -72,6 +74,7 @@ class FusedLists:
             "sources": (record.get("sources"), list(SOURCES)),
             "lists": (record.get("lists"), lists),
             "weights": (record.get("weights"), dict(weights)),
+            "offset": (record.get("offset", 0.0), offset),
         }
         stale = [f"{k} {got!r} (served: {want!r})" for k, (got, want) in differs.items() if got != want]
         if stale:

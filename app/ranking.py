@@ -8,12 +8,13 @@ can be tested without FAISS or a server.
 Methods (as in the original system, minus its bug of returning the query song first):
 
 ``score_total``
-    each source's candidate at 1-based rank ``r`` scores ``w_source / r``; scores add up across sources,
+    each source's candidate at 1-based rank ``r`` scores ``w_source / (offset + r)``; scores add up across sources,
     and a song missing from a source's list gets nothing from it. The sources are the three models and,
     in versions that have it, the co-occurrence list (``cooc``: songs sharing the most training
     playlists). The weights are fitted per catalog at training time on a validation split of its
-    training playlists and read from the version's manifest; :data:`FUSION_WEIGHTS` is the fallback for
-    versions from before that.
+    training playlists and read from the version's manifest, with the rank offset (0, the plain
+    ``1 / r``, for versions without one); :data:`FUSION_WEIGHTS` at offset 0 is the fallback for versions
+    from before that.
 ``each_top3``
     the top 3 of each of the three models in model order, merged without repeats, then the lists' next entries taken
     round-robin until ``k`` songs are chosen; the score of the ``i``-th chosen song is ``1 / i``.
@@ -39,6 +40,7 @@ from app.errors import ClientError
 from mugle_core.fusion import (
     COOC,
     DEPTH,
+    FUSION_OFFSETS,
     FUSION_WEIGHTS,
     MODELS,
     NOVELTY_STRENGTH,
@@ -47,6 +49,7 @@ from mugle_core.fusion import (
     Ranked,
     candidate_list,
     fuse,
+    fusion_offset,
     fusion_weights,
     novelty_head,
     novelty_rerank,
@@ -62,6 +65,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "COOC",
     "DEPTH",
+    "FUSION_OFFSETS",
     "FUSION_WEIGHTS",
     "METHODS",
     "MODELS",
@@ -69,6 +73,7 @@ __all__ = [
     "PLAYLIST_SOURCES",
     "Ranked",
     "SOURCES",
+    "fusion_offset",
     "fusion_weights",
     "novelty_head",
     "novelty_rerank",
@@ -117,14 +122,16 @@ def rank_method(
     lists: Mapping[str, Sequence[int]],
     sims: Mapping[str, Sequence[float]],
     weights: Mapping[str, float] | None = None,
+    offset: float = 0.0,
 ) -> Ranked:
     """The full ordered pool of ``method`` (not yet cut to ``k``).
 
-    ``weights`` are ``score_total``'s per-source weights (the version's fitted ones); None means
-    :data:`FUSION_WEIGHTS`. ``each_top3`` merges the three models only, as the original did.
+    ``weights`` and ``offset`` are ``score_total``'s per-source weights and rank offset (the version's
+    fitted ones); weights None means :data:`FUSION_WEIGHTS` with the plain ``1 / rank``. ``each_top3``
+    merges the three models only, as the original did.
     """
     if method == "score_total":
-        return fuse(lists, weights)
+        return fuse(lists, weights, offset)
     if method == "each_top3":
         return each_top3({m: rows for m, rows in lists.items() if m in MODELS})
     if method in lists:

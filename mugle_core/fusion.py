@@ -3,7 +3,7 @@
 Training (:mod:`training.fitting`) fits, per catalog, the per-source weights of :func:`score_total` and the
 strength and head of :func:`novelty_rerank` on a validation split, with these very functions, and writes
 them to the manifest's ``ranking`` record; the service (:mod:`app.ranking`) reads them back with
-:func:`fusion_weights`, :func:`novelty_strength` and :func:`novelty_head`. Numpy only.
+:func:`fusion_weights`, :func:`fusion_offset`, :func:`novelty_strength` and :func:`novelty_head`. Numpy only.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ NOVELTY_STRENGTH = 4.0
 # still let audio candidates reach the top 10 (for diversity and songs Music2Vec has no vector for)
 # while staying at or above the best single model. A model not named here counts with weight 1.
 FUSION_WEIGHTS: dict[str, float] = {"music2vec": 1.0, "cel": 0.25, "tcae": 0.1}
+# Rank offsets the fit tries for score_total (0 first: the plain 1/rank, kept when nothing does better).
+# Where two sources are complementary (one finds more of a playlist, the other orders it better) the
+# 1/rank head lets whichever weighs more take the first places; reciprocal rank fusion's usual constant
+# (60) and a smaller one let the songs both sources place well come first.
+FUSION_OFFSETS: tuple[float, ...] = (0.0, 20.0, 60.0)
 MODELS: tuple[str, ...] = ("music2vec", "tcae", "cel")
 COOC = "cooc"
 # Every candidate source a recommendation's ``ranks`` reports (null where a source did not list it).
@@ -106,9 +111,12 @@ def ranks_of(
     return {row: {m: positions[m].get(row) for m in models} for row in rows}
 
 
-def fuse(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None) -> Ranked:
+def fuse(
+    lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None, offset: float = 0.0
+) -> Ranked:
     """``score_total``'s whole pool for one query as the service ranks it: :func:`score_total` with the
-    version's ``weights`` (None: :data:`FUSION_WEIGHTS`), except for a cold-start query.
+    version's ``weights`` and rank ``offset`` (weights None: :data:`FUSION_WEIGHTS` at offset 0), except
+    for a cold-start query.
 
     A query without playlist history (no list from :data:`PLAYLIST_SOURCES`) is fused with
     :data:`FUSION_WEIGHTS`: the fitted weights were fitted on warm songs, where the playlist sources lead;
@@ -116,15 +124,22 @@ def fuse(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None
     """
     if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
         weights = None
-    return score_total(lists, FUSION_WEIGHTS if weights is None else weights)
+    if weights is None:
+        return score_total(lists, FUSION_WEIGHTS)
+    return score_total(lists, weights, offset)
 
 
-def score_total(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None) -> Ranked:
-    """Sum of ``weight / rank`` across models; ties go to the better best rank, then the lower row.
+def score_total(
+    lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None, offset: float = 0.0
+) -> Ranked:
+    """Sum of ``weight / (offset + rank)`` across models; ties go to the better best rank, then the lower row.
 
     ``weights`` maps a model name to its weight (missing names weigh 1; ``None``: all weigh 1, the
     original system's plain sum). A model with weight 0 contributes neither score nor best rank, unless
-    no weighted model has a list: then the zero-weighted ones rank with equal weights.
+    no weighted model has a list: then the zero-weighted ones rank with equal weights. ``offset`` 0 is
+    the original ``1 / rank``; a larger one (reciprocal rank fusion's constant) flattens each list's
+    head, so that a song two sources both place fairly high passes one that a single source places first
+    (fitted per version with the weights, :data:`FUSION_OFFSETS`).
     """
     weights = weights or {}
     given = [(float(weights.get(m, 1.0)), np.asarray(rows, dtype=np.int64)) for m, rows in lists.items()]
@@ -137,7 +152,7 @@ def score_total(lists: Mapping[str, Sequence[int]], weights: Mapping[str, float]
         return []
     rows = np.concatenate([p for _, p in named])
     ranks = np.concatenate([np.arange(1, len(p) + 1, dtype=np.int64) for _, p in named])
-    gains = np.concatenate([w / np.arange(1, len(p) + 1, dtype=np.float64) for w, p in named])
+    gains = np.concatenate([w / (offset + np.arange(1, len(p) + 1, dtype=np.float64)) for w, p in named])
     songs, inverse = np.unique(rows, return_inverse=True)
     # bincount adds in input order, model after model: the same float sums as adding rank by rank.
     scores = np.bincount(inverse, weights=gains, minlength=len(songs))
@@ -222,6 +237,25 @@ def novelty_strength(record: Mapping[str, object] | None) -> float:
     if not np.isfinite(strength) or strength <= 0:
         raise ValueError(f"ranking.novelty.strength: must be a finite number > 0, got {value!r}")
     return strength
+
+
+def fusion_offset(record: Mapping[str, object] | None) -> float:
+    """``score_total``'s rank offset from a manifest's ``ranking`` record (0, the plain ``1 / rank``, without one).
+
+    Raises
+    ------
+    ValueError
+        when the recorded offset is not a finite number >= 0.
+    """
+    fusion = (record or {}).get("fusion") if isinstance(record, Mapping) else None
+    value = fusion.get("offset", 0.0) if isinstance(fusion, Mapping) else 0.0
+    try:
+        offset = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        offset = float("nan")
+    if not np.isfinite(offset) or offset < 0:
+        raise ValueError(f"ranking.fusion.offset: must be a finite number >= 0, got {value!r}")
+    return offset
 
 
 def fusion_weights(record: Mapping[str, object] | None) -> dict[str, float]:

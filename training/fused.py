@@ -39,7 +39,7 @@ from mugle_core.artifacts import (
     ranks_file,
     read_manifest,
 )
-from mugle_core.fusion import DEPTH, SOURCES, candidate_list, fuse, fusion_weights, ranks_of
+from mugle_core.fusion import DEPTH, SOURCES, candidate_list, fuse, fusion_offset, fusion_weights, ranks_of
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def fused_lists(
     if ranking_record.get(COOC):
         sources.append(_Lists(version_dir, COOC, song_ids, None))
     weights = fusion_weights(ranking_record)
+    offset = fusion_offset(ranking_record)
     n = len(song_ids)
     rows = np.full((n, width), -1, dtype=np.int32)
     scores = np.zeros((n, width), dtype=np.float64)
@@ -123,7 +124,7 @@ def fused_lists(
             found = src.candidates(row)
             if found is not None:
                 lists[src.name] = found
-        pool = fuse(lists, weights)
+        pool = fuse(lists, weights, offset)
         if len(pool) > width:
             cut += 1
             pool = pool[:width]
@@ -147,7 +148,7 @@ def write_fused(
     """Write the three fused files into ``version_dir``; returns the manifest's ``ranking.fused`` record.
 
     The record names what the service checks before it trusts the files: the depth and sources the pools
-    were fused with, the models and co-occurrence lists fused (``lists``) and the weights.
+    were fused with, the models and co-occurrence lists fused (``lists``), the weights and the rank offset.
     """
     if width < DEPTH:
         raise ValueError(f"fused width: must be at least the depth {DEPTH}, got {width}")
@@ -167,6 +168,7 @@ def write_fused(
         "sources": list(SOURCES),
         "lists": [*models, *([COOC] if ranking_record.get(COOC) else [])],
         "weights": fusion_weights(ranking_record),
+        "offset": fusion_offset(ranking_record),
         "songs": len(rows),
         "pools_cut": cut,
         "seconds": seconds,

@@ -163,3 +163,26 @@ def test_record_must_match_the_served_fusion(clustered: Path) -> None:
     assert FusedLists.load(clustered, {**record, "depth": 40}, 300, lists, weights) is None
     with pytest.raises(ArtifactError, match="fused.knn.npy: must be int32 of shape \\(299, W\\)"):
         FusedLists.load(clustered, record, 299, lists, weights)
+
+
+def test_fused_with_the_fitted_rank_offset(clustered: Path, tmp_path: Path) -> None:
+    vdir = tmp_path / clustered.name
+    shutil.copytree(clustered, vdir)
+    data = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+    data["ranking"]["fusion"]["offset"] = 60.0
+    del data["ranking"][FUSED]
+    (vdir / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    record = add_fused(vdir)
+    assert record["offset"] == 60.0
+    fast, slow = _pair(vdir)
+    assert fast.fusion_offset == 60.0
+    for sid in fast.catalog.song_ids[:40].tolist():
+        for novelty in NOVELTIES:
+            _same(fast, slow, "recommend", sid, k=10, novelty=novelty)
+    # The stored pools differ from the 1/rank ones, and lists fused at another offset are not trusted.
+    plain = Engine.load(clustered)
+    assert any(fast.recommend(s)[1] != plain.recommend(s)[1] for s in fast.catalog.song_ids[:40].tolist())
+    lists, weights = record["lists"], record["weights"]
+    assert FusedLists.load(vdir, record, 300, lists, weights, 60.0) is not None
+    assert FusedLists.load(vdir, record, 300, lists, weights, 0.0) is None
+    assert FusedLists.load(clustered, read_manifest(clustered).ranking[FUSED], 300, lists, weights, 20.0) is None

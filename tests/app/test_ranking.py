@@ -87,7 +87,7 @@ def test_served_score_total_uses_the_fusion_weights() -> None:
 
 
 def _score_total_reference(
-    lists: dict[str, list[int]], weights: dict[str, float] | None = None,
+    lists: dict[str, list[int]], weights: dict[str, float] | None = None, offset: float = 0.0,
 ) -> list[tuple[int, float]]:
     # The definition, written the obvious way, to check the vectorised version against.
     weights = weights or {}
@@ -98,7 +98,7 @@ def _score_total_reference(
         if w == 0.0:
             continue
         for rank, row in enumerate(rows, start=1):
-            scores[row] = scores.get(row, 0.0) + w / rank
+            scores[row] = scores.get(row, 0.0) + w / (offset + rank)
             best[row] = min(best.get(row, rank), rank)
     return [(r, scores[r]) for r in sorted(scores, key=lambda r: (-scores[r], best[r], r))]
 
@@ -114,6 +114,24 @@ def test_score_total_matches_its_definition_exactly(seed: int) -> None:
     assert ranking.score_total(lists) == _score_total_reference(lists)
     weights = {"music2vec": 1.0, "cel": 0.5, "tcae": 0.25} if seed % 2 else dict(ranking.FUSION_WEIGHTS)
     assert ranking.score_total(lists, weights) == _score_total_reference(lists, weights)
+    offset = ranking.FUSION_OFFSETS[seed % len(ranking.FUSION_OFFSETS)]
+    assert ranking.score_total(lists, weights, offset) == _score_total_reference(lists, weights, offset)
+
+
+def test_rank_offset_lets_a_song_two_sources_place_well_pass_one_source_s_first() -> None:
+    lists = {"cooc": [1, 2, 3], "music2vec": [9, 2, 8]}
+    weights = {"cooc": 1.0, "music2vec": 1.0}
+    # 1/rank: song 2 (1/2 + 1/2) only ties songs 1 and 9 (1/1 each), and loses the tie on its best rank.
+    assert [r for r, _ in ranking.score_total(lists, weights)][:3] == [1, 9, 2]
+    # Reciprocal rank fusion's constant: 2/62 > 1/61, the song both sources list comes first.
+    ranked = ranking.score_total(lists, weights, 60.0)
+    assert ranked[0] == (2, pytest.approx(2 / 62)) and ranked[1][0] == 1
+    # Served: the offset applies with the version's weights, never to the constant cold-start fallback.
+    sims = {m: [0.0] * len(v) for m, v in lists.items()}
+    assert ranking.rank_method("score_total", lists, sims, weights, 60.0)[0][0] == 2
+    cold = {"tcae": [5, 6], "cel": [6]}
+    assert ranking.rank_method("score_total", cold, {"tcae": [0.0, 0.0], "cel": [0.0]}, weights, 60.0) == \
+        ranking.score_total(cold, ranking.FUSION_WEIGHTS)
 
 
 def test_candidate_list_keeps_first_of_repeats_and_order() -> None:

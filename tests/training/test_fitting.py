@@ -18,7 +18,20 @@ from app.settings import Settings
 from mugle_core.artifacts import COOC, MANIFEST, read_manifest
 from tests.fixtures.synthetic import read_truth, write_synthetic_version
 from training.cooc import write_cooc
-from training.fitting import FitError, FitOptions, Fitter, split_validation
+from training.fitting import (
+    NOVELTY_MAX_COST,
+    NOVELTY_TARGET_RATIO,
+    FitError,
+    FitOptions,
+    Fitter,
+    ValQuery,
+    _grid_objectives,
+    _z_against_leaders,
+    choose_novelty,
+    figures,
+    novelty_margin,
+    split_validation,
+)
 from training.music2vec import Music2VecOptions
 
 
@@ -91,6 +104,162 @@ def test_fitting_respects_its_time_bound(budget: float) -> None:
         assert took <= budget + summary["music2vec"]["longest_epoch_s"] + 0.5
 
 
+# -- the fusion grid ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weight_grid_scores_exactly_what_the_service_serves(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    names = ["music2vec", "tcae", "cooc"]
+    queries, lists = [], {m: [] for m in names}
+    for _ in range(40):
+        for m in names:  # few distinct songs, so lists overlap and scores tie; cooc (always weighted) lists some
+            lists[m].append(rng.choice(60, size=int(rng.integers(m == "cooc", 30)), replace=False).tolist())
+        queries.append(ValQuery(100, frozenset(rng.choice(60, size=int(rng.integers(1, 12)), replace=False).tolist())))
+    combos = [{"cooc": 1.0, "music2vec": a, "tcae": b} for a in (0.0, 0.25, 1.0, 2.0) for b in (0.0, 0.005, 0.5)]
+    offsets = ranking.FUSION_OFFSETS
+    hits, gains = _grid_objectives(lists, names, combos, queries, offsets=offsets)
+    assert hits.shape == gains.shape == (len(queries), len(combos) * len(offsets))
+    for o, off in enumerate(offsets):
+        for c, w in enumerate(combos):
+            served = [[r for r, _ in ranking.score_total({m: lists[m][i] for m in names}, w, off)[:10]]
+                      for i in range(len(queries))]
+            fig = figures(served, queries)
+            col = o * len(combos) + c
+            assert hits[:, col].mean() == pytest.approx(fig["hit_rate@10"], abs=1e-5)
+            assert gains[:, col].mean() == pytest.approx(fig["ndcg@10"], abs=1e-5)
+
+
+def test_fusion_fit_takes_a_rank_offset_when_the_sources_agree_below_their_heads() -> None:
+    # Half the queries: co-occurrence has the playlist's song first. The other half: neither source has it
+    # in its top 10, but both place it 12th; with 1/rank it stays below both heads, with an offset it leads.
+    queries, cooc, m2v = [], [], []
+    for q in range(60):
+        base = 1000 + 100 * q
+        if q % 2:
+            hit = base
+            cooc.append([hit] + list(range(base + 1, base + 20)))
+            m2v.append(list(range(base + 50, base + 70)))
+        else:
+            hit = base + 99
+            cooc.append(list(range(base + 1, base + 12)) + [hit] + list(range(base + 12, base + 20)))
+            m2v.append(list(range(base + 50, base + 61)) + [hit] + list(range(base + 61, base + 70)))
+        queries.append(ValQuery(q, frozenset({hit})))
+    split = split_validation([], [], [], FitOptions(), seed=0)
+    split.queries = queries
+    fitter = Fitter(split, FitOptions(budget_s=30.0), seed=0)
+    fitter.lists = {COOC: cooc, "music2vec": m2v}
+    weights = fitter.fit_fusion({}, None, cel_seconds=0.0)
+    rec = fitter.record["fusion"]
+    assert rec["reference"] == COOC and rec["single_sources"][COOC]["hit_rate@10"] == 0.5
+    assert rec["offset"] > 0 and weights["music2vec"] > 0
+    assert rec["validation"]["hit_rate@10"] == 1.0
+    # What was recorded is what the service's fusion gives.
+    served = [[r for r, _ in ranking.score_total({COOC: c, "music2vec": m}, weights, rec["offset"])[:10]]
+              for c, m in zip(cooc, m2v, strict=True)]
+    assert figures(served, queries) == rec["validation"]
+    # Without any gain to be had, the plain 1/rank and the reference's fill weights stay.
+    fitter = Fitter(split, FitOptions(budget_s=30.0), seed=0)
+    fitter.lists = {COOC: [c if q % 2 else c[:11] for q, c in enumerate(cooc)], "music2vec": m2v}
+    split.queries = [ValQuery(q.seed, q.relevant) if i % 2 else ValQuery(q.seed, frozenset({-1}))
+                     for i, q in enumerate(queries)]
+    fitter.fit_fusion({}, None, cel_seconds=0.0)
+    assert fitter.record["fusion"]["offset"] == 0.0 and fitter.weights["music2vec"] <= 0.005
+
+
+def test_when_the_leaders_differ_the_surer_lead_beats_the_larger_one() -> None:
+    # One relevant song per query. "a" has it first on queries 0-49 (leads nDCG), "b" 10th on 0-59 (leads HR).
+    n = 100
+    queries = [ValQuery(0, frozenset({i})) for i in range(n)]
+    pad = list(range(1000, 1009))
+    tops = {"a": [[i] + pad if i < 50 else pad for i in range(n)],
+            "b": [pad + [i] if i < 60 else pad for i in range(n)]}
+    a_nd = np.array([1.0 if i < 50 else 0.0 for i in range(n)])
+    b_hit = np.array([1.0 if i < 60 else 0.0 for i in range(n)])
+    tenth = 1 / np.log2(11)
+    # Column 0: a small lead on both, on every query where it differs (never behind).
+    hit0 = b_hit.copy()
+    hit0[60:65] = 1
+    nd0 = a_nd.copy()
+    nd0[50:65] = tenth
+    # Column 1: a larger lead on average, but behind on ten queries.
+    hit1 = b_hit.copy()
+    hit1[60:78] = 1
+    hit1[:10] = 0
+    nd1 = a_nd.copy()
+    nd1[60:78] = 1
+    nd1[:10] = 0
+    hits, gains = np.stack([hit0, hit1], axis=1), np.stack([nd0, nd1], axis=1)
+    assert hits[:, 1].mean() > hits[:, 0].mean() and gains[:, 1].mean() > gains[:, 0].mean()
+    z = _z_against_leaders(hits, gains, tops, queries)
+    assert z[0] > 2 and z[0] > z[1]
+    # A column equal to both leaders where they lead is 0, one behind on every query is far below.
+    same = _z_against_leaders(np.stack([b_hit], axis=1), np.stack([a_nd], axis=1), tops, queries)
+    assert same[0] == 0.0
+    worse = _z_against_leaders(np.zeros((n, 1)), np.zeros((n, 1)), tops, queries)
+    assert worse[0] < -5
+
+
+# -- the novelty fit ------------------------------------------------------------------------------
+
+
+def test_novelty_takes_the_setting_with_most_room_not_the_cheapest_that_just_halves() -> None:
+    # (median popularity ratio, hit-rate cost, strength, head)
+    barely = (0.49, 0.02, 8.0, 0)  # halves by a hair: cheapest, but misses on other queries half the time
+    roomy = (0.30, 0.06, 16.0, 5)
+    too_dear = (0.10, 0.11, 32.0, 0)
+    assert novelty_margin(*barely[:2]) < novelty_margin(*roomy[:2])
+    assert novelty_margin(*too_dear[:2]) < 0
+    assert choose_novelty([barely, too_dear, roomy]) == roomy
+    # Nothing inside both limits: the setting closest to them, not the one that lowers popularity most.
+    weak, close, harsh = (0.70, 0.02, 4.0, 0), (0.55, 0.09, 12.0, 2), (0.20, 0.20, 32.0, 0)
+    assert choose_novelty([weak, harsh, close]) == close
+    # Equal room: the one further inside the other limit too, then the weaker strength.
+    a, b = (0.26, 0.067, 16.0, 5), (0.18, 0.067, 24.0, 5)
+    assert choose_novelty([a, b]) == b
+    assert choose_novelty([(0.3, 0.05, 24.0, 5), (0.3, 0.05, 16.0, 5)]) == (0.3, 0.05, 16.0, 5)
+    assert choose_novelty([]) is None
+
+
+def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits() -> None:
+    playlists = _clustered_playlists(3, n_songs=240, n_playlists=600)
+    # A popularity skew: low ids are listed much more often.
+    rng = np.random.default_rng(3)
+    playlists = [p + [int(s) for s in rng.integers(0, 12, size=2)] for p in playlists]
+    playlists = [list(dict.fromkeys(p)) for p in playlists]
+    options = FitOptions(budget_s=30.0, search=False)
+    split = split_validation(playlists, list(range(len(playlists))), [], options, seed=0)
+    fitter = Fitter(split, options, seed=0)
+    fitter.fit_alpha()
+    fitter.search_music2vec(Music2VecOptions(dim=16, epochs=5, workers=1), min_playlists=1)
+    fitter.fit_fusion({}, None, cel_seconds=0.0)
+    strength, head = fitter.fit_novelty()
+    rec = fitter.record["novelty"]
+    table = rec["by_strength"]
+    chosen = table[f"head {head}, strength {strength:g}"]
+    assert chosen["margin"] == max(row["margin"] for row in table.values())
+    assert rec["fitted"] == (chosen["median_popularity_ratio"] <= NOVELTY_TARGET_RATIO
+                             and chosen["hit_rate_cost"] <= NOVELTY_MAX_COST)
+    # The recorded figures are what the service's re-rank gives with the chosen setting on these queries.
+    pop: dict[int, int] = {}
+    for p in split.fit_playlists:
+        for s_ in p:
+            pop[s_] = pop.get(s_, 0) + 1
+    songs = sorted(pop)
+    pop_arr = np.zeros(max(songs) + 1, dtype=np.int64)
+    pop_arr[songs] = [pop[s_] for s_ in songs]
+    pools = [ranking.score_total({m: ls[i] for m, ls in fitter.fused_lists.items()}, fitter.weights)
+             for i in range(len(split.queries))]
+    base = [[r for r, _ in pool[:10]] for pool in pools]
+    moved = [[r for r, _ in ranking.novelty_rerank(pool, pop_arr, 0.5, strength=strength, head=head)[:10]]
+             for pool in pools]
+    ratio = np.median([pop[s_] for t in moved for s_ in t]) / np.median([pop[s_] for t in base for s_ in t])
+    cost = 1 - figures(moved, split.queries)["hit_rate@10"] / figures(base, split.queries)["hit_rate@10"]
+    assert chosen["median_popularity_ratio"] == pytest.approx(ratio, abs=1e-3)
+    assert chosen["hit_rate_cost"] == pytest.approx(cost, abs=1e-4)
+    assert all(m[:head] == b[:head] for m, b in zip(moved, base, strict=True))  # the head keeps its place
+
+
 # -- the service uses what was fitted -------------------------------------------------------------
 
 
@@ -145,6 +314,36 @@ def test_old_versions_fall_back_to_the_constant_weights(tmp_path: Path) -> None:
     ids = read_truth(vdir)["ids"]
     _, items = engine.recommend(ids[0], "score_total", k=5)
     assert all(it["ranks"]["cooc"] is None for it in items)
+
+
+def test_engine_fuses_with_the_fitted_rank_offset(version: Path) -> None:
+    ids = read_truth(version)["ids"]
+    assert Engine.load(version).fusion_offset == 0.0  # not recorded: the plain 1/rank
+    _set_weights(version, {"music2vec": 0.0, "tcae": 1.0, "cel": 0.0, "cooc": 1.0})
+    plain = Engine.load(version)
+    data = json.loads((version / MANIFEST).read_text())
+    data["ranking"]["fusion"]["offset"] = 60.0
+    (version / MANIFEST).write_text(json.dumps(data))
+    engine = Engine.load(version)
+    assert engine.fusion_offset == 60.0
+    _, items = engine.recommend(ids[0], "score_total", k=10)
+    _, before = plain.recommend(ids[0], "score_total", k=10)
+    # Each answer is ordered by sum w / (offset + rank) over the ranks it reports.
+    def fused(item: dict, offset: float) -> float:
+        return sum(engine.weights[m] / (offset + r) for m, r in item["ranks"].items() if r is not None)
+
+    for answer, offset in ((items, 60.0), (before, 0.0)):
+        scores = [fused(it, offset) for it in answer]
+        assert all(x >= y - 1e-12 for x, y in zip(scores, scores[1:], strict=False))
+    assert any(it["ranks"]["tcae"] is not None and it["ranks"]["cooc"] is not None for it in items)
+    for bad in (-1.0, "x", float("inf")):
+        data["ranking"]["fusion"]["offset"] = bad
+        (version / MANIFEST).write_text(json.dumps(data) if bad != float("inf") else json.dumps(data).replace(
+            "Infinity", "1e999"))
+        from mugle_core.artifacts import ArtifactError
+
+        with pytest.raises(ArtifactError, match="offset"):
+            Engine.load(version)
 
 
 def test_bad_weights_refuse_the_version(version: Path) -> None:

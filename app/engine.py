@@ -185,6 +185,9 @@ class Engine:
         self.fusion_offset = ranking.fusion_offset(manifest.ranking)
         self.novelty_strength = ranking.novelty_strength(manifest.ranking)
         self.novelty_head = ranking.novelty_head(manifest.ranking)
+        self.novelty_cap_quantile = ranking.novelty_cap_quantile(manifest.ranking)
+        # What the cap's quantiles are taken of (sorted once: a request looks one value up).
+        self._cap_levels = ranking.cap_levels(catalog.popularity) if self.novelty_cap_quantile is not None else None
         self.search_index = search
         self.load_seconds = load_seconds
         self.tags = tags
@@ -238,6 +241,7 @@ class Engine:
             ranking.fusion_offset(manifest.ranking)
             ranking.novelty_strength(manifest.ranking)
             ranking.novelty_head(manifest.ranking)
+            ranking.novelty_cap_quantile(manifest.ranking)
         except ValueError as exc:
             raise ArtifactError(f"{version_dir}/manifest.json: {exc}") from exc
         cooc = None
@@ -503,7 +507,7 @@ class Engine:
                                                            else (weights, 0.0)))
         ranked = ranking.novelty_rerank(
             ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength,
-            head=self.novelty_head,
+            head=self.novelty_head, cap=self.novelty_cap(novelty),
         )
         if steer is not None and (negatives or steer.diversity > 0.0):
             space = self._similarity_vectors([r for r, _ in ranked] + negatives)
@@ -533,7 +537,14 @@ class Engine:
         if fused is None or method != "score_total" or exclude_artist or steer is not None or k > fused.max_k:
             return None
         self._check(method, k, novelty)
-        return fused.answer(row, k, novelty, self.catalog.popularity, self.novelty_strength, self.novelty_head)
+        return fused.answer(row, k, novelty, self.catalog.popularity, self.novelty_strength, self.novelty_head,
+                            self.novelty_cap(novelty))
+
+    def novelty_cap(self, novelty: float) -> float | None:
+        """The popularity cap of the novelty re-rank at ``novelty`` (None: this version fitted none)."""
+        if self._cap_levels is None:
+            return None
+        return ranking.novelty_cap(self._cap_levels, novelty, self.novelty_cap_quantile)
 
     def encode_song(self, row: int) -> bytes:
         """The Song of a catalog row encoded afresh (:meth:`song_json` keeps them)."""

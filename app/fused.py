@@ -10,8 +10,9 @@ them, and the ranks each source gave are stored beside them.
 With a novelty re-rank the stored pool (its best ``width`` songs) answers only when the songs cut off could
 not have reached the answer: the re-rank only lowers scores (the multiplier is at most 1), so a song past
 the cut scores at most the last stored song's fused score; when the answer's last re-ranked score is at
-least that, no such song can enter it (on a tie the earlier song, a stored one, wins). Otherwise the request
-is fused per request.
+least that, no such song can enter it (on a tie the earlier song, a stored one, wins). Under a popularity cap
+the answer's last song must also be under the cap (else the stored songs under it ran out). Otherwise the
+request is fused per request.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import orjson
 
 from app.rowfile import NpyRows
 from mugle_core.artifacts import FUSED, ArtifactError, knn_file, knn_sims_file, ranks_file
-from mugle_core.fusion import DEPTH, SOURCES, Ranked, novelty_rerank
+from mugle_core.fusion import DEPTH, SOURCES, Ranked, novelty_multiplier, novelty_rerank
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class FusedLists:
             rows.prefetch()
 
     def answer(
-        self, row: int, k: int, novelty: float, popularity: np.ndarray, strength: float, head: int
+        self, row: int, k: int, novelty: float, popularity: np.ndarray, strength: float, head: int,
+        cap: float | None = None,
     ) -> list[tuple[int, float, bytes]] | None:
         """The best ``k`` of catalog ``row``'s pool, re-ranked for ``novelty``: (row, score, ranks) each, the
         ranks as stored (one byte per source; :meth:`ranks_dict` and :meth:`ranks_json` decode them).
@@ -130,14 +132,21 @@ class FusedLists:
         scores = memoryview(self.scores.raw(row, n)).cast("d").tolist()
         ranked: Ranked = list(zip(found, scores, strict=True))
         if novelty:
-            ranked = novelty_rerank(ranked, popularity, novelty, strength=strength, head=head)
+            ranked = novelty_rerank(ranked, popularity, novelty, strength=strength, head=head, cap=cap)
+            at = {r: i for i, r in enumerate(found)}
             if n == self.width:  # the pool may go on past the stored songs
                 head = max(0, min(int(head), n))
                 last = head + max(k - head, 1) - 1
-                if last >= n or ranked[last][1] < scores[-1]:
+                if last >= n:
+                    return None
+                # The re-ranked score of the answer's last song, before scores were made non-increasing.
+                last_row = ranked[last][0]
+                own = scores[at[last_row]] * float(novelty_multiplier(popularity[last_row], novelty, strength))
+                # A song over the cap there means the stored songs under it ran out: one past the cut may
+                # be under it, and would come first.
+                if own < scores[-1] or (cap is not None and popularity[last_row] > cap):
                     return None
             ranked = ranked[:k]
-            at = {r: i for i, r in enumerate(found)}
             places = [at[r] for r, _ in ranked]
         else:
             ranked = ranked[:k]

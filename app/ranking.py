@@ -26,6 +26,10 @@ Novelty re-rank (``novelty`` in [0, 1]): every ranked song's score is multiplied
 1,000 playlists needs about 60 times the score of a song in none to stay ahead, so the lesser-known songs
 among the candidates rise ("hidden gems") while the candidate set, and so the relevance floor, stays
 the models'. Single-model similarities are first mapped from [-1, 1] to [0, 1] so the product is monotone.
+Each version fits, on a validation split, the strength, a head (the best few places keep their place) and
+optionally a popularity cap: past the head, the songs at or below the cap come first. The cap is a quantile
+of the catalog's popularity that falls with ``novelty`` (:func:`mugle_core.fusion.novelty_cap`); where
+popularity is flat it halves the list's popularity at less hit-rate cost than a stronger penalty.
 """
 
 from __future__ import annotations
@@ -48,9 +52,12 @@ from mugle_core.fusion import (
     SOURCES,
     Ranked,
     candidate_list,
+    cap_levels,
     fuse,
     fusion_offset,
     fusion_weights,
+    novelty_cap,
+    novelty_cap_quantile,
     novelty_head,
     novelty_rerank,
     novelty_strength,
@@ -75,6 +82,9 @@ __all__ = [
     "SOURCES",
     "fusion_offset",
     "fusion_weights",
+    "cap_levels",
+    "novelty_cap",
+    "novelty_cap_quantile",
     "novelty_head",
     "novelty_rerank",
     "novelty_strength",

@@ -1,9 +1,10 @@
 """``score_total``'s fusion and the novelty re-rank: pure functions that the service runs and training fits.
 
 Training (:mod:`training.fitting`) fits, per catalog, the per-source weights of :func:`score_total` and the
-strength and head of :func:`novelty_rerank` on a validation split, with these very functions, and writes
+strength, head and popularity cap of :func:`novelty_rerank` on a validation split, with these very functions, and writes
 them to the manifest's ``ranking`` record; the service (:mod:`app.ranking`) reads them back with
-:func:`fusion_weights`, :func:`fusion_offset`, :func:`novelty_strength` and :func:`novelty_head`. Numpy only.
+:func:`fusion_weights`, :func:`fusion_offset`, :func:`novelty_strength`, :func:`novelty_head` and
+:func:`novelty_cap_quantile`. Numpy only.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def novelty_rerank(
     similarity: bool = False,
     strength: float = NOVELTY_STRENGTH,
     head: int = 0,
+    cap: float | None = None,
 ) -> Ranked:
     """Re-rank towards lesser-known songs; see the module docstring for the formula.
 
@@ -183,6 +185,8 @@ def novelty_rerank(
     head : how many of the best-ranked songs keep their place (fitted with the strength: the first few
         places carry most of the hits, the rest can go to lesser-known songs); the rest is re-ranked.
         Reported scores are made non-increasing down the list.
+    cap : a popularity (:func:`novelty_cap`): past the head, every song at or below it comes before every
+        song above it, each group in re-ranked order; None: no cap.
     """
     if not 0.0 <= novelty <= 1.0:
         raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
@@ -193,14 +197,63 @@ def novelty_rerank(
     if similarity:
         base = (np.clip(base, -1.0, 1.0) + 1.0) / 2.0
     pop = popularity[rows].astype(np.float64)
-    adjusted = base * (1.0 + np.log1p(np.maximum(pop, 0.0))) ** (-strength * novelty)
+    adjusted = base * novelty_multiplier(pop, novelty, strength)
     head = max(0, min(int(head), len(rows)))
     rest = np.arange(head, len(rows))
-    order = np.concatenate([np.arange(head), rest[np.lexsort((rest, -adjusted[rest]))]])  # stable on ties
+    over = pop[rest] > cap if cap is not None else np.zeros(len(rest), dtype=bool)
+    order = np.concatenate([np.arange(head), rest[np.lexsort((rest, -adjusted[rest], over))]])  # stable on ties
     scores = adjusted[order]
-    if head:
-        scores = np.maximum.accumulate(scores[::-1])[::-1]  # the kept head must not score below what follows
+    if head or cap is not None:
+        # The kept head, and the songs under the cap, must not score below what follows them.
+        scores = np.maximum.accumulate(scores[::-1])[::-1]
     return [(int(rows[i]), float(v)) for i, v in zip(order.tolist(), scores.tolist(), strict=True)]
+
+
+def novelty_multiplier(popularity: np.ndarray, novelty: float, strength: float) -> np.ndarray:
+    """The factor the novelty re-rank multiplies a song's score by (at most 1)."""
+    return (1.0 + np.log1p(np.maximum(np.asarray(popularity, dtype=np.float64), 0.0))) ** (-strength * novelty)
+
+
+def cap_levels(popularity: np.ndarray) -> np.ndarray:
+    """The sorted popularity of the songs with playlist history: what :func:`novelty_cap` takes quantiles of."""
+    pop = np.asarray(popularity)
+    return np.sort(pop[pop > 0]).astype(np.float64)
+
+
+def novelty_cap(levels: np.ndarray, novelty: float, quantile: float | None) -> float | None:
+    """The popularity cap of the novelty re-rank at ``novelty``, or None for no cap.
+
+    ``quantile`` is the version's fitted cap at novelty 0.5 (manifest ``ranking.novelty.cap_quantile``), a
+    quantile of ``levels`` (:func:`cap_levels`). Quantiles, not counts, so that a cap fitted on the
+    validation split's playlist counts means the same on the whole catalog's. The quantile falls linearly
+    with ``novelty``, from 1 at 0 (the most popular song: no song is above it) through ``quantile`` at 0.5
+    to ``2 quantile - 1`` (at least 0) at 1, so that a little novelty caps a little.
+    """
+    if quantile is None or novelty <= 0.0 or len(levels) == 0:
+        return None
+    q = min(1.0, max(0.0, 1.0 - 2.0 * novelty * (1.0 - quantile)))
+    return float(levels[int(round(q * (len(levels) - 1)))])
+
+
+def novelty_cap_quantile(record: Mapping[str, object] | None) -> float | None:
+    """The novelty cap's quantile from a manifest's ``ranking`` record (None without one: no cap).
+
+    Raises
+    ------
+    ValueError
+        when the recorded value is not a number in (0, 1].
+    """
+    block = (record or {}).get("novelty") if isinstance(record, Mapping) else None
+    value = block.get("cap_quantile") if isinstance(block, Mapping) else None
+    if value is None:
+        return None
+    try:
+        q = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        q = float("nan")
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"ranking.novelty.cap_quantile: must be a number in (0, 1], got {value!r}")
+    return q
 
 
 def novelty_head(record: Mapping[str, object] | None) -> int:

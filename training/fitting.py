@@ -8,7 +8,7 @@ What the project once chose by hand on the demo catalog is chosen here per catal
   input vectors), by a coordinate search that starts from the given options;
 * ``score_total``'s per-source weights (music2vec, tcae, cel, cooc) and rank offset, by a grid over the
   sources' validation lists fused exactly as the service fuses them (:func:`mugle_core.fusion.score_total`);
-* the novelty re-rank's strength and kept head.
+* the novelty re-rank's strength, kept head and popularity cap.
 
 Protocol: a seeded share of the *training* playlists (never the held-out ones, which are not even passed
 in; :func:`split_validation` refuses an overlap) is set aside. Models are trained on the rest; each
@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -72,6 +72,13 @@ REACH_TOL = 0.005
 # median; the strengths reach 32, where the re-ranked tail is ordered almost by popularity alone.
 NOVELTY_STRENGTHS: tuple[float, ...] = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0)
 NOVELTY_HEADS: tuple[int, ...] = (5, 4, 3, 2, 0)  # the likeliest first, should the budget stop the grid
+# Popularity caps tried, as quantiles at novelty 0.5 (1: no cap; :func:`mugle_core.fusion.novelty_cap`).
+# Where popularity is flat, the songs a playlist shares are the popular ones and a penalty strong enough to
+# move the tail also reorders it by popularity alone; a cap instead keeps the tail in relevance order among
+# the songs below it (long-noisy catalog, validation: margin 0.00 without a cap, 0.14 with one).
+NOVELTY_CAPS: tuple[float, ...] = (0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)
+# Under a cap the tail is already lesser-known: weaker pulls keep more of its relevance order.
+NOVELTY_CAP_STRENGTHS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 NOVELTY_TARGET_RATIO = 0.5
 NOVELTY_MAX_COST = 0.1
 # Weights of a version whose fusion could not be fitted (budget too small): co-occurrence leads, the
@@ -528,20 +535,24 @@ class Fitter:
                     singles)
         return weights
 
-    def fit_novelty(self, popularity: Mapping[int, int] | None = None, level: float = 0.5) -> tuple[float, int]:
-        """The novelty strength and kept head at which ``novelty=level`` halves the top 10's median popularity.
+    def fit_novelty(
+        self, popularity: Mapping[int, int] | None = None, level: float = 0.5
+    ) -> tuple[float, int, float | None]:
+        """The novelty strength, kept head and popularity cap at which ``novelty=level`` halves the top 10's
+        median popularity.
 
         Measured on the validation queries with the fitted fusion and ``popularity`` (default: playlists
         per song in the fitting split, so the validation playlists do not count), over
-        :data:`NOVELTY_STRENGTHS` x :data:`NOVELTY_HEADS`: the setting furthest inside both limits
-        (:func:`novelty_margin`), so that the halving and the hit-rate bound hold on other queries than
-        these, not just barely here; when none is inside, the one closest to them. ``fitted`` says whether
-        the chosen setting halves the median within the cost on validation.
+        :data:`NOVELTY_HEADS` x :data:`NOVELTY_STRENGTHS` without a cap and :data:`NOVELTY_HEADS` x
+        :data:`NOVELTY_CAPS` x :data:`NOVELTY_CAP_STRENGTHS` with one: the setting furthest
+        inside both limits (:func:`novelty_margin`), so that the halving and the hit-rate bound hold on
+        other queries than these, not just barely here; when none is inside, the one closest to them.
+        ``fitted`` says whether the chosen setting halves the median within the cost on validation.
         """
         t0 = time.perf_counter()
         queries = self.split.queries
         if not self.fused_lists or not queries:
-            return ranking.NOVELTY_STRENGTH, 0
+            return ranking.NOVELTY_STRENGTH, 0, None
         if popularity is None:
             counted: dict[int, int] = {}
             for p in self.split.fit_playlists:
@@ -555,44 +566,51 @@ class Fitter:
         index = {s: i for i, s in enumerate(songs)}
         pop = np.array([popularity.get(s, 0) for s in songs], dtype=np.int64)
         pools = [[(index[r], v) for r, v in pool] for pool in pools]
+        # The cap's quantiles are of the fitting split's songs, as the service's are of the catalog's.
+        levels = ranking.cap_levels(np.fromiter(popularity.values(), dtype=np.int64, count=len(popularity)))
 
-        def top(strength: float, nov: float, head: int = 0) -> list[list[int]]:
-            return [[songs[r] for r, _ in ranking.novelty_rerank(pool, pop, nov, strength=strength, head=head)[:K]]
+        def top(strength: float, nov: float, head: int = 0, quantile: float | None = None) -> list[list[int]]:
+            cap = ranking.novelty_cap(levels, nov, quantile)
+            return [[songs[r] for r, _ in ranking.novelty_rerank(pool, pop, nov, strength=strength, head=head,
+                                                                  cap=cap)[:K]]
                     for pool in pools]
 
         base = top(ranking.NOVELTY_STRENGTH, 0.0)
         base_fig = figures(base, queries)
         base_pop = float(np.median([popularity.get(s, 0) for t in base for s in t])) if any(base) else 0.0
         table: dict[str, Any] = {}
-        tried: list[tuple[float, float, float, int]] = []  # (ratio, cost, strength, head)
+        tried: list[NoveltySetting] = []
         stopped = False
-        for head in NOVELTY_HEADS:
-            for strength in NOVELTY_STRENGTHS:
-                if self.left() <= 0 and table:
-                    stopped = True
-                    break
-                lists = top(strength, level, head)
-                fig = figures(lists, queries)
-                med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
-                ratio = med / base_pop if base_pop else 1.0
-                cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
-                table[f"head {head}, strength {strength:g}"] = {"median_popularity_ratio": round(ratio, 3),
-                                                                "hit_rate_cost": round(cost, 4),
-                                                                "margin": round(novelty_margin(ratio, cost), 3)}
-                tried.append((ratio, cost, strength, head))
+        grid: list[tuple[int, float | None, float]] = [
+            (head, None, strength) for head in NOVELTY_HEADS for strength in NOVELTY_STRENGTHS]
+        grid += [(head, q, strength)
+                 for head in NOVELTY_HEADS for q in NOVELTY_CAPS for strength in NOVELTY_CAP_STRENGTHS]
+        for head, q, strength in grid:
+            if self.left() <= 0 and table:
+                stopped = True
+                break
+            lists = top(strength, level, int(head), q)
+            fig = figures(lists, queries)
+            med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
+            ratio = med / base_pop if base_pop else 1.0
+            cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
+            setting = NoveltySetting(ratio, cost, float(strength), int(head), q)
+            table[setting.name] = {"median_popularity_ratio": round(ratio, 3), "hit_rate_cost": round(cost, 4),
+                                   "margin": round(novelty_margin(ratio, cost), 3)}
+            tried.append(setting)
         chosen = choose_novelty(tried)
         if chosen is None:
-            strength, head, fitted = ranking.NOVELTY_STRENGTH, 0, False
+            chosen = NoveltySetting(1.0, 0.0, ranking.NOVELTY_STRENGTH, 0, None)
+            fitted = False
         else:
-            strength, head = chosen[2], chosen[3]
-            fitted = novelty_margin(chosen[0], chosen[1]) >= 0
-        self.record["novelty"] = {"strength": float(strength), "head": int(head), "level": level,
-                                  "fitted": bool(fitted), "stopped_by_budget": stopped,
-                                  "median_popularity_at_0": base_pop, "by_strength": table,
+            fitted = novelty_margin(chosen.ratio, chosen.cost) >= 0
+        self.record["novelty"] = {"strength": chosen.strength, "head": chosen.head,
+                                  **({"cap_quantile": chosen.cap_quantile} if chosen.cap_quantile is not None else {}),
+                                  "level": level, "fitted": bool(fitted), "stopped_by_budget": stopped,
+                                  "median_popularity_at_0": base_pop, "tried": table,
                                   "seconds": round(time.perf_counter() - t0, 3)}
-        logger.info("fit: novelty strength %g, head %d (%s)", strength, head,
-                    table.get(f"head {head}, strength {strength:g}"))
-        return float(strength), int(head)
+        logger.info("fit: novelty %s (%s)", chosen.name, table.get(chosen.name))
+        return chosen.strength, chosen.head, chosen.cap_quantile
 
     def summary(self) -> dict[str, Any]:
         """The manifest's ``ranking.fit`` record."""
@@ -622,19 +640,34 @@ def novelty_margin(ratio: float, cost: float) -> float:
     return min((NOVELTY_TARGET_RATIO - ratio) / NOVELTY_TARGET_RATIO, (NOVELTY_MAX_COST - cost) / NOVELTY_MAX_COST)
 
 
-def choose_novelty(tried: Sequence[tuple[float, float, float, int]]) -> tuple[float, float, float, int] | None:
-    """The ``(ratio, cost, strength, head)`` with the largest :func:`novelty_margin`.
+class NoveltySetting(NamedTuple):
+    """One novelty setting tried on validation and what it measured there."""
 
-    Ties (to 1e-3) go to the larger sum of the two margins, then the weaker strength, then the smaller head.
-    None when nothing was tried.
+    ratio: float  # the top 10's median popularity at the fitted level over that at novelty 0
+    cost: float  # the relative HitRate@10 loss
+    strength: float
+    head: int
+    cap_quantile: float | None = None  # None: no cap
+
+    @property
+    def name(self) -> str:
+        cap = "no cap" if self.cap_quantile is None else f"cap q{self.cap_quantile:g}"
+        return f"head {self.head}, {cap}, strength {self.strength:g}"
+
+
+def choose_novelty(tried: Sequence[NoveltySetting]) -> NoveltySetting | None:
+    """The setting with the largest :func:`novelty_margin`.
+
+    Ties (to 1e-3) go to the larger sum of the two margins, then no cap before a cap and the looser cap
+    first, then the weaker strength, then the smaller head. None when nothing was tried.
     """
     if not tried:
         return None
 
-    def key(t: tuple[float, float, float, int]) -> tuple[float, float, float, int]:
-        ratio, cost, strength, head = t
-        room = (NOVELTY_TARGET_RATIO - ratio) / NOVELTY_TARGET_RATIO + (NOVELTY_MAX_COST - cost) / NOVELTY_MAX_COST
-        return (-round(novelty_margin(ratio, cost), 3), -round(room, 3), strength, head)
+    def key(t: NoveltySetting) -> tuple[float, float, float, float, int]:
+        room = (NOVELTY_TARGET_RATIO - t.ratio) / NOVELTY_TARGET_RATIO + (NOVELTY_MAX_COST - t.cost) / NOVELTY_MAX_COST
+        looser = -(t.cap_quantile if t.cap_quantile is not None else 2.0)
+        return (-round(novelty_margin(t.ratio, t.cost), 3), -round(room, 3), looser, t.strength, t.head)
 
     return min(tried, key=key)
 

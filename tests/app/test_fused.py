@@ -117,6 +117,42 @@ def test_long_pools_match_with_and_without_novelty(clustered: Path) -> None:
     assert served and fell_back  # both sides of the check past the cut were taken
 
 
+@pytest.fixture(scope="module")
+def capped(clustered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The clustered version with a novelty popularity cap fitted (the fused lists do not depend on it)."""
+    vdir = tmp_path_factory.mktemp("capped") / clustered.name
+    shutil.copytree(clustered, vdir)
+    data = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+    data["ranking"]["novelty"]["cap_quantile"] = 0.6
+    (vdir / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    return vdir
+
+
+def test_capped_novelty_matches_and_puts_the_songs_under_the_cap_first(capped: Path) -> None:
+    fast, slow = _pair(capped)
+    assert fast.novelty_cap_quantile == 0.6 and fast.novelty_cap(0.0) is None
+    pop = fast.catalog.popularity
+    served = fell_back = reordered = 0
+    for sid in fast.catalog.song_ids.tolist():
+        row = fast.resolve(sid)
+        for k in (1, 3, 10, 50):
+            for novelty in NOVELTIES:
+                _same(fast, slow, "recommend", sid, k=k, novelty=novelty)
+                if not novelty:
+                    continue
+                got = fast._fused_items(row, "score_total", k, novelty, False, None)
+                served += got is not None
+                fell_back += got is None
+        cap = fast.novelty_cap(0.5)
+        assert cap is not None
+        _, plain = slow.recommend(sid, k=50, novelty=0.0)
+        _, items = slow.recommend(sid, k=50, novelty=0.5)
+        tail = [pop[fast.resolve(it["song_id"])] > cap for it in items[fast.novelty_head:]]
+        assert tail == sorted(tail)  # past the head: every song under the cap before every song over it
+        reordered += [it["song_id"] for it in items] != [it["song_id"] for it in plain]
+    assert served and fell_back and reordered
+
+
 def test_other_requests_fall_back_and_match(clustered: Path) -> None:
     fast, slow = _pair(clustered)
     sid = int(fast.catalog.song_ids[7])

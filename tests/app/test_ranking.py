@@ -356,6 +356,39 @@ def test_novelty_head_keeps_the_best_places_and_reranks_the_rest() -> None:
     assert ranking.novelty_rerank(ranked, popularity, 0.0, head=2) == ranked
 
 
+def test_novelty_cap_puts_the_lesser_known_songs_first_past_the_head() -> None:
+    ranked = [(0, 1.0), (1, 0.5), (2, 0.33), (3, 0.25), (4, 0.2), (5, 0.1)]
+    popularity = np.array([500, 400, 300, 1, 200, 2])
+    capped = ranking.novelty_rerank(ranked, popularity, 0.5, strength=1.0, head=1, cap=100.0)
+    # The head keeps its place; then the songs at or under the cap in re-ranked order; then the rest.
+    assert [r for r, _ in capped] == [0, 3, 5, 1, 2, 4]
+    scores = [s for _, s in capped]
+    assert scores == sorted(scores, reverse=True)
+    assert ranking.novelty_rerank(ranked, popularity, 0.5, strength=1.0, head=1, cap=None) != capped
+    assert ranking.novelty_rerank(ranked, popularity, 0.0, head=1, cap=100.0) == ranked
+
+
+def test_novelty_cap_falls_with_novelty_through_the_fitted_quantile() -> None:
+    levels = ranking.cap_levels(np.array([0, 0, *range(1, 101)]))  # songs without playlists do not count
+    assert levels[0] == 1 and len(levels) == 100
+    assert ranking.novelty_cap(levels, 0.0, 0.7) is None
+    assert ranking.novelty_cap(levels, 0.5, None) is None
+    assert ranking.novelty_cap(levels, 0.5, 0.7) == pytest.approx(70, abs=1)
+    caps = [ranking.novelty_cap(levels, v, 0.7) for v in (0.01, 0.25, 0.5, 0.75, 1.0)]
+    assert caps == sorted(caps, reverse=True) and caps[0] == pytest.approx(100, abs=1)
+    assert caps[-1] == pytest.approx(40, abs=1)  # 2 * 0.7 - 1 of the way
+    assert ranking.novelty_cap(levels, 1.0, 0.3) == 1  # never below the least popular song
+    assert ranking.novelty_cap(np.zeros(0), 0.5, 0.7) is None
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, 1.5, "x", True, float("nan")])
+def test_novelty_cap_quantile_is_checked(value: object) -> None:
+    with pytest.raises(ValueError, match="ranking.novelty.cap_quantile"):
+        ranking.novelty_cap_quantile({"novelty": {"cap_quantile": value}})
+    assert ranking.novelty_cap_quantile({"novelty": {"strength": 4.0}}) is None
+    assert ranking.novelty_cap_quantile({"novelty": {"cap_quantile": 0.75}}) == 0.75
+
+
 def test_cold_start_queries_fuse_the_audio_models_with_the_constant_weights() -> None:
     fitted = {"music2vec": 1.0, "cooc": 1.0, "cel": 0.002, "tcae": 0.0}
     audio = {"tcae": [20, 10, 40], "cel": [30, 50]}

@@ -24,6 +24,7 @@ from training.fitting import (
     FitError,
     FitOptions,
     Fitter,
+    NoveltySetting,
     ValQuery,
     _grid_objectives,
     _z_against_leaders,
@@ -204,21 +205,28 @@ def test_when_the_leaders_differ_the_surer_lead_beats_the_larger_one() -> None:
 
 
 def test_novelty_takes_the_setting_with_most_room_not_the_cheapest_that_just_halves() -> None:
-    # (median popularity ratio, hit-rate cost, strength, head)
-    barely = (0.49, 0.02, 8.0, 0)  # halves by a hair: cheapest, but misses on other queries half the time
-    roomy = (0.30, 0.06, 16.0, 5)
-    too_dear = (0.10, 0.11, 32.0, 0)
-    assert novelty_margin(*barely[:2]) < novelty_margin(*roomy[:2])
-    assert novelty_margin(*too_dear[:2]) < 0
+    S = NoveltySetting  # (median popularity ratio, hit-rate cost, strength, head, cap quantile)
+    barely = S(0.49, 0.02, 8.0, 0)  # halves by a hair: cheapest, but misses on other queries half the time
+    roomy = S(0.30, 0.06, 16.0, 5)
+    too_dear = S(0.10, 0.11, 32.0, 0)
+    assert novelty_margin(barely.ratio, barely.cost) < novelty_margin(roomy.ratio, roomy.cost)
+    assert novelty_margin(too_dear.ratio, too_dear.cost) < 0
     assert choose_novelty([barely, too_dear, roomy]) == roomy
     # Nothing inside both limits: the setting closest to them, not the one that lowers popularity most.
-    weak, close, harsh = (0.70, 0.02, 4.0, 0), (0.55, 0.09, 12.0, 2), (0.20, 0.20, 32.0, 0)
+    weak, close, harsh = S(0.70, 0.02, 4.0, 0), S(0.55, 0.09, 12.0, 2), S(0.20, 0.20, 32.0, 0)
     assert choose_novelty([weak, harsh, close]) == close
     # Equal room: the one further inside the other limit too, then the weaker strength.
-    a, b = (0.26, 0.067, 16.0, 5), (0.18, 0.067, 24.0, 5)
+    a, b = S(0.26, 0.067, 16.0, 5), S(0.18, 0.067, 24.0, 5)
     assert choose_novelty([a, b]) == b
-    assert choose_novelty([(0.3, 0.05, 24.0, 5), (0.3, 0.05, 16.0, 5)]) == (0.3, 0.05, 16.0, 5)
+    assert choose_novelty([S(0.3, 0.05, 24.0, 5), S(0.3, 0.05, 16.0, 5)]) == S(0.3, 0.05, 16.0, 5)
+    # On equal figures no cap wins over a cap, and a looser cap over a tighter one.
+    capped, tighter = S(0.3, 0.05, 16.0, 5, 0.8), S(0.3, 0.05, 16.0, 5, 0.6)
+    assert choose_novelty([tighter, capped, S(0.3, 0.05, 16.0, 5)]) == S(0.3, 0.05, 16.0, 5)
+    assert choose_novelty([tighter, capped]) == capped
+    # A cap that measured more room wins.
+    assert choose_novelty([S(0.45, 0.09, 8.0, 4), S(0.40, 0.08, 1.0, 5, 0.75)]).cap_quantile == 0.75
     assert choose_novelty([]) is None
+    assert capped.name == "head 5, cap q0.8, strength 16" and a.name == "head 5, no cap, strength 16"
 
 
 def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits() -> None:
@@ -233,10 +241,12 @@ def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits
     fitter.fit_alpha()
     fitter.search_music2vec(Music2VecOptions(dim=16, epochs=5, workers=1), min_playlists=1)
     fitter.fit_fusion({}, None, cel_seconds=0.0)
-    strength, head = fitter.fit_novelty()
+    strength, head, quantile = fitter.fit_novelty()
     rec = fitter.record["novelty"]
-    table = rec["by_strength"]
-    chosen = table[f"head {head}, strength {strength:g}"]
+    table = rec["tried"]
+    chosen = table[NoveltySetting(0.0, 0.0, strength, head, quantile).name]
+    assert rec.get("cap_quantile") == quantile
+    assert any("no cap" in name for name in table) and any("cap q" in name for name in table)
     assert chosen["margin"] == max(row["margin"] for row in table.values())
     assert rec["fitted"] == (chosen["median_popularity_ratio"] <= NOVELTY_TARGET_RATIO
                              and chosen["hit_rate_cost"] <= NOVELTY_MAX_COST)
@@ -251,7 +261,8 @@ def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits
     pools = [ranking.score_total({m: ls[i] for m, ls in fitter.fused_lists.items()}, fitter.weights)
              for i in range(len(split.queries))]
     base = [[r for r, _ in pool[:10]] for pool in pools]
-    moved = [[r for r, _ in ranking.novelty_rerank(pool, pop_arr, 0.5, strength=strength, head=head)[:10]]
+    cap = ranking.novelty_cap(ranking.cap_levels(pop_arr), 0.5, quantile)
+    moved = [[r for r, _ in ranking.novelty_rerank(pool, pop_arr, 0.5, strength=strength, head=head, cap=cap)[:10]]
              for pool in pools]
     ratio = np.median([pop[s_] for t in moved for s_ in t]) / np.median([pop[s_] for t in base for s_ in t])
     cost = 1 - figures(moved, split.queries)["hit_rate@10"] / figures(base, split.queries)["hit_rate@10"]

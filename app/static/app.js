@@ -453,6 +453,11 @@
       return h("span", { class: r ? "rank hit" : "rank miss", title: r ? `${MODEL_LABEL[m]} ${r}위` : `${MODEL_LABEL[m]}: 순위 밖` },
         `${MODEL_LABEL[m]} ${r ? "#" + r : "–"}`);
     });
+    // The co-occurrence list is not a model and older versions lack it: shown only where it placed the song.
+    if (ranks.cooc) {
+      parts.push(h("span", { class: "rank hit cooc", title: `같은 플레이리스트에 자주 · often in the same playlists: ${ranks.cooc}위` },
+        `함께 · co-listed #${ranks.cooc}`));
+    }
     return h("p", { class: "why" }, h("span", { class: "visually-hidden", text: "추천 이유 · ranked by: " }), parts);
   }
 

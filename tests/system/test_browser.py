@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -87,9 +88,15 @@ def test_search_recommend_navigate(page, server: str) -> None:
     cards = page.locator("#results .card")
     assert 1 <= cards.count() <= 10
     assert first not in cards.evaluate_all("cs => cs.map(c => c.dataset.songId)")
-    # why each song was recommended: one badge per model, at least one of them ranked
-    assert cards.first.locator(".rank").count() == 3
+    # why each song was recommended: one badge per model, at least one of them ranked, and a co-listed
+    # badge exactly where the co-occurrence list placed the song
+    assert cards.first.locator(".rank:not(.cooc)").count() == 3
     assert cards.first.locator(".rank.hit").count() >= 1
+    shown = cards.evaluate_all("cs => cs.map(c => { const b = c.querySelector('.rank.cooc');"
+                               " return b ? b.textContent : null; })")
+    answer = httpx.get(f"{server}/recommend/{first}", params={"k": 10}, timeout=10).json()["recommendations"]
+    listed = [f"함께 · co-listed #{it['ranks']['cooc']}" if it["ranks"]["cooc"] else None for it in answer]
+    assert shown == listed[: len(shown)] and any(listed)
     # pictures: the mel thumbnail and the neighbourhood map are drawn
     page.wait_for_selector("#mel-figure:not([hidden])")
     page.wait_for_selector("#map-figure:not([hidden])")

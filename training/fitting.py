@@ -581,10 +581,9 @@ class Fitter:
         table: dict[str, Any] = {}
         tried: list[NoveltySetting] = []
         stopped = False
-        grid: list[tuple[int, float | None, float]] = [
-            (head, None, strength) for head in NOVELTY_HEADS for strength in NOVELTY_STRENGTHS]
-        grid += [(head, q, strength)
-                 for head in NOVELTY_HEADS for q in NOVELTY_CAPS for strength in NOVELTY_CAP_STRENGTHS]
+        # Head by head, the likeliest first, should the budget stop the grid.
+        grid = [(head, q, strength) for head in NOVELTY_HEADS for q in (None, *NOVELTY_CAPS)
+                for strength in (NOVELTY_STRENGTHS if q is None else NOVELTY_CAP_STRENGTHS)]
         for head, q, strength in grid:
             if self.left() <= 0 and table:
                 stopped = True

@@ -611,6 +611,15 @@ class Fitter:
         logger.info("fit: novelty %s (%s)", chosen.name, table.get(chosen.name))
         return chosen.strength, chosen.head, chosen.cap_quantile
 
+    def served_novelty(self) -> dict[str, Any] | None:
+        """The manifest's ``ranking.novelty`` record: what the service reads of the chosen novelty setting
+        (:func:`mugle_core.fusion.novelty_strength`, ``novelty_head``, ``novelty_cap_quantile``); the trials
+        stay in ``ranking.fit``. None before :meth:`fit_novelty`."""
+        chosen = self.record.get("novelty")
+        if chosen is None:
+            return None
+        return {k: chosen[k] for k in ("strength", "head", "cap_quantile", "fitted") if k in chosen}
+
     def summary(self) -> dict[str, Any]:
         """The manifest's ``ranking.fit`` record."""
         return {

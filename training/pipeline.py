@@ -403,8 +403,9 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             fitted = fitter.record.get("fusion", {})
             ranking_record["fusion"].update({k: v for k, v in fitted.items() if k != "weights"})
             ranking_record["fit"] = fitter.summary()
-            if "novelty" in fitter.record:
-                ranking_record["novelty"] = {k: fitter.record["novelty"][k] for k in ("strength", "head", "fitted")}
+            novelty = fitter.served_novelty()
+            if novelty is not None:
+                ranking_record["novelty"] = novelty
         else:
             ranking_record["fit"] = {"skipped": "fit budget 0"}
 

@@ -108,6 +108,11 @@ def test_evaluate_writes_metrics_and_report(trained: tuple[Path, Path, Path], re
     assert manifest.ranking["fit"]["validation_playlists"] > 0 and manifest.ranking["fit"]["within_budget"]
     validation = set(manifest.ranking["fit"]["validation_playlist_ids"])
     assert validation and not validation & set(manifest.holdout_playlist_ids)
+    # The novelty setting the fit chose is the one the service reads (the cap included, when chosen).
+    chosen = manifest.ranking["fit"]["novelty"]
+    served = {k: chosen[k] for k in ("strength", "head", "cap_quantile", "fitted") if k in chosen}
+    assert manifest.ranking["novelty"] == served
+    assert ranking.novelty_cap_quantile(manifest.ranking) == chosen.get("cap_quantile")
     report = Path(results["report"])
     text = report.read_text(encoding="utf-8")
     for png in ("metrics_bars.png", "novelty_tradeoff.png", "map_music2vec.png", "map_tcae.png", "map_cel.png"):

@@ -25,6 +25,7 @@ from training.fitting import (
     FitOptions,
     Fitter,
     NoveltySetting,
+    ValidationSplit,
     ValQuery,
     _grid_objectives,
     _z_against_leaders,
@@ -246,6 +247,10 @@ def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits
     table = rec["tried"]
     chosen = table[NoveltySetting(0.0, 0.0, strength, head, quantile).name]
     assert rec.get("cap_quantile") == quantile
+    # What the manifest gives the service is the chosen setting, the cap included.
+    served = fitter.served_novelty()
+    assert served is not None and served["strength"] == strength and served["head"] == head
+    assert ranking.novelty_cap_quantile({"novelty": served}) == quantile
     assert any("no cap" in name for name in table) and any("cap q" in name for name in table)
     assert chosen["margin"] == max(row["margin"] for row in table.values())
     assert rec["fitted"] == (chosen["median_popularity_ratio"] <= NOVELTY_TARGET_RATIO
@@ -269,6 +274,17 @@ def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits
     assert chosen["median_popularity_ratio"] == pytest.approx(ratio, abs=1e-3)
     assert chosen["hit_rate_cost"] == pytest.approx(cost, abs=1e-4)
     assert all(m[:head] == b[:head] for m, b in zip(moved, base, strict=True))  # the head keeps its place
+
+
+def test_served_novelty_carries_the_cap_and_leaves_the_trials_out() -> None:
+    split = ValidationSplit([[1, 2], [2, 3]], [0, 1], [], [])
+    fitter = Fitter(split, FitOptions(budget_s=1.0, search=False))
+    assert fitter.served_novelty() is None
+    fitter.record["novelty"] = {"strength": 2.0, "head": 5, "cap_quantile": 0.75, "fitted": True, "level": 0.5,
+                                "tried": {"head 5, cap q0.75, strength 2": {}}, "seconds": 0.1}
+    served = fitter.served_novelty()
+    assert served == {"strength": 2.0, "head": 5, "cap_quantile": 0.75, "fitted": True}
+    assert ranking.novelty_cap_quantile({"novelty": served}) == 0.75
 
 
 # -- the service uses what was fitted -------------------------------------------------------------

@@ -185,8 +185,8 @@ def novelty_rerank(
     head : how many of the best-ranked songs keep their place (fitted with the strength: the first few
         places carry most of the hits, the rest can go to lesser-known songs); the rest is re-ranked.
         Reported scores are made non-increasing down the list.
-    cap : a popularity (:func:`novelty_cap`): past the head, every song at or below it comes before every
-        song above it, each group in re-ranked order; None: no cap.
+    cap : a popularity (:func:`novelty_cap`): past the head, every song at or below it (in re-ranked order)
+        comes before every song above it (least popular first); None: no cap.
     """
     if not 0.0 <= novelty <= 1.0:
         raise ValueError(f"novelty: must be in [0, 1], got {novelty}")
@@ -201,7 +201,10 @@ def novelty_rerank(
     head = max(0, min(int(head), len(rows)))
     rest = np.arange(head, len(rows))
     over = pop[rest] > cap if cap is not None else np.zeros(len(rest), dtype=bool)
-    order = np.concatenate([np.arange(head), rest[np.lexsort((rest, -adjusted[rest], over))]])  # stable on ties
+    # Songs over the cap fill what the songs under it leave, least popular first: ordered by score they
+    # would bring back the hits, so that more novelty (a lower cap) could give a more popular list.
+    above = np.where(over, pop[rest], 0.0)
+    order = np.concatenate([np.arange(head), rest[np.lexsort((rest, -adjusted[rest], above, over))]])  # stable on ties
     scores = adjusted[order]
     if head or cap is not None:
         # The kept head, and the songs under the cap, must not score below what follows them.

@@ -360,12 +360,28 @@ def test_novelty_cap_puts_the_lesser_known_songs_first_past_the_head() -> None:
     ranked = [(0, 1.0), (1, 0.5), (2, 0.33), (3, 0.25), (4, 0.2), (5, 0.1)]
     popularity = np.array([500, 400, 300, 1, 200, 2])
     capped = ranking.novelty_rerank(ranked, popularity, 0.5, strength=1.0, head=1, cap=100.0)
-    # The head keeps its place; then the songs at or under the cap in re-ranked order; then the rest.
-    assert [r for r, _ in capped] == [0, 3, 5, 1, 2, 4]
+    # The head keeps its place; then the songs at or under the cap in re-ranked order; then the rest, least
+    # popular first.
+    assert [r for r, _ in capped] == [0, 3, 5, 4, 2, 1]
     scores = [s for _, s in capped]
     assert scores == sorted(scores, reverse=True)
     assert ranking.novelty_rerank(ranked, popularity, 0.5, strength=1.0, head=1, cap=None) != capped
     assert ranking.novelty_rerank(ranked, popularity, 0.0, head=1, cap=100.0) == ranked
+
+
+def test_more_novelty_never_gives_a_more_popular_list_when_the_songs_under_the_cap_run_out() -> None:
+    # A pool ordered by popularity (the popular songs are the relevant ones), a catalog where few songs of
+    # the pool are below the lower caps.
+    rng = np.random.default_rng(0)
+    popularity = np.concatenate([np.arange(60, 0, -1), rng.integers(1, 4, size=400)])
+    ranked = [(r, 1.0 / (r + 1)) for r in range(60)]
+    levels = ranking.cap_levels(popularity)
+    medians = []
+    for novelty in (0.0, 0.25, 0.5, 0.75, 1.0):
+        cap = ranking.novelty_cap(levels, novelty, 0.6)
+        top = ranking.novelty_rerank(ranked, popularity, novelty, strength=1.0, head=5, cap=cap)[:10]
+        medians.append(float(np.median([popularity[r] for r, _ in top])))
+    assert medians == sorted(medians, reverse=True) and medians[-1] < medians[0]
 
 
 def test_novelty_cap_falls_with_novelty_through_the_fitted_quantile() -> None:

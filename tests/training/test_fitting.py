@@ -19,8 +19,10 @@ from mugle_core.artifacts import COOC, MANIFEST, read_manifest
 from tests.fixtures.synthetic import read_truth, write_synthetic_version
 from training.cooc import write_cooc
 from training.fitting import (
+    FILL_WEIGHT,
     NOVELTY_MAX_COST,
     NOVELTY_TARGET_RATIO,
+    REACH_TOL,
     FitError,
     FitOptions,
     Fitter,
@@ -167,6 +169,30 @@ def test_fusion_fit_takes_a_rank_offset_when_the_sources_agree_below_their_heads
                      for i, q in enumerate(queries)]
     fitter.fit_fusion({}, None, cel_seconds=0.0)
     assert fitter.record["fusion"]["offset"] == 0.0 and fitter.weights["music2vec"] <= 0.005
+
+
+def test_a_narrow_lead_of_another_source_makes_the_fit_fuse_rather_than_keep_the_reference() -> None:
+    # One relevant song per query. Co-occurrence has it first on queries 0-299 (it leads nDCG and the
+    # objective); Music2Vec has it 5th on queries 0-300: one more hit, a lead of 0.0017 in HitRate@10,
+    # within REACH_TOL of the reference. Fusing them keeps co-occurrence's order and Music2Vec's hit.
+    n = 600
+    queries = [ValQuery(0, frozenset({q})) for q in range(n)]
+    cooc = [[q] + [10_000 + 20 * q + j for j in range(19)] if q < 300 else [10_000 + 20 * q + j for j in range(20)]
+            for q in range(n)]
+    m2v = [[50_000 + 20 * q + j for j in range(4)] + ([q] if q <= 300 else [])
+           + [60_000 + 20 * q + j for j in range(15)] for q in range(n)]
+    split = split_validation([], [], [], FitOptions(), seed=0)
+    split.queries = queries
+    fitter = Fitter(split, FitOptions(budget_s=60.0), seed=0)
+    fitter.lists = {COOC: cooc, "music2vec": m2v}
+    weights = fitter.fit_fusion({}, None, cel_seconds=0.0)
+    rec = fitter.record["fusion"]
+    singles = rec["single_sources"]
+    assert rec["reference"] == COOC and singles["music2vec"]["hit_rate@10"] > singles[COOC]["hit_rate@10"]
+    assert rec["best_grid_point"]["reference_reach"] >= 1 - REACH_TOL  # the old rule would have kept it
+    assert weights["music2vec"] > FILL_WEIGHT
+    assert rec["validation"]["hit_rate@10"] >= singles["music2vec"]["hit_rate@10"]
+    assert rec["validation"]["ndcg@10"] >= singles[COOC]["ndcg@10"]
 
 
 def test_when_the_leaders_differ_the_surer_lead_beats_the_larger_one() -> None:

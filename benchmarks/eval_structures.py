@@ -153,9 +153,10 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     checks = {k: v for k, v in results.items() if k in CHECKS}
     lines += ["## Summary", ""] + _summary(developed) + [""]
     if checks:
-        lines += ["## Check: a catalog kept out of the work on the fit", "",
-                  "Added once the fit's rules were final and evaluated only after, as a check that they hold on a",
-                  "structure they were not developed against.", ""] + _summary(checks) + [""]
+        lines += ["## Checks: catalogs kept out of the work on the fit", "",
+                  "Each added before its first run and evaluated only after, as a check that the rules hold on a",
+                  "structure they were not developed against (check-mid-long with the fusion rules, check-flat-mid",
+                  "with the novelty cap).", ""] + _summary(checks) + [""]
     for name, r in results.items():
         desc, _ = CATALOGS.get(name, ("", {}))
         m = r["metrics"]

@@ -58,18 +58,20 @@ class EmbeddingModelContract:
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
 
+    # A class method: a class-scoped fixture runs once per class, not per test instance.
     @pytest.fixture(scope="class")
+    @classmethod
     def fitted(
-        self, prepared_data: tuple[Any, dict[int, Path]], tmp_path_factory: pytest.TempPathFactory
+        cls, prepared_data: tuple[Any, dict[int, Path]], tmp_path_factory: pytest.TempPathFactory
     ) -> tuple[TrainingData, ModelResult, ModelResult]:
         """The model fitted twice with the same seed on fresh folders: (data of the first run, both results)."""
         runs = []
         for _ in range(2):
-            data = training_data(prepared_data, tmp_path_factory.mktemp(self.name))
+            data = training_data(prepared_data, tmp_path_factory.mktemp(cls.name))
             models = small_models()
-            for earlier in self.needs:
+            for earlier in cls.needs:
                 data.results[earlier] = models[earlier].fit(data, SEED)
-            runs.append((data, models[self.name].fit(data, SEED)))
+            runs.append((data, models[cls.name].fit(data, SEED)))
         return runs[0][0], runs[0][1], runs[1][1]
 
     def test_name_is_a_known_model(self) -> None:

@@ -78,9 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     for name, (fn, calls) in parts.items():
         values = [_cpu_per_call(fn, calls) for _ in range(3)]
         print(f"| {name} | {statistics.median(values):.1f} | {min(values):.1f} | {max(values):.1f} |")
+    cap = engine.novelty_cap(0.5)
     answered = sum(fused.answer(x, 10, 0.5, engine.catalog.popularity, engine.novelty_strength,
-                                engine.novelty_head) is not None for x in rows)
-    print(f"novelty 0.5, k 10: the fused row answered {answered} of {len(rows)} songs; the rest fuse per request")
+                                engine.novelty_head, cap) is not None for x in rows)
+    print(f"novelty 0.5, k 10 (popularity cap {cap}): the fused row answered {answered} of {len(rows)} songs; "
+          "the rest fuse per request")
+    for novelty in (0.0, 0.5):
+        values = [_cpu_per_call(functools.partial(engine.recommend, novelty=novelty), [(i,) for i in ids])
+                  for _ in range(3)]
+        print(f"Engine.recommend at novelty {novelty}, cached songs: median {statistics.median(values):.1f} µs")
 
 
 if __name__ == "__main__":

@@ -894,11 +894,12 @@ def evaluate(
                for q in tqdm(warm, desc=f"novelty {level}", disable=not progress, leave=False)]
         pooled = [ctx.popularity.get(s, 0) for lst in l10 for s in lst]
         pairs = list(zip(l10, warm, strict=True))
+        hits = [M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs]
         sweep.append({
             "novelty": level,
             # The count as well as the rate: the cost target compares counts, not rates rounded for the report.
-            "hits@10": int(sum(M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs)),
-            "hit_rate@10": _num(M.mean_finite(M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs)),
+            "hits@10": int(sum(hits)),
+            "hit_rate@10": _num(M.mean_finite(hits)),
             "ndcg@10": _num(M.mean_finite(M.ndcg_at_k(r, q.relevant, K) for r, q in pairs)),
             "median_popularity@10": _num(M.median_popularity(pooled)),
             "novelty@10": _num(M.mean_finite(M.novelty([ctx.popularity.get(s, 0) for s in r], ctx.n_train_playlists)

@@ -72,7 +72,7 @@ REACH_TOL = 0.005
 # median; the strengths reach 32, where the re-ranked tail is ordered almost by popularity alone.
 NOVELTY_STRENGTHS: tuple[float, ...] = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 24.0, 32.0)
 NOVELTY_HEADS: tuple[int, ...] = (5, 4, 3, 2, 0)  # the likeliest first, should the budget stop the grid
-# Popularity caps tried, as quantiles at novelty 0.5 (1: no cap; :func:`mugle_core.fusion.novelty_cap`).
+# Popularity caps tried besides none, as quantiles at novelty 0.5 (:func:`mugle_core.fusion.novelty_cap`).
 # Where popularity is flat, the songs a playlist shares are the popular ones and a penalty strong enough to
 # move the tail also reorders it by popularity alone; a cap instead keeps the tail in relevance order among
 # the songs below it (long-noisy catalog, validation: margin 0.00 without a cap, 0.14 with one).

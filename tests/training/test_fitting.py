@@ -134,6 +134,18 @@ def test_weight_grid_scores_exactly_what_the_service_serves(seed: int) -> None:
             assert gains[:, col].mean() == pytest.approx(fig["ndcg@10"], abs=1e-5)
 
 
+def _fit_fusion_on(
+    queries: list[ValQuery], lists: dict[str, list[list[int]]]
+) -> tuple[ValidationSplit, dict[str, float], dict]:
+    """Fit the fusion weights on hand-made validation queries and source lists: (split, weights, record)."""
+    split = split_validation([], [], [], FitOptions(), seed=0)
+    split.queries = queries
+    fitter = Fitter(split, FitOptions(budget_s=60.0), seed=0)
+    fitter.lists = lists
+    weights = fitter.fit_fusion({}, None, cel_seconds=0.0)
+    return split, weights, fitter.record["fusion"]
+
+
 def test_fusion_fit_takes_a_rank_offset_when_the_sources_agree_below_their_heads() -> None:
     # Half the queries: co-occurrence has the playlist's song first. The other half: neither source has it
     # in its top 10, but both place it 12th; with 1/rank it stays below both heads, with an offset it leads.
@@ -149,12 +161,7 @@ def test_fusion_fit_takes_a_rank_offset_when_the_sources_agree_below_their_heads
             cooc.append(list(range(base + 1, base + 12)) + [hit] + list(range(base + 12, base + 20)))
             m2v.append(list(range(base + 50, base + 61)) + [hit] + list(range(base + 61, base + 70)))
         queries.append(ValQuery(q, frozenset({hit})))
-    split = split_validation([], [], [], FitOptions(), seed=0)
-    split.queries = queries
-    fitter = Fitter(split, FitOptions(budget_s=30.0), seed=0)
-    fitter.lists = {COOC: cooc, "music2vec": m2v}
-    weights = fitter.fit_fusion({}, None, cel_seconds=0.0)
-    rec = fitter.record["fusion"]
+    split, weights, rec = _fit_fusion_on(queries, {COOC: cooc, "music2vec": m2v})
     assert rec["reference"] == COOC and rec["single_sources"][COOC]["hit_rate@10"] == 0.5
     assert rec["offset"] > 0 and weights["music2vec"] > 0
     assert rec["validation"]["hit_rate@10"] == 1.0
@@ -181,12 +188,7 @@ def test_a_narrow_lead_of_another_source_makes_the_fit_fuse_rather_than_keep_the
             for q in range(n)]
     m2v = [[50_000 + 20 * q + j for j in range(4)] + ([q] if q <= 300 else [])
            + [60_000 + 20 * q + j for j in range(15)] for q in range(n)]
-    split = split_validation([], [], [], FitOptions(), seed=0)
-    split.queries = queries
-    fitter = Fitter(split, FitOptions(budget_s=60.0), seed=0)
-    fitter.lists = {COOC: cooc, "music2vec": m2v}
-    weights = fitter.fit_fusion({}, None, cel_seconds=0.0)
-    rec = fitter.record["fusion"]
+    _, weights, rec = _fit_fusion_on(queries, {COOC: cooc, "music2vec": m2v})
     singles = rec["single_sources"]
     assert rec["reference"] == COOC and singles["music2vec"]["hit_rate@10"] > singles[COOC]["hit_rate@10"]
     assert rec["best_grid_point"]["reference_reach"] >= 1 - REACH_TOL  # the old rule would have kept it

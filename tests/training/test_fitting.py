@@ -20,6 +20,7 @@ from tests.fixtures.synthetic import read_truth, write_synthetic_version
 from training.cooc import write_cooc
 from training.fitting import (
     FILL_WEIGHT,
+    MIN_GAIN_Z,
     NOVELTY_MAX_COST,
     NOVELTY_TARGET_RATIO,
     REACH_TOL,
@@ -32,8 +33,10 @@ from training.fitting import (
     _grid_objectives,
     _z_against_leaders,
     choose_novelty,
+    clear_gain,
     figures,
     novelty_margin,
+    selection_z,
     split_validation,
 )
 from training.music2vec import Music2VecOptions
@@ -228,6 +231,45 @@ def test_when_the_leaders_differ_the_surer_lead_beats_the_larger_one() -> None:
     assert same[0] == 0.0
     worse = _z_against_leaders(np.zeros((n, 1)), np.zeros((n, 1)), tops, queries)
     assert worse[0] < -5
+
+
+def test_selection_z_is_what_the_best_of_many_reaches_by_luck() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    noise = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(n, 300))  # 300 weightings, none better than the reference
+    one, many = selection_z(noise[:, :1], seed=0), selection_z(noise, seed=0)
+    assert 1.2 < one < 2.1  # about the one-sided 95 % point of a single z
+    assert many > 2.5 and many > one + 0.8
+    col_z = noise.mean(axis=0) / (noise.std(axis=0, ddof=1) / np.sqrt(n))
+    assert col_z.max() > 2.0 > one  # the best noise column looks like a gain to a single-test rule ...
+    assert col_z.max() < many  # ... but not to this one
+    # Columns that move together are one test, not many.
+    assert selection_z(np.repeat(noise[:, :1], 300, axis=1), seed=0) == pytest.approx(one, abs=1e-9)
+    # A real gain passes: a hit more on a quarter of the queries, as noisy otherwise.
+    gain = noise[:, 0] + (rng.random(n) < 0.25)
+    assert gain.mean() / (gain.std(ddof=1) / np.sqrt(n)) > many
+    assert selection_z(np.zeros((n, 3)), seed=0) == 0.0
+
+
+def test_a_weighting_picked_from_many_must_gain_more_than_luck_gives() -> None:
+    rng = np.random.default_rng(3)
+    n, cols = 400, 200
+    reference = rng.choice([0.0, 1.0, 1.0, 2.0], size=n)  # column 0; the others move off it at random
+    per_query = reference[:, None] + rng.choice([-1.0, 0.0, 0.0, 1.0], size=(n, cols))
+    per_query[:, 0] = reference
+    diff = per_query - per_query[:, [0]]
+    z = diff.mean(axis=0)[1:] / (diff.std(axis=0, ddof=1)[1:] / np.sqrt(n))
+    best = 1 + int(np.argmax(z))
+    assert z.max() > MIN_GAIN_Z  # picked from 200, the luckiest looks like a gain to a single test
+    gain, z_best, needed = clear_gain(per_query, best, 0, np.arange(cols), seed=0)
+    assert not gain and z_best == pytest.approx(z.max()) and needed > z_best
+    # The same column alone (nothing to pick from) passes.
+    assert clear_gain(per_query, best, 0, np.array([best]), seed=0)[0]
+    # A weighting that gains a point on a quarter of the queries passes among the 200.
+    per_query[:, 7] = per_query[:, 0] + (rng.random(n) < 0.25) + rng.choice([-1.0, 0.0, 0.0, 1.0], size=n)
+    assert clear_gain(per_query, 7, 0, np.arange(cols), seed=0)[0]
+    # The reference itself never counts as a gain.
+    assert clear_gain(per_query, 0, 0, np.arange(cols), seed=0) == (False, 0.0, MIN_GAIN_Z)
 
 
 # -- the novelty fit ------------------------------------------------------------------------------

@@ -88,6 +88,13 @@ NOVELTY_CAPS: tuple[float, ...] = (0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.5)
 NOVELTY_CAP_STRENGTHS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
 NOVELTY_TARGET_RATIO = 0.5
 NOVELTY_MAX_COST = 0.1
+# A setting's room inside each limit is counted in standard deviations of its own validation estimate
+# (bootstrap over the queries): the hit-rate cost is the noisier of the two by far (one query more or less
+# among 200 moves it by 0.7 points, the median popularity hardly at all), so a cost 1.7 points inside its
+# limit was less room than a ratio 0.2 inside its own (check-mid-long: cost 8.3 % on validation, 10.9 % held
+# out). Draws of that bootstrap, and floors that keep a zero spread from counting as infinite room.
+NOVELTY_BOOTSTRAP = 60
+NOVELTY_MIN_SD = (0.01, 0.005)  # (ratio, cost)
 # Weights of a version whose fusion could not be fitted (budget too small): co-occurrence leads, the
 # embeddings add what it lacks. Chosen as the typical fit on the structure sweep (docs/eval/structures.md).
 UNFITTED_WEIGHTS: dict[str, float] = {"cooc": 1.0, "music2vec": 0.5, "cel": 0.1, "tcae": 0.05}
@@ -566,8 +573,9 @@ class Fitter:
         per song in the fitting split, so the validation playlists do not count), over
         :data:`NOVELTY_HEADS` x :data:`NOVELTY_STRENGTHS` without a cap and :data:`NOVELTY_HEADS` x
         :data:`NOVELTY_CAPS` x :data:`NOVELTY_CAP_STRENGTHS` with one: the setting furthest
-        inside both limits (:func:`novelty_margin`), so that the halving and the hit-rate bound hold on
-        other queries than these, not just barely here; when none is inside, the one closest to them.
+        inside both limits (:func:`novelty_margin`, each margin in bootstrap standard deviations of its
+        estimate), so that the halving and the hit-rate bound hold on other queries than these, not just
+        barely here; when none is inside, the one closest to them.
         ``fitted`` says whether the chosen setting halves the median within the cost on validation.
         """
         t0 = time.perf_counter()
@@ -599,6 +607,7 @@ class Fitter:
         base = top(ranking.NOVELTY_STRENGTH, 0.0)
         base_fig = figures(base, queries)
         base_pop = float(np.median([popularity.get(s, 0) for t in base for s in t])) if any(base) else 0.0
+        spread = _NoveltySpread(base, queries, popularity, self.seed)
         table: dict[str, Any] = {}
         tried: list[NoveltySetting] = []
         stopped = False
@@ -614,16 +623,18 @@ class Fitter:
             med = float(np.median([popularity.get(s, 0) for t in lists for s in t])) if any(lists) else 0.0
             ratio = med / base_pop if base_pop else 1.0
             cost = 1.0 - fig["hit_rate@10"] / base_fig["hit_rate@10"] if base_fig["hit_rate@10"] else 0.0
-            setting = NoveltySetting(ratio, cost, float(strength), int(head), q)
+            ratio_sd, cost_sd = spread.of(lists)
+            setting = NoveltySetting(ratio, cost, float(strength), int(head), q, ratio_sd, cost_sd)
             table[setting.name] = {"median_popularity_ratio": round(ratio, 3), "hit_rate_cost": round(cost, 4),
-                                   "margin": round(novelty_margin(ratio, cost), 3)}
+                                   "ratio_sd": round(ratio_sd, 4), "cost_sd": round(cost_sd, 4),
+                                   "margin": round(setting.margin, 3)}
             tried.append(setting)
         chosen = choose_novelty(tried)
         if chosen is None:
             chosen = NoveltySetting(1.0, 0.0, ranking.NOVELTY_STRENGTH, 0, None)
             fitted = False
         else:
-            fitted = novelty_margin(chosen.ratio, chosen.cost) >= 0
+            fitted = chosen.margin >= 0
         self.record["novelty"] = {"strength": chosen.strength, "head": chosen.head,
                                   **({"cap_quantile": chosen.cap_quantile} if chosen.cap_quantile is not None else {}),
                                   "level": level, "fitted": bool(fitted), "stopped_by_budget": stopped,
@@ -657,16 +668,21 @@ class Fitter:
         }
 
 
-def novelty_margin(ratio: float, cost: float) -> float:
-    """How far a novelty setting lies inside both limits, as the smaller of the two relative margins.
+def novelty_margin(
+    ratio: float, cost: float, ratio_sd: float = NOVELTY_TARGET_RATIO, cost_sd: float = NOVELTY_MAX_COST
+) -> float:
+    """How far a novelty setting lies inside both limits: the smaller of the two margins, each in units of
+    its own spread.
 
-    ``(target - ratio) / target`` for the median popularity ratio (:data:`NOVELTY_TARGET_RATIO`) and
-    ``(max - cost) / max`` for the hit-rate cost (:data:`NOVELTY_MAX_COST`); negative when a limit is missed.
+    ``(target - ratio) / ratio_sd`` for the median popularity ratio (:data:`NOVELTY_TARGET_RATIO`) and
+    ``(max - cost) / cost_sd`` for the hit-rate cost (:data:`NOVELTY_MAX_COST`); negative when a limit is
+    missed. The fit passes the bootstrap standard deviations of the two estimates (floored at
+    :data:`NOVELTY_MIN_SD`); by default the limits themselves, i.e. relative margins.
     Validation is another sample than the queries the version will be judged on (and its lists come from
     models trained on fewer playlists), so a setting that only just halves there, or only just stays
     within the cost, misses about half the time elsewhere: the fit takes the one with the most room.
     """
-    return min((NOVELTY_TARGET_RATIO - ratio) / NOVELTY_TARGET_RATIO, (NOVELTY_MAX_COST - cost) / NOVELTY_MAX_COST)
+    return min((NOVELTY_TARGET_RATIO - ratio) / ratio_sd, (NOVELTY_MAX_COST - cost) / cost_sd)
 
 
 class NoveltySetting(NamedTuple):
@@ -677,6 +693,12 @@ class NoveltySetting(NamedTuple):
     strength: float
     head: int
     cap_quantile: float | None = None  # None: no cap
+    ratio_sd: float = NOVELTY_TARGET_RATIO  # spreads of the two estimates (default: relative margins)
+    cost_sd: float = NOVELTY_MAX_COST
+
+    @property
+    def margin(self) -> float:
+        return novelty_margin(self.ratio, self.cost, self.ratio_sd, self.cost_sd)
 
     @property
     def name(self) -> str:
@@ -684,8 +706,50 @@ class NoveltySetting(NamedTuple):
         return f"head {self.head}, {cap}, strength {self.strength:g}"
 
 
+class _NoveltySpread:
+    """Bootstrap standard deviations of a novelty setting's two estimates over the validation queries.
+
+    The same query resamples serve every setting and the unchanged lists (the ratio and the cost are
+    both relative to those), so each spread is that of a paired estimate.
+    """
+
+    def __init__(self, base: Sequence[Sequence[int]], queries: Sequence[ValQuery], popularity: Mapping[int, int],
+                 seed: int, draws: int = NOVELTY_BOOTSTRAP) -> None:
+        rng = np.random.default_rng([seed, 0x4E6F76])
+        n = len(queries)
+        # Query weights per draw: how often each query is drawn.
+        self.weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(draws)]).astype(
+            np.float64) if n else np.zeros((draws, 0))
+        self.queries, self.popularity = queries, popularity
+        self.base_hits, self.base_median = self._hits(base), self._medians(base)
+
+    def _hits(self, lists: Sequence[Sequence[int]]) -> np.ndarray:
+        hits = np.array([any(s in q.relevant for s in t[:K]) for t, q in zip(lists, self.queries, strict=True)],
+                        dtype=np.float64)
+        return self.weights @ hits  # (draws,)
+
+    def _medians(self, lists: Sequence[Sequence[int]]) -> np.ndarray:
+        """Each draw's median popularity of all listed songs (a weighted median over the queries' songs)."""
+        pops = [self.popularity.get(s, 0) for t in lists for s in t[:K]]
+        owner = np.repeat(np.arange(len(lists)), [len(t[:K]) for t in lists])
+        if not pops:
+            return np.zeros(len(self.weights))
+        order = np.argsort(np.asarray(pops), kind="stable")
+        sorted_pops = np.asarray(pops, dtype=np.float64)[order]
+        cum = np.cumsum(self.weights[:, owner[order]], axis=1)
+        half = cum[:, -1:] / 2.0
+        return sorted_pops[np.minimum((cum < half).sum(axis=1), len(sorted_pops) - 1)]
+
+    def of(self, lists: Sequence[Sequence[int]]) -> tuple[float, float]:
+        """(ratio sd, cost sd) of the lists against the unchanged ones, floored at :data:`NOVELTY_MIN_SD`."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(self.base_median > 0, self._medians(lists) / self.base_median, 1.0)
+            cost = np.where(self.base_hits > 0, 1.0 - self._hits(lists) / self.base_hits, 0.0)
+        return (max(float(ratio.std(ddof=1)), NOVELTY_MIN_SD[0]), max(float(cost.std(ddof=1)), NOVELTY_MIN_SD[1]))
+
+
 def choose_novelty(tried: Sequence[NoveltySetting]) -> NoveltySetting | None:
-    """The setting with the largest :func:`novelty_margin`.
+    """The setting with the largest :func:`novelty_margin` (:attr:`NoveltySetting.margin`).
 
     Ties (to 1e-3) go to the larger sum of the two margins, then no cap before a cap and the looser cap
     first, then the weaker strength, then the smaller head. None when nothing was tried.
@@ -694,9 +758,9 @@ def choose_novelty(tried: Sequence[NoveltySetting]) -> NoveltySetting | None:
         return None
 
     def key(t: NoveltySetting) -> tuple[float, float, float, float, int]:
-        room = (NOVELTY_TARGET_RATIO - t.ratio) / NOVELTY_TARGET_RATIO + (NOVELTY_MAX_COST - t.cost) / NOVELTY_MAX_COST
+        room = (NOVELTY_TARGET_RATIO - t.ratio) / t.ratio_sd + (NOVELTY_MAX_COST - t.cost) / t.cost_sd
         looser = -(t.cap_quantile if t.cap_quantile is not None else 2.0)
-        return (-round(novelty_margin(t.ratio, t.cost), 3), -round(room, 3), looser, t.strength, t.head)
+        return (-round(t.margin, 3), -round(room, 3), looser, t.strength, t.head)
 
     return min(tried, key=key)
 

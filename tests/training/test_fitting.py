@@ -22,6 +22,7 @@ from training.fitting import (
     FILL_WEIGHT,
     MIN_GAIN_Z,
     NOVELTY_MAX_COST,
+    NOVELTY_MIN_SD,
     NOVELTY_TARGET_RATIO,
     REACH_TOL,
     FitError,
@@ -31,6 +32,7 @@ from training.fitting import (
     ValidationSplit,
     ValQuery,
     _grid_objectives,
+    _NoveltySpread,
     _z_against_leaders,
     choose_novelty,
     clear_gain,
@@ -298,6 +300,34 @@ def test_novelty_takes_the_setting_with_most_room_not_the_cheapest_that_just_hal
     assert choose_novelty([S(0.45, 0.09, 8.0, 4), S(0.40, 0.08, 1.0, 5, 0.75)]).cap_quantile == 0.75
     assert choose_novelty([]) is None
     assert capped.name == "head 5, cap q0.8, strength 16" and a.name == "head 5, no cap, strength 16"
+
+
+def test_novelty_room_is_counted_in_each_estimate_s_own_spread() -> None:
+    S = NoveltySetting
+    # Far inside the halving, a little inside the cost: the most room in relative terms ...
+    deep = S(0.29, 0.083, 16.0, 5, None, 0.03, 0.03)
+    cheap = S(0.45, 0.04, 4.0, 5, None, 0.03, 0.03)
+    assert novelty_margin(deep.ratio, deep.cost) > novelty_margin(cheap.ratio, cheap.cost)
+    # ... but with both estimates as noisy (a cost of 8.3 % is 0.6 sd from its limit), the cheap one wins.
+    assert deep.margin < cheap.margin and choose_novelty([deep, cheap]) == cheap
+    # A precise popularity estimate makes a small ratio margin safe.
+    assert S(0.47, 0.04, 4.0, 5, None, 0.005, 0.03).margin == pytest.approx(2.0)
+
+
+def test_novelty_spread_is_the_bootstrap_spread_of_the_two_estimates() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    queries = [ValQuery(0, frozenset({q})) for q in range(n)]
+    base = [[q] + list(range(10_000 + 10 * q, 10_009 + 10 * q)) for q in range(n)]  # a hit on every query
+    pop = {s: int(rng.integers(1, 50)) for t in base for s in t}
+    spread = _NoveltySpread(base, queries, pop, seed=0)
+    assert spread.of(base) == NOVELTY_MIN_SD  # the unchanged lists: no spread, the floors
+    keep = rng.random(n) < 0.8  # the re-rank loses the hit on a fifth of the queries
+    moved = [t if k else t[1:] + [99_999] for t, k in zip(base, keep, strict=True)]
+    pop[99_999] = 1
+    ratio_sd, cost_sd = spread.of(moved)
+    assert cost_sd == pytest.approx(np.sqrt(0.2 * 0.8 / n), rel=0.3)  # a binomial share's spread
+    assert NOVELTY_MIN_SD[0] <= ratio_sd < 0.1
 
 
 def test_fit_novelty_records_the_setting_it_measured_furthest_inside_both_limits() -> None:

@@ -778,16 +778,19 @@ def clear_gain(
     z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if len(diff) > 1 and diff.std() > 0 else 0.0
     if best == ref:
         return False, z, MIN_GAIN_Z
-    needed = max(MIN_GAIN_Z, selection_z(per_query[:, chosen_from] - per_query[:, [ref]], seed))
+    needed = max(MIN_GAIN_Z, selection_z(per_query, ref, chosen_from, seed))
     return z >= needed, z, needed
 
 
-def selection_z(diff: np.ndarray, seed: int, draws: int = NULL_DRAWS, level: float = NULL_LEVEL) -> float:
-    """The paired z that the best of several columns reaches by luck alone, at quantile ``level``.
+def selection_z(
+    per_query: np.ndarray, ref: int, columns: np.ndarray, seed: int, draws: int = NULL_DRAWS, level: float = NULL_LEVEL
+) -> float:
+    """The paired z over column ``ref`` that the best of ``columns`` reaches by luck alone, at quantile ``level``.
 
     Parameters
     ----------
-    diff : (queries, columns) per-query differences of each candidate column from the reference.
+    per_query : (queries, columns) each query's objective per column.
+    ref : the reference column; ``columns``: the candidates the best was picked from.
     seed : seeds the draws.
     draws, level : sign-flip draws and the quantile of their maxima.
 
@@ -797,19 +800,23 @@ def selection_z(diff: np.ndarray, seed: int, draws: int = NULL_DRAWS, level: flo
     draw flips the sign of whole query rows (keeping how the columns move together) and takes the largest
     column z. The best column's own z must exceed the ``level`` quantile of those maxima for its gain to be
     more than the luck of having been picked from many. Columns equal to the reference on every query
-    count as z 0.
+    count as z 0. The columns are taken in slices, so a large grid never needs a second copy of itself.
     """
-    diff = np.asarray(diff, dtype=np.float64)
-    n = diff.shape[0]
-    if n < 2 or diff.shape[1] == 0:
+    n = per_query.shape[0]
+    columns = np.asarray(columns, dtype=np.int64)
+    if n < 2 or len(columns) == 0:
         return math.inf
     rng = np.random.default_rng([seed, 0x4D6178])
     signs = rng.choice(np.array([-1.0, 1.0]), size=(draws, n))
-    means = signs @ diff / n  # (draws, columns)
-    var = np.maximum((diff * diff).sum(axis=0)[None, :] - n * means * means, 0.0) / (n - 1)
-    se = np.sqrt(var / n)
-    z = np.where(se > 0, means / np.where(se > 0, se, 1.0), 0.0)
-    return float(np.quantile(z.max(axis=1), level))
+    best = np.full(draws, -np.inf)
+    for start in range(0, len(columns), 512):
+        diff = per_query[:, columns[start:start + 512]] - per_query[:, [ref]]
+        means = signs @ diff / n  # (draws, columns of the slice)
+        var = np.maximum((diff * diff).sum(axis=0)[None, :] - n * means * means, 0.0) / (n - 1)
+        se = np.sqrt(var / n)
+        z = np.where(se > 0, means / np.where(se > 0, se, 1.0), 0.0)
+        best = np.maximum(best, z.max(axis=1))
+    return float(np.quantile(best, level))
 
 
 def _grid_objectives(

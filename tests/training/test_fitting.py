@@ -239,18 +239,22 @@ def test_selection_z_is_what_the_best_of_many_reaches_by_luck() -> None:
     rng = np.random.default_rng(5)
     n = 400
     noise = rng.choice([-1.0, 0.0, 0.0, 1.0], size=(n, 300))  # 300 weightings, none better than the reference
-    one, many = selection_z(noise[:, :1], seed=0), selection_z(noise, seed=0)
+
+    def z_needed(diff: np.ndarray) -> float:  # column 0: the reference, the others its differences
+        return selection_z(np.column_stack([np.zeros(n), diff]), 0, np.arange(1, diff.shape[1] + 1), seed=0)
+
+    one, many = z_needed(noise[:, :1]), z_needed(noise)
     assert 1.2 < one < 2.1  # about the one-sided 95 % point of a single z
     assert many > 2.5 and many > one + 0.8
     col_z = noise.mean(axis=0) / (noise.std(axis=0, ddof=1) / np.sqrt(n))
     assert col_z.max() > 2.0 > one  # the best noise column looks like a gain to a single-test rule ...
     assert col_z.max() < many  # ... but not to this one
     # Columns that move together are one test, not many.
-    assert selection_z(np.repeat(noise[:, :1], 300, axis=1), seed=0) == pytest.approx(one, abs=1e-9)
+    assert z_needed(np.repeat(noise[:, :1], 700, axis=1)) == pytest.approx(one, abs=1e-9)  # two slices
     # A real gain passes: a hit more on a quarter of the queries, as noisy otherwise.
     gain = noise[:, 0] + (rng.random(n) < 0.25)
     assert gain.mean() / (gain.std(ddof=1) / np.sqrt(n)) > many
-    assert selection_z(np.zeros((n, 3)), seed=0) == 0.0
+    assert z_needed(np.zeros((n, 3))) == 0.0
 
 
 def test_a_weighting_picked_from_many_must_gain_more_than_luck_gives() -> None:

@@ -149,6 +149,34 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
     return summary
 
 
+def _best_point(fusion: dict[str, Any]) -> str:
+    """How the fit judged its best grid point against the reference (empty for versions without the record)."""
+    best = fusion.get("best_grid_point")
+    if not best:
+        return ""
+    if "z_needed" in best:
+        judged = f"paired z {best['z']} over the reference, {best['z_needed']} needed"
+    elif "z_against_leaders" in best:
+        judged = f"no single leader; smaller z against the two leaders {best['z_against_leaders']}"
+    else:
+        judged = f"paired z {best['z']}"
+    return f"best grid point {best['weights']} at offset {best['offset']} ({judged}; adopted: {best['adopted']}); "
+
+
+def _novelty_room(novelty: dict[str, Any]) -> str:
+    """The chosen novelty setting's validation figures."""
+    from training.fitting import NoveltySetting
+
+    tried = novelty.get("tried") or {}
+    name = NoveltySetting(0.0, 0.0, float(novelty.get("strength", 0.0)), int(novelty.get("head", 0)),
+                          novelty.get("cap_quantile")).name
+    if name not in tried:
+        return "validation figures not recorded"
+    row = tried[name]
+    return (f"validation: ratio {row['median_popularity_ratio']}, cost {row['hit_rate_cost']}"
+            + (f", room {row['margin']} sd" if "ratio_sd" in row else f", relative room {row['margin']}"))
+
+
 def table(results: dict[str, dict[str, Any]], seed: int = 0) -> str:
     """The Markdown report of every catalog (``seed``: training's, named in the title when not 0)."""
     lines = [
@@ -207,7 +235,8 @@ def table(results: dict[str, dict[str, Any]], seed: int = 0) -> str:
         lines += ["", "Fitted at training time (validation split of the training playlists): "
                   f"weights {fusion.get('weights')} at rank offset {fusion.get('offset', 0.0)}, "
                   f"co-occurrence alpha {(rk.get('cooc') or {}).get('alpha')}, "
-                  f"Music2Vec {w2v}; validation {fusion.get('validation')}; novelty {rk.get('novelty')}; fitting took "
+                  f"Music2Vec {w2v}; validation {fusion.get('validation')}; {_best_point(fit.get('fusion') or {})}"
+                  f"novelty {rk.get('novelty')} ({_novelty_room(fit.get('novelty') or {})}); fitting took "
                   f"{fit.get('elapsed_s')} s of a {(fit.get('options') or {}).get('budget_s')} s budget. "
                   f"Training stages (s): {r.get('train_timings')}.", ""]
         sweep = m.get("novelty_sweep", {}).get("score_total", [])
@@ -229,12 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0,
                         help="training's seed: another held-out and validation split of the same catalogs (default 0; "
                              "other seeds write structures-seed<N>.md/.json and need their own --work)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the Markdown from the JSON already there, running nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    names = args.only or list(CATALOGS)
+    names = [] if args.report_only else (args.only or list(CATALOGS))
     stem = "structures" if args.seed == 0 else f"structures-seed{args.seed}"
     raw_path = args.out / f"{stem}.json"
     results: dict[str, Any] = json.loads(raw_path.read_text()) if raw_path.is_file() else {}
+    if args.report_only:
+        if not results:
+            raise SystemExit(f"--report-only: no results at {raw_path}")
+        (args.out / f"{stem}.md").write_text(table(results, args.seed), encoding="utf-8")
     for name in names:
         logger.info("catalog %s ...", name)
         t0 = time.perf_counter()

@@ -730,15 +730,18 @@ class _NoveltySpread:
 
     def _medians(self, lists: Sequence[Sequence[int]]) -> np.ndarray:
         """Each draw's median popularity of all listed songs (a weighted median over the queries' songs)."""
-        pops = [self.popularity.get(s, 0) for t in lists for s in t[:K]]
+        from scipy import sparse
+
+        pops = np.fromiter((self.popularity.get(s, 0) for t in lists for s in t[:K]), dtype=np.int64)
         owner = np.repeat(np.arange(len(lists)), [len(t[:K]) for t in lists])
-        if not pops:
+        if not len(pops):
             return np.zeros(len(self.weights))
-        order = np.argsort(np.asarray(pops), kind="stable")
-        sorted_pops = np.asarray(pops, dtype=np.float64)[order]
-        cum = np.cumsum(self.weights[:, owner[order]], axis=1)
+        # Per draw, the weight of each distinct popularity value (queries x values, summed by a sparse product).
+        values, col = np.unique(pops, return_inverse=True)
+        per_query = sparse.csr_matrix((np.ones(len(pops)), (owner, col)), shape=(len(lists), len(values)))
+        cum = np.cumsum(np.asarray((per_query.T @ self.weights.T).T), axis=1)
         half = cum[:, -1:] / 2.0
-        return sorted_pops[np.minimum((cum < half).sum(axis=1), len(sorted_pops) - 1)]
+        return values[np.minimum((cum < half).sum(axis=1), len(values) - 1)].astype(np.float64)
 
     def of(self, lists: Sequence[Sequence[int]]) -> tuple[float, float]:
         """(ratio sd, cost sd) of the lists against the unchanged ones, floored at :data:`NOVELTY_MIN_SD`."""

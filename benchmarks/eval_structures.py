@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.fitting import NoveltySetting
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,8 +167,6 @@ def _best_point(fusion: dict[str, Any]) -> str:
 
 def _novelty_room(novelty: dict[str, Any]) -> str:
     """The chosen novelty setting's validation figures."""
-    from training.fitting import NoveltySetting
-
     tried = novelty.get("tried") or {}
     name = NoveltySetting(0.0, 0.0, float(novelty.get("strength", 0.0)), int(novelty.get("head", 0)),
                           novelty.get("cap_quantile")).name

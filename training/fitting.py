@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
+from scipy import sparse
 
 from mugle_core import fusion as ranking
 from training import cooc
@@ -535,8 +536,7 @@ class Fitter:
             gain, z, z_needed = clear_gain(per_query, best_i, ref_i, reaching, self.seed)
             chosen_i = best_i if gain else ref_i
         else:
-            diff = per_query[:, best_i] - per_query[:, ref_i]
-            z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if diff.std() > 0 else 0.0
+            z = _paired_z(per_query[:, best_i] - per_query[:, ref_i])
             chosen_i = best_i
         weights = {m: float(combos[chosen_i % len(combos)].get(m, 0.0)) for m in ranking.SOURCES}
         offset = float(offsets[chosen_i // len(combos)])
@@ -682,7 +682,14 @@ def novelty_margin(
     models trained on fewer playlists), so a setting that only just halves there, or only just stays
     within the cost, misses about half the time elsewhere: the fit takes the one with the most room.
     """
-    return min((NOVELTY_TARGET_RATIO - ratio) / ratio_sd, (NOVELTY_MAX_COST - cost) / cost_sd)
+    return min(novelty_rooms(ratio, cost, ratio_sd, cost_sd))
+
+
+def novelty_rooms(
+    ratio: float, cost: float, ratio_sd: float = NOVELTY_TARGET_RATIO, cost_sd: float = NOVELTY_MAX_COST
+) -> tuple[float, float]:
+    """The room inside each novelty limit, in units of its spread: (ratio's, cost's); see :func:`novelty_margin`."""
+    return (NOVELTY_TARGET_RATIO - ratio) / ratio_sd, (NOVELTY_MAX_COST - cost) / cost_sd
 
 
 class NoveltySetting(NamedTuple):
@@ -730,8 +737,6 @@ class _NoveltySpread:
 
     def _medians(self, lists: Sequence[Sequence[int]]) -> np.ndarray:
         """Each draw's median popularity of all listed songs (a weighted median over the queries' songs)."""
-        from scipy import sparse
-
         pops = np.fromiter((self.popularity.get(s, 0) for t in lists for s in t[:K]), dtype=np.int64)
         owner = np.repeat(np.arange(len(lists)), [len(t[:K]) for t in lists])
         if not len(pops):
@@ -761,7 +766,7 @@ def choose_novelty(tried: Sequence[NoveltySetting]) -> NoveltySetting | None:
         return None
 
     def key(t: NoveltySetting) -> tuple[float, float, float, float, int]:
-        room = (NOVELTY_TARGET_RATIO - t.ratio) / t.ratio_sd + (NOVELTY_MAX_COST - t.cost) / t.cost_sd
+        room = sum(novelty_rooms(t.ratio, t.cost, t.ratio_sd, t.cost_sd))
         looser = -(t.cap_quantile if t.cap_quantile is not None else 2.0)
         return (-round(t.margin, 3), -round(room, 3), looser, t.strength, t.head)
 
@@ -777,12 +782,18 @@ def clear_gain(
     ``chosen_from``, so its z must pass both :data:`MIN_GAIN_Z` and what the best of those columns reaches
     by luck (:func:`selection_z`).
     """
-    diff = per_query[:, best] - per_query[:, ref]
-    z = float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff)))) if len(diff) > 1 and diff.std() > 0 else 0.0
+    z = _paired_z(per_query[:, best] - per_query[:, ref])
     if best == ref:
         return False, z, MIN_GAIN_Z
     needed = max(MIN_GAIN_Z, selection_z(per_query, ref, chosen_from, seed))
     return z >= needed, z, needed
+
+
+def _paired_z(diff: np.ndarray) -> float:
+    """Mean over standard error of per-query differences; 0 when they never differ."""
+    if len(diff) < 2 or diff.std() == 0:
+        return 0.0
+    return float(diff.mean() / (diff.std(ddof=1) / math.sqrt(len(diff))))
 
 
 def selection_z(

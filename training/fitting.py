@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -719,6 +720,17 @@ class NoveltySetting(NamedTuple):
     def name(self) -> str:
         cap = "no cap" if self.cap_quantile is None else f"cap q{self.cap_quantile:g}"
         return f"head {self.head}, {cap}, strength {self.strength:g}"
+
+    @staticmethod
+    def parse_name(name: str) -> tuple[int, float | None, float]:
+        """(head, cap quantile or None, strength) of a :attr:`name`, as ``ranking.fit.novelty.tried`` keys it."""
+        m = _SETTING_NAME.match(name)
+        if m is None:
+            raise ValueError(f"ranking.fit.novelty.tried: cannot read the setting name {name!r}")
+        return int(m.group(1)), (float(m.group(2)) if m.group(2) else None), float(m.group(3))
+
+
+_SETTING_NAME = re.compile(r"head (\d+), (?:no cap|cap q([\d.]+)), strength ([\d.]+)$")
 
 
 class _NoveltySpread:

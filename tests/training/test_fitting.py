@@ -304,6 +304,9 @@ def test_novelty_takes_the_setting_with_most_room_not_the_cheapest_that_just_hal
     assert choose_novelty([S(0.45, 0.09, 8.0, 4), S(0.40, 0.08, 1.0, 5, 0.75)]).cap_quantile == 0.75
     assert choose_novelty([]) is None
     assert capped.name == "head 5, cap q0.8, strength 16" and a.name == "head 5, no cap, strength 16"
+    assert S.parse_name(capped.name) == (5, 0.8, 16.0) and S.parse_name(a.name) == (5, None, 16.0)
+    with pytest.raises(ValueError, match="setting name"):
+        S.parse_name("head five")
 
 
 def test_novelty_room_is_counted_in_each_estimate_s_own_spread() -> None:

@@ -52,6 +52,7 @@ from mugle_core.artifacts import (
     CATALOG,
     METRICS,
     MODEL_NAMES,
+    PER_QUERY,
     ArtifactError,
     ids_file,
     index_file,
@@ -777,6 +778,50 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
         raise
 
 
+def per_query_arrays(
+    ctx: EvalContext,
+    queries: Sequence[Query],
+    top10: Mapping[str, Sequence[Sequence[int]]],
+    novelty_top10: Mapping[float, Sequence[Sequence[int]]],
+) -> dict[str, np.ndarray]:
+    """The warm queries' figures one by one, as ``per_query.npz`` holds them.
+
+    Keys: ``playlist_id`` and ``seed`` (the query), ``hit_rate@10/<method>`` and ``ndcg@10/<method>`` for every
+    method and baseline scored, and per novelty level of ``score_total`` ``novelty/<level>/hit`` and
+    ``novelty/<level>/popularity`` (the top 10's training-playlist counts, -1 where a list is shorter), from
+    which a pooled median popularity and hit-rate cost can be recomputed over several evaluations.
+    """
+    out: dict[str, np.ndarray] = {
+        "playlist_id": np.array([q.playlist_id for q in queries], dtype=np.int64),
+        "seed": np.array([q.seed for q in queries], dtype=np.int64),
+    }
+    for name, lists in top10.items():
+        pairs = list(zip(lists, queries, strict=True))
+        out[f"hit_rate@10/{name}"] = np.array([M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs], dtype=np.float64)
+        out[f"ndcg@10/{name}"] = np.array([M.ndcg_at_k(r, q.relevant, K) for r, q in pairs], dtype=np.float64)
+    for level, lists in novelty_top10.items():
+        pairs = list(zip(lists, queries, strict=True))
+        pops = np.full((len(queries), K), -1, dtype=np.int64)
+        for i, r in enumerate(lists):
+            pops[i, : len(r[:K])] = [ctx.popularity.get(s, 0) for s in r[:K]]
+        out[f"novelty/{level:g}/hit"] = np.array([M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs], float)
+        out[f"novelty/{level:g}/popularity"] = pops
+    return out
+
+
+def save_per_query(
+    path: Path,
+    ctx: EvalContext,
+    queries: Sequence[Query],
+    top10: Mapping[str, Sequence[Sequence[int]]],
+    novelty_top10: Mapping[float, Sequence[Sequence[int]]],
+) -> None:
+    """Write :func:`per_query_arrays` to ``path`` (an ``.npz`` without pickled objects), replacing it whole."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **per_query_arrays(ctx, queries, top10, novelty_top10))  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+    os.replace(tmp, path)
+
+
 def _served_rank(served: Served, method: str, seed_song: int, k: int) -> list[int]:
     """A ranker ``(seed, k) -> ids`` once ``served`` and ``method`` are bound."""
     return served.recommend(seed_song, method, k)
@@ -889,9 +934,11 @@ def evaluate(
         results["version_retrieval"] = None
 
     sweep: list[dict[str, Any]] = []
+    novelty_top10: dict[float, list[list[int]]] = {}
     for level in NOVELTY_LEVELS:
         l10 = [served.recommend(q.seed, "score_total", K, novelty=level)
                for q in tqdm(warm, desc=f"novelty {level}", disable=not progress, leave=False)]
+        novelty_top10[level] = l10
         pooled = [ctx.popularity.get(s, 0) for lst in l10 for s in lst]
         pairs = list(zip(l10, warm, strict=True))
         hits = [M.hit_rate_at_k(r, q.relevant, K) for r, q in pairs]
@@ -925,6 +972,7 @@ def evaluate(
         out_dir = Path(report_dir) if report_dir is not None else version_dir / "report"
         results["report"] = str(write_report(results, version_dir, out_dir, seed=seed))
         results["timings"]["total"] = round(time.perf_counter() - started, 3)
+    save_per_query(version_dir / PER_QUERY, ctx, warm, warm_top10, novelty_top10)
     _write_json_atomic(version_dir / METRICS, results)
     logger.info("wrote %s in %.1f s", version_dir / METRICS, time.perf_counter() - started)
     return results

@@ -64,6 +64,8 @@ CURRENT = "current"
 MANIFEST = "manifest.json"
 CATALOG = "catalog.npz"
 METRICS = "metrics.json"
+# Per-query figures of the same evaluation (held-out query by query), for pooling or re-testing elsewhere.
+PER_QUERY = "per_query.npz"
 MODELS_DIR = "models"
 EXTRAS_DIR = "extras"
 TMP_PREFIX = ".tmp-"

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from app import ranking  # noqa: E402
 from evaluation import evaluate as ev  # noqa: E402
-from mugle_core.artifacts import METRICS, read_manifest  # noqa: E402
+from mugle_core.artifacts import METRICS, PER_QUERY, read_manifest  # noqa: E402
 from mugle_core.catalog import Catalog  # noqa: E402
 from mugle_nets.cel import CELOptions  # noqa: E402
 from mugle_nets.tcae import TCAEOptions  # noqa: E402
@@ -119,6 +119,31 @@ def test_evaluate_writes_metrics_and_report(trained: tuple[Path, Path, Path], re
         assert (report.parent / png).stat().st_size > 1000, png
         assert png in text
     assert "`score_total`" in text and "## Targets" in text
+
+
+def test_per_query_figures_add_up_to_the_metrics(trained: tuple[Path, Path, Path], results: dict) -> None:
+    _, _, version_dir = trained
+    with np.load(version_dir / PER_QUERY, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    n = results["counts"]["warm_queries"]
+    assert arrays["playlist_id"].shape == arrays["seed"].shape == (n,)
+    assert set(arrays["playlist_id"].tolist()) <= set(read_manifest(version_dir).holdout_playlist_ids)
+    for method, block in results["warm"].items():
+        for metric in ("hit_rate@10", "ndcg@10"):
+            got = arrays[f"{metric}/{method}"].mean()
+            assert got == pytest.approx(block[metric]["mean"], abs=1e-5), (method, metric)
+    # The paired difference is the mean of the per-query differences.
+    paired = results["paired"]["ndcg@10"]
+    best = paired["best_baseline"]
+    diff = arrays["ndcg@10/score_total"] - arrays[f"ndcg@10/{best}"]
+    assert diff.mean() == pytest.approx(paired["vs_best_baseline"]["mean"], abs=1e-5)
+    # The novelty sweep's counts and medians come back from the per-query lists.
+    for row in results["novelty_sweep"]["score_total"]:
+        level = f"{row['novelty']:g}"
+        assert int(arrays[f"novelty/{level}/hit"].sum()) == row["hits@10"]
+        pops = arrays[f"novelty/{level}/popularity"]
+        assert pops.shape == (n, 10)
+        assert float(np.median(pops[pops >= 0])) == pytest.approx(row["median_popularity@10"])
 
 
 def test_metric_values_are_sane(results: dict) -> None:

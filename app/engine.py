@@ -294,7 +294,7 @@ class Engine:
         path = version_dir / tags_file()
         try:
             table = TagTable.load(path)
-            index = TagIndex(table, catalog.song_ids)
+            index = TagIndex(table, catalog.song_ids, catalog.popularity)
         except ValueError as exc:
             raise ArtifactError(f"{path}: {exc}") from exc
         for name, vecs in table.vectors.items():

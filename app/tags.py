@@ -40,9 +40,13 @@ class TagIndex:
     ----------
     table : the version's tags.
     song_ids : the catalog's canonical ids (ascending), to map the counted songs to catalog rows.
+    popularity : playlists per catalog row; when given, songs a tag counts equally are ordered by it, more
+        popular first (the table orders them by id). In a tag of a few playlists most songs are counted once
+        or twice, and on the structure sweep's 24 evaluations ordering those by id lost 0.005 HitRate@10 on
+        average against ordering them by popularity, as the tag-popularity baseline does.
     """
 
-    def __init__(self, table: TagTable, song_ids: np.ndarray) -> None:
+    def __init__(self, table: TagTable, song_ids: np.ndarray, popularity: np.ndarray | None = None) -> None:
         self.table = table
         self.names = table.names
         self.playlists = np.asarray(table.playlists, dtype=np.int64)
@@ -56,6 +60,11 @@ class TagIndex:
             raise ValueError(f"tags name {int((~known).sum())} song ids the catalog lacks, e.g. "
                              f"{table.song_ids[~known][:3].tolist()}")
         self._rows = rows.astype(np.int64)
+        self._counts = np.asarray(table.song_counts)
+        if popularity is not None and len(self._rows):
+            tag_of = np.repeat(np.arange(len(table.names)), np.diff(np.asarray(table.song_offsets)))
+            order = np.lexsort((self._rows, -np.asarray(popularity)[self._rows], -self._counts, tag_of))
+            self._rows, self._counts = self._rows[order], self._counts[order]
         self.vectors = table.vectors
         self._search: TitleSearch | None = None
 
@@ -79,9 +88,10 @@ class TagIndex:
         return [{"tag": self.names[i], "playlists": int(self.playlists[i])} for i, _ in hits]
 
     def counted(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Catalog rows of the songs tag ``i``'s playlists hold, most counted first, and their counts."""
+        """Catalog rows of the songs tag ``i``'s playlists hold, most counted first (see ``popularity``), and their
+        counts."""
         lo, hi = int(self.table.song_offsets[i]), int(self.table.song_offsets[i + 1])
-        return self._rows[lo:hi], np.asarray(self.table.song_counts[lo:hi])
+        return self._rows[lo:hi], self._counts[lo:hi]
 
     def query_vectors(self, i: int, models: Sequence[str]) -> dict[str, np.ndarray]:
         """Tag ``i``'s query vector in each of ``models`` that has a non-zero one."""

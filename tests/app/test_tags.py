@@ -14,6 +14,7 @@ from app.engine import Engine
 from app.main import create_app
 from app.settings import Settings
 from app.steering import Steering
+from app.tags import TagIndex
 from mugle_core.artifacts import ArtifactError, read_manifest, tags_file
 from mugle_core.tagtable import TagTable, tag_key
 from tests.fixtures.synthetic import CLUSTER_TAGS, GENRES, SHARED_TAG, read_truth, write_synthetic_version
@@ -41,6 +42,21 @@ def test_build_tag_table_counts_threshold_spellings_and_vectors(tmp_path: Path) 
     assert back.names == table.names and np.array_equal(back.song_ids, table.song_ids)
     assert np.array_equal(back.vectors["m"], table.vectors["m"])
     assert tag_key(" Drive  ") == tag_key("drive")
+
+
+def test_equally_counted_songs_come_more_popular_first() -> None:
+    """The table orders a tag's equal counts by id; the served index by popularity, as the baseline does."""
+    playlists = [[10, 11, 12, 13], [13, 12], [20, 21], [21, 20, 22]]
+    table = build_tag_table([["a"], ["a"], ["b"], ["b"]], playlists, {}, min_playlists=2)
+    song_ids = np.array([10, 11, 12, 13, 20, 21, 22])
+    popularity = np.array([1, 9, 2, 3, 5, 1, 7])  # per catalog row
+    plain = TagIndex(table, song_ids)
+    assert song_ids[plain.counted(0)[0]].tolist() == [12, 13, 10, 11]  # counts 2, 2, 1, 1; ties by id
+    index = TagIndex(table, song_ids, popularity)
+    rows, counts = index.counted(0)
+    assert song_ids[rows].tolist() == [13, 12, 11, 10] and counts.tolist() == [2, 2, 1, 1]
+    rows, counts = index.counted(1)
+    assert song_ids[rows].tolist() == [20, 21, 22] and counts.tolist() == [2, 2, 1]
 
 
 def test_tag_table_refuses_a_damaged_file(tmp_path: Path) -> None:

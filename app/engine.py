@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 _SLACK = 8
 # Song dicts kept decoded; popular songs recur across answers. ~1 kB each, so this bounds it near 64 MB.
 _SONG_CACHE = 65_536
+# How far down the catalog's popularity order a cold-start query's popularity list may look when a filter
+# rejects songs (the list stays shorter past it; the audio lists still answer).
+_POPULAR_ROWS = 4096
 
 
 # The tag's counted songs (how many of its training playlists hold each) join the models' lists under
@@ -183,6 +186,10 @@ class Engine:
         self.weights = dict(weights) if weights is not None else ranking.fusion_weights(manifest.ranking)
         # The rank offset the weights were fitted with (0, the plain 1/rank, for versions from before it).
         self.fusion_offset = ranking.fusion_offset(manifest.ranking)
+        # How a query without playlist history is fused (fitted per version, or the constant audio fusion),
+        # and, when that fusion weighs it, the catalog by popularity for its popularity list.
+        self.cold = ranking.cold_fusion(manifest.ranking)
+        self._popular = ranking.popular_order(catalog.popularity, _POPULAR_ROWS) if self.cold.popular else None
         self.novelty_strength = ranking.novelty_strength(manifest.ranking)
         self.novelty_head = ranking.novelty_head(manifest.ranking)
         self.novelty_cap_quantile = ranking.novelty_cap_quantile(manifest.ranking)
@@ -242,6 +249,7 @@ class Engine:
             ranking.novelty_strength(manifest.ranking)
             ranking.novelty_head(manifest.ranking)
             ranking.novelty_cap_quantile(manifest.ranking)
+            cold = ranking.cold_fusion(manifest.ranking)
         except ValueError as exc:
             raise ArtifactError(f"{version_dir}/manifest.json: {exc}") from exc
         cooc = None
@@ -259,7 +267,7 @@ class Engine:
                 raise ArtifactError(f"{version_dir}/manifest.json: ranking.fused must be an object")
             lists = [*models, *([COOC] if cooc is not None else [])]
             fused = FusedLists.load(version_dir, fused_record, len(catalog), lists, weights,
-                                    ranking.fusion_offset(manifest.ranking))
+                                    ranking.fusion_offset(manifest.ranking), cold)
         # Every request reads a row of each list: have them read ahead into the page cache. Asked last, so
         # that from a cold cache this background reading does not delay the files loaded above.
         for mi in models.values():
@@ -502,9 +510,13 @@ class Engine:
                 lists[COOC], sims[COOC] = found
         for name, (rows, scores) in (extra or {}).items():
             lists[name], sims[name] = ranking.candidate_list(rows, scores, exclude_rows, depth, passes)
+        own = weights is None  # the version's fusion, not weights given by the caller
+        if own and method == "score_total" and self._popular is not None and ranking.is_cold(lists):
+            lists[ranking.POPULAR], sims[ranking.POPULAR] = ranking.popular_candidates(
+                self._popular, self.catalog.popularity, exclude_rows, depth, passes)
         # Weights given by the caller (tag recommendations, studies) are plain 1/rank weights.
-        ranked = ranking.rank_method(method, lists, sims, *((self.weights, self.fusion_offset) if weights is None
-                                                           else (weights, 0.0)))
+        ranked = ranking.rank_method(method, lists, sims, *((self.weights, self.fusion_offset) if own
+                                                           else (weights, 0.0)), cold=self.cold if own else None)
         ranked = ranking.novelty_rerank(
             ranked, self.catalog.popularity, novelty, similarity=method in MODEL_NAMES, strength=self.novelty_strength,
             head=self.novelty_head, cap=self.novelty_cap(novelty),

@@ -27,7 +27,7 @@ import orjson
 
 from app.rowfile import NpyRows
 from mugle_core.artifacts import FUSED, ArtifactError, knn_file, knn_sims_file, ranks_file
-from mugle_core.fusion import DEPTH, SOURCES, Ranked, novelty_multiplier, novelty_rerank
+from mugle_core.fusion import DEPTH, SOURCES, ColdFusion, Ranked, novelty_multiplier, novelty_rerank
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +57,14 @@ class FusedLists:
         lists: list[str],
         weights: Mapping[str, float],
         offset: float = 0.0,
+        cold: ColdFusion | None = None,
     ) -> FusedLists | None:
         """Open the files the manifest's ``ranking.fused`` record names.
 
         Returns None (the engine then fuses per request) when the record describes another fusion than the
-        one this service runs: another depth, other sources, other lists, weights or rank offset than the
-        version's (a record without an offset was fused at 0).
+        one this service runs: another depth, other sources, other lists, weights, rank offset or cold-start
+        fusion than the version's (a record without an offset was fused at 0, one without ``cold`` with the
+        constant audio fusion).
 
         Raises
         ------
@@ -76,6 +78,7 @@ class FusedLists:
             "lists": (record.get("lists"), lists),
             "weights": (record.get("weights"), dict(weights)),
             "offset": (record.get("offset", 0.0), offset),
+            "cold": (record.get("cold", ColdFusion().as_record()), (cold or ColdFusion()).as_record()),
         }
         stale = [f"{k} {got!r} (served: {want!r})" for k, (got, want) in differs.items() if got != want]
         if stale:

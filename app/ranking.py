@@ -42,6 +42,7 @@ from app.errors import ClientError
 # score_total, the novelty re-rank and their constants live in mugle_core.fusion (training fits them);
 # they are re-exported here, where the rest of the ranking is.
 from mugle_core.fusion import (
+    COLD_SOURCES,
     COOC,
     DEPTH,
     FUSION_OFFSETS,
@@ -49,18 +50,24 @@ from mugle_core.fusion import (
     MODELS,
     NOVELTY_STRENGTH,
     PLAYLIST_SOURCES,
+    POPULAR,
     SOURCES,
+    ColdFusion,
     Ranked,
     candidate_list,
     cap_levels,
+    cold_fusion,
     fuse,
     fusion_offset,
     fusion_weights,
+    is_cold,
     novelty_cap,
     novelty_cap_quantile,
     novelty_head,
     novelty_rerank,
     novelty_strength,
+    popular_candidates,
+    popular_order,
     ranks_of,
     score_total,
 )
@@ -70,6 +77,7 @@ logger = logging.getLogger(__name__)
 
 # What other modules take from here: the fusion's names re-exported, the method list, and this module's own.
 __all__ = [
+    "COLD_SOURCES",
     "COOC",
     "DEPTH",
     "FUSION_OFFSETS",
@@ -78,8 +86,12 @@ __all__ = [
     "MODELS",
     "NOVELTY_STRENGTH",
     "PLAYLIST_SOURCES",
+    "POPULAR",
+    "ColdFusion",
     "Ranked",
     "SOURCES",
+    "cold_fusion",
+    "is_cold",
     "fusion_offset",
     "fusion_weights",
     "cap_levels",
@@ -88,6 +100,8 @@ __all__ = [
     "novelty_head",
     "novelty_rerank",
     "novelty_strength",
+    "popular_candidates",
+    "popular_order",
     "score_total",
     "candidate_list",
     "each_top3",
@@ -133,15 +147,17 @@ def rank_method(
     sims: Mapping[str, Sequence[float]],
     weights: Mapping[str, float] | None = None,
     offset: float = 0.0,
+    cold: ColdFusion | None = None,
 ) -> Ranked:
     """The full ordered pool of ``method`` (not yet cut to ``k``).
 
     ``weights`` and ``offset`` are ``score_total``'s per-source weights and rank offset (the version's
-    fitted ones); weights None means :data:`FUSION_WEIGHTS` with the plain ``1 / rank``. ``each_top3``
-    merges the three models only, as the original did.
+    fitted ones); weights None means :data:`FUSION_WEIGHTS` with the plain ``1 / rank``. ``cold`` is the
+    version's cold-start fusion (:func:`mugle_core.fusion.fuse`). ``each_top3`` merges the three models
+    only, as the original did.
     """
     if method == "score_total":
-        return fuse(lists, weights, offset)
+        return fuse(lists, weights, offset, cold)
     if method == "each_top3":
         return each_top3({m: rows for m, rows in lists.items() if m in MODELS})
     if method in lists:

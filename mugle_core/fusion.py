@@ -1,16 +1,17 @@
 """``score_total``'s fusion and the novelty re-rank: pure functions that the service runs and training fits.
 
-Training (:mod:`training.fitting`) fits, per catalog, the per-source weights of :func:`score_total` and the
-strength, head and popularity cap of :func:`novelty_rerank` on a validation split, with these very functions, and writes
-them to the manifest's ``ranking`` record; the service (:mod:`app.ranking`) reads them back with
-:func:`fusion_weights`, :func:`fusion_offset`, :func:`novelty_strength`, :func:`novelty_head` and
-:func:`novelty_cap_quantile`. Numpy only.
+Training (:mod:`training.fitting`) fits, per catalog, the per-source weights of :func:`score_total`, the
+cold-start fusion (:class:`ColdFusion`) and the strength, head and popularity cap of :func:`novelty_rerank`
+on a validation split, with these very functions, and writes them to the manifest's ``ranking`` record; the
+service (:mod:`app.ranking`) reads them back with :func:`fusion_weights`, :func:`fusion_offset`,
+:func:`cold_fusion`, :func:`novelty_strength`, :func:`novelty_head` and :func:`novelty_cap_quantile`. Numpy only.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +42,11 @@ COOC = "cooc"
 SOURCES: tuple[str, ...] = (*MODELS, COOC)
 # The sources that need playlist history; a query none of them can answer is a cold-start one.
 PLAYLIST_SOURCES: tuple[str, ...] = ("music2vec", COOC)
+# A cold-start query's extra list: the catalog's songs by popularity (training playlists per song), which a
+# version's fitted cold-start fusion may weigh (:class:`ColdFusion`); never part of a warm query's pool.
+POPULAR = "popular"
+# What a cold-start query can be answered from: the audio models and that list.
+COLD_SOURCES: tuple[str, ...] = ("tcae", "cel", POPULAR)
 
 Ranked = list[tuple[int, float]]
 """(catalog row, score) pairs, best first."""
@@ -112,22 +118,79 @@ def ranks_of(
     return {row: {m: positions[m].get(row) for m in models} for row in rows}
 
 
+@dataclass(frozen=True)
+class ColdFusion:
+    """How ``score_total`` fuses a cold-start query (no list from :data:`PLAYLIST_SOURCES`): per-source
+    weights over :data:`COLD_SOURCES` and a rank offset (manifest ``ranking.cold``).
+
+    The default is the constant audio fusion of versions from before the fit (:data:`FUSION_WEIGHTS`'
+    tcae and cel, no popularity list). The fitted one may weigh :data:`POPULAR`; the service adds that list
+    to a cold-start query only when it does (:attr:`popular`).
+    """
+
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {"tcae": FUSION_WEIGHTS["tcae"], "cel": FUSION_WEIGHTS["cel"], POPULAR: 0.0})
+    offset: float = 0.0
+
+    @property
+    def popular(self) -> bool:
+        """Whether the fusion weighs the popularity list (so a cold-start query needs one)."""
+        return float(self.weights.get(POPULAR, 0.0)) > 0.0
+
+    def as_record(self) -> dict[str, object]:
+        """The manifest's ``ranking.cold`` entries the service reads (and the fused lists record)."""
+        return {"weights": {m: float(self.weights.get(m, 0.0)) for m in COLD_SOURCES}, "offset": float(self.offset)}
+
+
+def is_cold(lists: Mapping[str, Sequence[int]]) -> bool:
+    """Whether no source that needs playlist history answered: a cold-start query."""
+    return not any(len(lists.get(m, ())) for m in PLAYLIST_SOURCES)
+
+
 def fuse(
-    lists: Mapping[str, Sequence[int]], weights: Mapping[str, float] | None = None, offset: float = 0.0
+    lists: Mapping[str, Sequence[int]],
+    weights: Mapping[str, float] | None = None,
+    offset: float = 0.0,
+    cold: ColdFusion | None = None,
 ) -> Ranked:
     """``score_total``'s whole pool for one query as the service ranks it: :func:`score_total` with the
     version's ``weights`` and rank ``offset`` (weights None: :data:`FUSION_WEIGHTS` at offset 0), except
     for a cold-start query.
 
-    A query without playlist history (no list from :data:`PLAYLIST_SOURCES`) is fused with
-    :data:`FUSION_WEIGHTS`: the fitted weights were fitted on warm songs, where the playlist sources lead;
-    between the audio models alone the constant weights hold.
+    A query without playlist history (:func:`is_cold`) is fused with ``cold`` (the version's fitted
+    cold-start fusion; None: :class:`ColdFusion`'s default): the warm weights were fitted on warm songs,
+    where the playlist sources lead.
     """
-    if weights is not None and not any(lists.get(m) for m in PLAYLIST_SOURCES):
-        weights = None
+    if weights is not None and is_cold(lists):
+        cold = cold if cold is not None else ColdFusion()
+        # Named in full: a source score_total is not told about would weigh 1.
+        return score_total(lists, {m: float(cold.weights.get(m, 0.0)) for m in COLD_SOURCES}, cold.offset)
     if weights is None:
         return score_total(lists, FUSION_WEIGHTS)
     return score_total(lists, weights, offset)
+
+
+def popular_order(popularity: np.ndarray, limit: int) -> np.ndarray:
+    """Catalog rows with playlist history, most popular first (then the lower row): the first ``limit``."""
+    pop = np.asarray(popularity)
+    rows = np.flatnonzero(pop > 0)
+    order = rows[np.lexsort((rows, -pop[rows]))]
+    return order[:limit].astype(np.int64)
+
+
+def popular_candidates(
+    order: np.ndarray,
+    popularity: np.ndarray,
+    exclude: Iterable[int] = (),
+    depth: int = DEPTH,
+    keep: Callable[[int], bool] | None = None,
+) -> tuple[list[int], list[float]]:
+    """The :data:`POPULAR` candidate list of a cold-start query: :func:`popular_order`'s rows, cleaned like a
+    model's list (``exclude``, ``keep``), scored by their popularity."""
+    banned = set(exclude)
+    # Without a filter the first depth + |exclude| rows are enough; a filter may need to look further.
+    head = order if keep is not None else order[: depth + len(banned)]
+    return candidate_list(head, np.asarray(popularity)[head].astype(np.float64), banned, depth, keep)
 
 
 def score_total(
@@ -341,3 +404,39 @@ def fusion_weights(record: Mapping[str, object] | None) -> dict[str, float]:
         out[str(name)] = w
     # A source the fit did not name gets no say rather than the implicit weight 1.
     return {m: out.get(m, 0.0) for m in SOURCES}
+
+
+def cold_fusion(record: Mapping[str, object] | None) -> ColdFusion:
+    """The cold-start fusion a manifest's ``ranking`` record holds (``ranking.cold``: ``weights`` over
+    :data:`COLD_SOURCES`, ``offset``), or :class:`ColdFusion`'s default without one.
+
+    Raises
+    ------
+    ValueError
+        naming the entry that is not as described (an unknown source, a weight or offset that is not a
+        finite number >= 0).
+    """
+    block = (record or {}).get("cold") if isinstance(record, Mapping) else None
+    if block is None:
+        return ColdFusion()
+    if not isinstance(block, Mapping) or not isinstance(block.get("weights"), Mapping):
+        raise ValueError("ranking.cold: must be an object with a 'weights' object")
+    weights: dict[str, float] = {}
+    raw = block["weights"]
+    assert isinstance(raw, Mapping)
+    for name, value in raw.items():
+        if name not in COLD_SOURCES:
+            raise ValueError(f"ranking.cold.weights: unknown source {name!r} (known: {', '.join(COLD_SOURCES)})")
+        weights[str(name)] = _non_negative(value, f"ranking.cold.weights.{name}")
+    return ColdFusion({m: weights.get(m, 0.0) for m in COLD_SOURCES},
+                      _non_negative(block.get("offset", 0.0), "ranking.cold.offset"))
+
+
+def _non_negative(value: object, where: str) -> float:
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(f"{where}: must be a finite number >= 0, got {value!r}")
+    return number

@@ -8,7 +8,9 @@ What the project once chose by hand on the demo catalog is chosen here per catal
   input vectors), by a coordinate search that starts from the given options;
 * ``score_total``'s per-source weights (music2vec, tcae, cel, cooc) and rank offset, by a grid over the
   sources' validation lists fused exactly as the service fuses them (:func:`mugle_core.fusion.score_total`);
-* the novelty re-rank's strength, kept head and popularity cap.
+* the novelty re-rank's strength, kept head and popularity cap;
+* the cold-start fusion (a query with audio alone): the audio models' weights and that of a popularity list
+  (:class:`mugle_core.fusion.ColdFusion`), on the validation queries answered from their seeds' audio alone.
 
 Protocol: a seeded share of the *training* playlists (never the held-out ones, which are not even passed
 in; :func:`split_validation` refuses an overlap) is set aside. Models are trained on the rest; each
@@ -104,6 +106,19 @@ NOVELTY_MAX_COST = 0.1
 # seed 0: cost 7 % on validation, 12 % held out).
 NOVELTY_BOOTSTRAP = 60
 NOVELTY_MIN_SD = (0.019, 0.023)  # (ratio, cost)
+# Cold-start weights tried (tcae, cel, and the popularity list), crossed with the rank offsets. Where
+# popularity is skewed a held-out playlist is mostly the catalog's hits, and a song's sound says little of
+# which (structure sweep, cold-start seeds: most-popular 0.59-0.74 HitRate@10 against the audio fusion's
+# 0.15-0.34 on big-mixed and check-long-skewed); on the default demo the audio lists lead and a little
+# popularity only breaks their ties. The fit weighs them per catalog.
+COLD_WEIGHT_GRID: dict[str, tuple[float, ...]] = {
+    "tcae": (0.0, 0.1, 0.25, 0.5, 1.0),
+    "cel": (0.0, 0.1, 0.25, 0.5, 1.0),
+    ranking.POPULAR: (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+}
+# Wall-clock cap of the cold-start grid (it runs after the rest of the fit, whose budget it does not share:
+# that one may be spent by then); judged on the queries scored when it stops.
+COLD_MAX_S = 15.0
 # Weights of a version whose fusion could not be fitted (budget too small): co-occurrence leads, the
 # embeddings add what it lacks. Chosen as the typical fit on the structure sweep (docs/eval/structures.md).
 UNFITTED_WEIGHTS: dict[str, float] = {"cooc": 1.0, "music2vec": 0.5, "cel": 0.1, "tcae": 0.05}
@@ -304,6 +319,8 @@ class Fitter:
     fused_lists: dict[str, list[list[int]]] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     offset: float = 0.0
+    # The validation seeds' audio lists (tcae, and cel when a CEL was trained on the fitting split).
+    audio_lists: dict[str, list[list[int]]] = field(default_factory=dict)
     # The budget counts the fitting's own time only: training pauses the clock between the phases.
     _spent: float = 0.0
     _since: float | None = field(default_factory=time.perf_counter)
@@ -322,6 +339,14 @@ class Fitter:
 
     def left(self, share: float = 1.0) -> float:
         return self.options.budget_s * share - self.elapsed()
+
+    def fit_popularity(self) -> dict[int, int]:
+        """Playlists per song in the fitting split (the validation playlists do not count)."""
+        counted: dict[int, int] = {}
+        for p in self.split.fit_playlists:
+            for s in p:
+                counted[s] = counted.get(s, 0) + 1
+        return counted
 
     @property
     def seeds(self) -> list[int]:
@@ -565,6 +590,7 @@ class Fitter:
             "seconds": round(time.perf_counter() - t0, 3), **notes,
         }
         self.fused_lists = {m: lists[m] for m in names}
+        self.audio_lists = {m: lists[m] for m in ("tcae", "cel") if m in lists}
         self.weights = weights
         self.offset = offset
         logger.info("fit: fusion weights %s (%s; single sources %s)", weights, self.record["fusion"]["validation"],
@@ -591,11 +617,7 @@ class Fitter:
         if not self.fused_lists or not queries:
             return ranking.NOVELTY_STRENGTH, 0, None
         if popularity is None:
-            counted: dict[int, int] = {}
-            for p in self.split.fit_playlists:
-                for s in p:
-                    counted[s] = counted.get(s, 0) + 1
-            popularity = counted
+            popularity = self.fit_popularity()
         weights = self.weights
         pools = [ranking.score_total({m: ls[i] for m, ls in self.fused_lists.items()}, weights, self.offset)
                  for i in range(len(queries))]
@@ -651,6 +673,73 @@ class Fitter:
                                   "seconds": round(time.perf_counter() - t0, 3)}
         logger.info("fit: novelty %s (%s)", chosen.name, table.get(chosen.name))
         return chosen.strength, chosen.head, chosen.cap_quantile
+
+    def fit_cold(self, popularity: Mapping[int, int] | None = None) -> ranking.ColdFusion:
+        """The cold-start fusion: weights over :data:`mugle_core.fusion.COLD_SOURCES` and a rank offset.
+
+        Each validation query is answered as a song without playlist history would be: from its seed's
+        audio lists (:attr:`audio_lists`, which do not depend on playlists) and the fitting split's songs by
+        popularity (``popularity``, default playlists per song in the fitting split), fused over
+        :data:`COLD_WEIGHT_GRID` x :data:`mugle_core.fusion.FUSION_OFFSETS`. The constant audio fusion
+        (:class:`mugle_core.fusion.ColdFusion`'s default) stays unless the grid's best point gains clearly
+        over it (:func:`clear_gain`, as the warm fusion). Needs both audio lists: without a CEL trained on
+        the fitting split the served CEL would enter a fusion fitted without it, so the default is kept.
+        """
+        t0 = time.perf_counter()
+        default = ranking.ColdFusion()
+        queries = self.split.queries
+        missing = [m for m in ("tcae", "cel") if m not in self.audio_lists]
+        if missing or not queries:
+            why = f"no {' or '.join(missing)} lists on the fitting split" if missing else "no validation queries"
+            self.record["cold"] = {**default.as_record(), "fitted": False, "note": why}
+            return default
+        if popularity is None:
+            popularity = self.fit_popularity()
+        by_pop = sorted((s for s, n in popularity.items() if n > 0), key=lambda s: (-popularity[s], s))
+        head = by_pop[: DEPTH + 1]
+        lists = {**self.audio_lists, ranking.POPULAR: [[s for s in head if s != q.seed][:DEPTH] for q in queries]}
+        names = list(ranking.COLD_SOURCES)
+        combos = [dict(zip(names, c, strict=True)) for c in _grid([COLD_WEIGHT_GRID[m] for m in names]) if any(c)]
+        reference = {m: float(default.weights.get(m, 0.0)) for m in names}
+        if reference not in combos:
+            combos.append(reference)
+        offsets = ranking.FUSION_OFFSETS
+        hits, gains = _grid_objectives(lists, names, combos, queries,
+                                       lambda: time.perf_counter() - t0 > COLD_MAX_S, offsets)
+        n = len(hits)
+        per_query = hits + gains
+        ref_i = combos.index(reference) + len(combos) * offsets.index(default.offset)
+        obj = per_query.mean(axis=0)
+        best_i = int(np.argmax(obj))  # the first of equals: the grid's order, offset 0 first
+        gain, z, z_needed = clear_gain(per_query, best_i, ref_i, np.arange(per_query.shape[1]), self.seed)
+        chosen_i = best_i if gain else ref_i
+        chosen = ranking.ColdFusion({m: float(combos[chosen_i % len(combos)][m]) for m in names},
+                                    float(offsets[chosen_i // len(combos)]))
+
+        def fig(i: int) -> dict[str, float]:
+            return {"hit_rate@10": round(float(hits[:, i].mean()), 5), "ndcg@10": round(float(gains[:, i].mean()), 5)}
+
+        stopped = {"note": f"stopped after {n} of {len(queries)} queries ({COLD_MAX_S:.0f}s)"} if n < len(
+            queries) else {}
+        self.record["cold"] = {
+            **chosen.as_record(), "fitted": True, "queries": n, **stopped,
+            "validation": fig(chosen_i), "reference_validation": fig(ref_i),
+            "popular_alone": fig(combos.index({"tcae": 0.0, "cel": 0.0, ranking.POPULAR: 1.0})),
+            "best_grid_point": {"weights": combos[best_i % len(combos)],
+                                "offset": float(offsets[best_i // len(combos)]),
+                                "z": round(z, 2), "z_needed": round(z_needed, 2), "adopted": chosen_i == best_i},
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        logger.info("fit: cold-start fusion %s at offset %s (%s)", chosen.weights, chosen.offset, fig(chosen_i))
+        return chosen
+
+    def served_cold(self) -> dict[str, Any] | None:
+        """The manifest's ``ranking.cold`` record (:func:`mugle_core.fusion.cold_fusion` reads its weights and
+        offset); None before :meth:`fit_cold`."""
+        chosen = self.record.get("cold")
+        if chosen is None:
+            return None
+        return {k: chosen[k] for k in ("weights", "offset", "fitted")}
 
     def served_novelty(self) -> dict[str, Any] | None:
         """The manifest's ``ranking.novelty`` record: what the service reads of the chosen novelty setting

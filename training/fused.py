@@ -39,7 +39,20 @@ from mugle_core.artifacts import (
     ranks_file,
     read_manifest,
 )
-from mugle_core.fusion import DEPTH, SOURCES, candidate_list, fuse, fusion_offset, fusion_weights, ranks_of
+from mugle_core.fusion import (
+    DEPTH,
+    POPULAR,
+    SOURCES,
+    candidate_list,
+    cold_fusion,
+    fuse,
+    fusion_offset,
+    fusion_weights,
+    is_cold,
+    popular_candidates,
+    popular_order,
+    ranks_of,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +115,7 @@ def fused_lists(
     version_dir = Path(version_dir)
     with np.load(version_dir / CATALOG, allow_pickle=False) as data:
         song_ids = np.asarray(data["song_ids"], dtype=np.int64)
+        popularity = np.asarray(data["popularity"])
     sources: list[_Lists] = []
     for name, entry in models.items():
         if knn_file(name) not in entry.files:
@@ -111,6 +125,9 @@ def fused_lists(
         sources.append(_Lists(version_dir, COOC, song_ids, None))
     weights = fusion_weights(ranking_record)
     offset = fusion_offset(ranking_record)
+    cold = cold_fusion(ranking_record)
+    # A cold-start song's popularity list, as the service builds it (no filter: the first rows suffice).
+    popular = popular_order(popularity, DEPTH + 1) if cold.popular else None
     n = len(song_ids)
     rows = np.full((n, width), -1, dtype=np.int32)
     scores = np.zeros((n, width), dtype=np.float64)
@@ -124,7 +141,9 @@ def fused_lists(
             found = src.candidates(row)
             if found is not None:
                 lists[src.name] = found
-        pool = fuse(lists, weights, offset)
+        if popular is not None and is_cold(lists):
+            lists[POPULAR] = popular_candidates(popular, popularity, {row}, DEPTH)[0]
+        pool = fuse(lists, weights, offset, cold)
         if len(pool) > width:
             cut += 1
             pool = pool[:width]
@@ -169,6 +188,7 @@ def write_fused(
         "lists": [*models, *([COOC] if ranking_record.get(COOC) else [])],
         "weights": fusion_weights(ranking_record),
         "offset": fusion_offset(ranking_record),
+        "cold": cold_fusion(ranking_record).as_record(),
         "songs": len(rows),
         "pools_cut": cut,
         "seconds": seconds,

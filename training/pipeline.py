@@ -376,6 +376,7 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
                 fitter.resume()
                 weights = fit_fusion(fitter, tcae_ids, tcae_vecs, options, device, clock.timings["cel"])
                 fitter.fit_novelty()
+                fitter.fit_cold()
                 fitter.pause()
         with clock.stage("indexes"):
             for name, result in results.items():
@@ -406,6 +407,9 @@ def _train(data: Path, out: Path, options: TrainOptions) -> Path:
             novelty = fitter.served_novelty()
             if novelty is not None:
                 ranking_record["novelty"] = novelty
+            cold = fitter.served_cold()
+            if cold is not None:
+                ranking_record["cold"] = cold
         else:
             ranking_record["fit"] = {"skipped": "fit budget 0"}
 

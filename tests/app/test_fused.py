@@ -222,3 +222,47 @@ def test_fused_with_the_fitted_rank_offset(clustered: Path, tmp_path: Path) -> N
     assert FusedLists.load(vdir, record, 300, lists, weights, 60.0) is not None
     assert FusedLists.load(vdir, record, 300, lists, weights, 0.0) is None
     assert FusedLists.load(clustered, read_manifest(clustered).ranking[FUSED], 300, lists, weights, 20.0) is None
+
+
+def test_a_fitted_cold_start_fusion_with_the_popularity_list(clustered: Path, tmp_path: Path) -> None:
+    """A version whose cold-start fusion weighs popularity: cold seeds get the popular songs, from the fused row
+    and per request alike; warm seeds' answers do not change; filters apply to the popularity list too."""
+    vdir = tmp_path / clustered.name
+    shutil.copytree(clustered, vdir)
+    data = json.loads((vdir / MANIFEST).read_text(encoding="utf-8"))
+    cold = {"weights": {"tcae": 0.1, "cel": 0.0, "popular": 1.0}, "offset": 20.0}
+    data["ranking"]["cold"] = {**cold, "fitted": True}
+    del data["ranking"][FUSED]
+    (vdir / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    record = add_fused(vdir)
+    assert record["cold"] == cold
+    fast, slow = _pair(vdir)
+    plain = Engine.load(clustered)
+    truth = read_truth(vdir)
+    cold_ids = truth["cold_start"]
+    assert cold_ids
+    by_popularity = np.argsort(-fast.catalog.popularity, kind="stable")
+    for sid in fast.catalog.song_ids.tolist():
+        for novelty in NOVELTIES:
+            _same(fast, slow, "recommend", sid, k=10, novelty=novelty)
+        if sid not in cold_ids and fast.query_vector("music2vec", sid) is not None:
+            assert fast.recommend(sid)[1] == plain.recommend(sid)[1], sid  # warm: the popularity list never enters
+    for sid in cold_ids:
+        row = fast.resolve(sid)
+        top = [it["song_id"] for it in fast.recommend(sid, k=10)[1]]
+        # Weight 1 at offset 20 against tcae's 0.1: the popular songs lead, the audio list reorders neighbours
+        # (a song tcae places first gains 0.1 / 21, which lifts the 15th most popular past the 10th at most).
+        popular = [int(fast.catalog.song_ids[r]) for r in by_popularity[:16] if r != row][:15]
+        assert len(top) == 10 and set(top) <= set(popular) and top[0] in popular[:2]
+        assert top != [it["song_id"] for it in plain.recommend(sid, k=10)[1]]
+        assert fast._fused_items(row, "score_total", 10, 0.0, False, None) is not None
+        # Not the seed, and with exclude_artist not its artist's songs (the popularity list is cleaned too).
+        artists = fast.artists(row)
+        assert sid not in top
+        for it in fast.recommend(sid, k=10, exclude_artist=True)[1]:
+            assert not fast.artists(fast.resolve(it["song_id"])) & artists
+    # Fused without the fitted cold-start fusion, the lists are not trusted for this version.
+    lists, weights = record["lists"], record["weights"]
+    assert FusedLists.load(vdir, record, 300, lists, weights, 0.0, fast.cold) is not None
+    assert FusedLists.load(vdir, {k: v for k, v in record.items() if k != "cold"}, 300, lists, weights, 0.0,
+                           fast.cold) is None

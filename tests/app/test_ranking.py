@@ -414,3 +414,45 @@ def test_cold_start_queries_fuse_the_audio_models_with_the_constant_weights() ->
     warm = {**audio, "cooc": [60, 70]}
     assert ranking.rank_method("score_total", warm, {**sims, "cooc": [3.0, 2.0]}, fitted) == ranking.score_total(
         warm, fitted)
+
+
+def test_a_version_s_cold_start_fusion_weighs_the_popularity_list() -> None:
+    fitted = {"music2vec": 1.0, "cooc": 1.0, "cel": 0.002, "tcae": 0.0}
+    cold = ranking.ColdFusion({"tcae": 0.1, "cel": 0.0, ranking.POPULAR: 1.0}, 20.0)
+    assert cold.popular and not ranking.ColdFusion().popular
+    lists = {"tcae": [20, 10, 40], "cel": [30, 50], ranking.POPULAR: [70, 10, 80]}
+    sims = {m: [1.0] * len(v) for m, v in lists.items()}
+    ranked = ranking.rank_method("score_total", lists, sims, fitted, 0.0, cold)
+    # cel weighs 0 here; 10 is in both tcae (rank 2) and the popularity list (rank 2).
+    assert [r for r, _ in ranked] == [10, 70, 80, 20, 40]
+    assert ranked[0][1] == pytest.approx(1 / 22 + 0.1 / 22)
+    # A warm query (a playlist source answered) ignores the cold-start fusion.
+    warm = {"cooc": [60], **lists}
+    assert ranking.rank_method("score_total", warm, {**sims, "cooc": [1.0]}, fitted, 0.0, cold) == \
+        ranking.score_total(warm, fitted)
+    # The default keeps the constant audio fusion of older versions.
+    audio = {"tcae": [20, 10, 40], "cel": [30, 50]}
+    assert ranking.fuse(audio, fitted, 0.0, ranking.ColdFusion()) == ranking.score_total(audio, ranking.FUSION_WEIGHTS)
+
+
+def test_cold_fusion_record_is_read_and_checked() -> None:
+    assert ranking.cold_fusion({}) == ranking.ColdFusion()
+    got = ranking.cold_fusion({"cold": {"weights": {"tcae": 0.5, "popular": 2.0}, "offset": 60, "fitted": True}})
+    assert got.weights == {"tcae": 0.5, "cel": 0.0, "popular": 2.0} and got.offset == 60.0
+    assert ranking.cold_fusion({"cold": got.as_record()}) == got
+    for bad, match in (({"weights": {"cooc": 1.0}}, "unknown source 'cooc'"),
+                       ({"weights": {"tcae": -1}}, "ranking.cold.weights.tcae"),
+                       ({"weights": {"tcae": 1}, "offset": "x"}, "ranking.cold.offset"),
+                       ({"offset": 1.0}, "ranking.cold: must be an object with a 'weights' object")):
+        with pytest.raises(ValueError, match=match):
+            ranking.cold_fusion({"cold": bad})
+
+
+def test_popular_candidates_skip_the_excluded_and_look_past_a_filter() -> None:
+    popularity = np.array([5, 0, 9, 9, 1, 7])
+    order = ranking.popular_order(popularity, 10)
+    assert order.tolist() == [2, 3, 5, 0, 4]  # no song without history; ties by row
+    rows, sims = ranking.popular_candidates(order, popularity, {3}, depth=2)
+    assert rows == [2, 5] and sims == [9.0, 7.0]
+    rows, _ = ranking.popular_candidates(order, popularity, {3}, depth=2, keep=lambda r: r % 2 == 0)
+    assert rows == [2, 0]

@@ -113,6 +113,10 @@ def test_evaluate_writes_metrics_and_report(trained: tuple[Path, Path, Path], re
     served = {k: chosen[k] for k in ("strength", "head", "cap_quantile", "fitted") if k in chosen}
     assert manifest.ranking["novelty"] == served
     assert ranking.novelty_cap_quantile(manifest.ranking) == chosen.get("cap_quantile")
+    # So is the cold-start fusion (fitted on the validation queries answered from their audio alone).
+    cold = manifest.ranking["fit"]["cold"]
+    assert manifest.ranking["cold"] == {k: cold[k] for k in ("weights", "offset", "fitted")}
+    assert ranking.cold_fusion(manifest.ranking).as_record() == {k: cold[k] for k in ("weights", "offset")}
     report = Path(results["report"])
     text = report.read_text(encoding="utf-8")
     for png in ("metrics_bars.png", "novelty_tradeoff.png", "map_music2vec.png", "map_tcae.png", "map_cel.png"):

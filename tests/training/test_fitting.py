@@ -394,6 +394,67 @@ def test_served_novelty_carries_the_cap_and_leaves_the_trials_out() -> None:
     assert ranking.novelty_cap_quantile({"novelty": served}) == 0.75
 
 
+def _cold_split(seed: int, truth_popular: bool, n: int = 240) -> tuple[ValidationSplit, dict[str, list[list[int]]]]:
+    """Songs 0..199; songs 0..19 are in many fitting playlists. Each query's truth is either popular songs or
+    the songs its seed's audio lists place first (which are rare): (split, audio lists)."""
+    rng = np.random.default_rng(seed)
+    fit_playlists = [rng.choice(20, 4, replace=False).tolist() + rng.choice(np.arange(20, 200), 4).tolist()
+                     for _ in range(300)]
+    queries, tcae, cel = [], [], []
+    for _ in range(n):
+        seed_song = int(rng.integers(20, 200))
+        audio = [int(x) for x in rng.choice(np.arange(20, 200), 60, replace=False) if x != seed_song][:50]
+        truth = rng.choice(20, 6, replace=False).tolist() if truth_popular else audio[:3]
+        queries.append(ValQuery(seed_song, frozenset(int(t) for t in truth)))
+        tcae.append(audio)
+        cel.append(audio[::-1])
+    split = ValidationSplit(fit_playlists, list(range(len(fit_playlists))), [], queries)
+    return split, {"tcae": tcae, "cel": cel}
+
+
+def test_cold_fit_weighs_popularity_where_held_out_songs_are_the_hits() -> None:
+    split, audio = _cold_split(0, truth_popular=True)
+    fitter = Fitter(split, FitOptions(budget_s=1.0, search=False), seed=0)
+    fitter.audio_lists = audio
+    cold = fitter.fit_cold()
+    rec = fitter.record["cold"]
+    assert cold.popular and rec["best_grid_point"]["adopted"] and rec["fitted"]
+    assert rec["validation"]["hit_rate@10"] > 0.9 > rec["reference_validation"]["hit_rate@10"]
+    # The record is what the service reads.
+    served = fitter.served_cold()
+    assert served is not None and ranking.cold_fusion({"cold": served}) == cold
+    # The validation figures are those of the service's fusion of the same lists.
+    pop: dict[int, int] = {}
+    for p in split.fit_playlists:
+        for s_ in p:
+            pop[s_] = pop.get(s_, 0) + 1
+    by_pop = sorted(pop, key=lambda s_: (-pop[s_], s_))
+    tops = [[r for r, _ in ranking.fuse({"tcae": audio["tcae"][i], "cel": audio["cel"][i],
+                                         ranking.POPULAR: [x for x in by_pop[:51] if x != q.seed][:50]},
+                                        {"cooc": 1.0}, 0.0, cold)[:10]]
+            for i, q in enumerate(split.queries)]
+    assert figures(tops, split.queries) == rec["validation"]
+
+
+def test_cold_fit_keeps_the_audio_fusion_where_the_audio_lists_hold_the_hits() -> None:
+    split, audio = _cold_split(1, truth_popular=False)
+    fitter = Fitter(split, FitOptions(budget_s=1.0, search=False), seed=0)
+    fitter.audio_lists = audio
+    cold = fitter.fit_cold()
+    rec = fitter.record["cold"]
+    assert rec["reference_validation"]["hit_rate@10"] == 1.0  # the audio lists' heads are the truth
+    assert not cold.popular and rec["validation"] == rec["reference_validation"]
+    assert rec["popular_alone"]["hit_rate@10"] < 0.2
+
+
+def test_cold_fit_needs_both_audio_lists() -> None:
+    split, audio = _cold_split(2, truth_popular=True, n=20)
+    fitter = Fitter(split, FitOptions(budget_s=1.0, search=False), seed=0)
+    fitter.audio_lists = {"tcae": audio["tcae"]}  # no CEL was trained on the fitting split
+    assert fitter.fit_cold() == ranking.ColdFusion()
+    assert fitter.record["cold"]["fitted"] is False and "cel" in fitter.record["cold"]["note"]
+
+
 # -- the service uses what was fitted -------------------------------------------------------------
 
 

@@ -192,12 +192,18 @@ class ValQuery:
 
 @dataclass
 class ValidationSplit:
-    """The fitting playlists, the validation playlists' ids and the validation queries."""
+    """The fitting playlists, the validation playlists' ids and the validation queries.
+
+    ``cold_queries`` are the validation playlists' songs that no fitting playlist holds, each a seed with
+    the rest of its playlist as the truth: cold-start queries, as `mugle evaluate` draws them from the
+    held-out playlists (the cold-start fusion is fitted on them).
+    """
 
     fit_playlists: list[list[int]]
     fit_ids: list[int]
     val_ids: list[int]
     queries: list[ValQuery]
+    cold_queries: list[ValQuery] = field(default_factory=list)
 
 
 def split_validation(
@@ -237,6 +243,7 @@ def split_validation(
     fit_ids = [int(i) for i, v in zip(playlist_ids, is_val, strict=True) if not v]
     known = {s for p in fit_playlists for s in p}
     queries: list[ValQuery] = []
+    cold: list[ValQuery] = []
     for i in val_idx.tolist():
         songs = list(dict.fromkeys(playlists[i]))
         if len(songs) < 2:
@@ -246,7 +253,10 @@ def split_validation(
         for j in picks.tolist():
             s = warm[j]
             queries.append(ValQuery(int(s), frozenset(songs) - {s}))
-    return ValidationSplit(fit_playlists, fit_ids, [int(playlist_ids[i]) for i in val_idx.tolist()], queries)
+        # Every cold song seeds its own query, as in `mugle evaluate` (no draw: the warm draws stay what
+        # they were); whether it has audio is the fit's to check.
+        cold.extend(ValQuery(int(s), frozenset(songs) - {s}) for s in songs if s not in known)
+    return ValidationSplit(fit_playlists, fit_ids, [int(playlist_ids[i]) for i in val_idx.tolist()], queries, cold)
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -319,8 +329,9 @@ class Fitter:
     fused_lists: dict[str, list[list[int]]] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     offset: float = 0.0
-    # The validation seeds' audio lists (tcae, and cel when a CEL was trained on the fitting split).
-    audio_lists: dict[str, list[list[int]]] = field(default_factory=dict)
+    # The audio models' (ids, L2-normalised vectors) the fusion was fitted with: tcae, and cel when a CEL
+    # was trained on the fitting split. The cold-start fit lists its seeds' neighbours in them.
+    audio_vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # The budget counts the fitting's own time only: training pauses the clock between the phases.
     _spent: float = 0.0
     _since: float | None = field(default_factory=time.perf_counter)
@@ -513,11 +524,13 @@ class Fitter:
             lists.pop(ranking.COOC, None)
         for name, (ids, vecs) in audio.items():
             lists[name] = vector_lists(ids, vecs, vecs, self.seeds)
+            self.audio_vectors[name] = (ids, vecs)
         notes: dict[str, str] = {}
         if cel_trainer is not None and self.fit_w2v is not None and len(self.fit_w2v.ids):
             if cel_seconds * 1.2 + 1.0 <= self.left():
                 cel_ids, cel_vecs = cel_trainer(self.fit_w2v.ids, self.fit_w2v.query)
                 lists["cel"] = vector_lists(cel_ids, cel_vecs, cel_vecs, self.seeds)
+                self.audio_vectors["cel"] = (cel_ids, cel_vecs)
             else:
                 notes["cel"] = (f"not fitted (weight 0 but for audio-only songs): a CEL takes ~{cel_seconds:.1f}s, "
                                 f"{self.left():.1f}s of the budget left")
@@ -590,7 +603,6 @@ class Fitter:
             "seconds": round(time.perf_counter() - t0, 3), **notes,
         }
         self.fused_lists = {m: lists[m] for m in names}
-        self.audio_lists = {m: lists[m] for m in ("tcae", "cel") if m in lists}
         self.weights = weights
         self.offset = offset
         logger.info("fit: fusion weights %s (%s; single sources %s)", weights, self.record["fusion"]["validation"],
@@ -677,27 +689,36 @@ class Fitter:
     def fit_cold(self, popularity: Mapping[int, int] | None = None) -> ranking.ColdFusion:
         """The cold-start fusion: weights over :data:`mugle_core.fusion.COLD_SOURCES` and a rank offset.
 
-        Each validation query is answered as a song without playlist history would be: from its seed's
-        audio lists (:attr:`audio_lists`, which do not depend on playlists) and the fitting split's songs by
+        The queries are the validation split's cold ones (:attr:`ValidationSplit.cold_queries`: songs of
+        validation playlists that no fitting playlist holds, so neither Music2Vec nor the CEL trained on the
+        fitting split learnt anything of them, as of a new song), those with audio. Each is answered from its
+        seed's neighbours in the audio models (:attr:`audio_vectors`) and the fitting split's songs by
         popularity (``popularity``, default playlists per song in the fitting split), fused over
         :data:`COLD_WEIGHT_GRID` x :data:`mugle_core.fusion.FUSION_OFFSETS`. The constant audio fusion
         (:class:`mugle_core.fusion.ColdFusion`'s default) stays unless the grid's best point gains clearly
-        over it (:func:`clear_gain`, as the warm fusion). Needs both audio lists: without a CEL trained on
-        the fitting split the served CEL would enter a fusion fitted without it, so the default is kept.
+        over it (:func:`clear_gain`, as the warm fusion): with few cold queries only a large gain passes.
+        Needs both audio models: without a CEL trained on the fitting split the served CEL would enter a
+        fusion fitted without it, so the default is kept.
         """
         t0 = time.perf_counter()
         default = ranking.ColdFusion()
-        queries = self.split.queries
-        missing = [m for m in ("tcae", "cel") if m not in self.audio_lists]
-        if missing or not queries:
-            why = f"no {' or '.join(missing)} lists on the fitting split" if missing else "no validation queries"
+        missing = [m for m in ("tcae", "cel") if m not in self.audio_vectors]
+        seeds = [q.seed for q in self.split.cold_queries]
+        audio = {m: vector_lists(*self.audio_vectors[m], self.audio_vectors[m][1], seeds)
+                 for m in ("tcae", "cel") if m not in missing}
+        keep = [i for i in range(len(seeds)) if any(ls[i] for ls in audio.values())]
+        queries = [self.split.cold_queries[i] for i in keep]
+        if missing or len(queries) < 2:
+            why = (f"no {' or '.join(missing)} vectors on the fitting split" if missing
+                   else f"{len(queries)} cold-start validation queries with audio")
             self.record["cold"] = {**default.as_record(), "fitted": False, "note": why}
             return default
         if popularity is None:
             popularity = self.fit_popularity()
         by_pop = sorted((s for s, n in popularity.items() if n > 0), key=lambda s: (-popularity[s], s))
         head = by_pop[: DEPTH + 1]
-        lists = {**self.audio_lists, ranking.POPULAR: [[s for s in head if s != q.seed][:DEPTH] for q in queries]}
+        lists = {**{m: [ls[i] for i in keep] for m, ls in audio.items()},
+                 ranking.POPULAR: [[s for s in head if s != q.seed][:DEPTH] for q in queries]}
         names = list(ranking.COLD_SOURCES)
         combos = [dict(zip(names, c, strict=True)) for c in _grid([COLD_WEIGHT_GRID[m] for m in names]) if any(c)]
         reference = {m: float(default.weights.get(m, 0.0)) for m in names}

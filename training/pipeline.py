@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -578,6 +578,18 @@ def fit_fusion(
 ) -> dict[str, float]:
     """score_total's weights on the validation split; a CEL is retrained on the fitting split's Music2Vec
     vectors (the final CEL saw the validation playlists through its Music2Vec input) when it fits the budget."""
+    from training.music2vec import l2_normalise
+
+    audio = {"tcae": (tcae_ids, l2_normalise(tcae_vecs))} if len(tcae_ids) else {}
+    trainer = fit_cel_trainer(tcae_ids, tcae_vecs, options, device) if len(tcae_ids) else None
+    return fitter.fit_fusion(audio, trainer, cel_seconds, have_cooc=options.cooc_width > 0)
+
+
+def fit_cel_trainer(
+    tcae_ids: np.ndarray, tcae_vecs: np.ndarray, options: TrainOptions, device: str
+) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """What trains the fit's CEL: from (Music2Vec ids, query vectors) of the fitting split to (ids,
+    L2-normalised CEL vectors), with the version's TCAE and CEL options."""
     import tempfile
 
     from training import cel
@@ -589,9 +601,7 @@ def fit_fusion(
                                                  device=device, models_dir=Path(tmp))
         return out_ids, l2_normalise(out_vecs)
 
-    audio = {"tcae": (tcae_ids, l2_normalise(tcae_vecs))} if len(tcae_ids) else {}
-    return fitter.fit_fusion(audio, cel_trainer if len(tcae_ids) else None, cel_seconds,
-                             have_cooc=options.cooc_width > 0)
+    return cel_trainer
 
 
 # -- command line -------------------------------------------------------------------------------------

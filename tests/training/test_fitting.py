@@ -40,6 +40,7 @@ from training.fitting import (
     novelty_margin,
     selection_z,
     split_validation,
+    vector_lists,
 )
 from training.music2vec import Music2VecOptions
 
@@ -394,28 +395,45 @@ def test_served_novelty_carries_the_cap_and_leaves_the_trials_out() -> None:
     assert ranking.novelty_cap_quantile({"novelty": served}) == 0.75
 
 
-def _cold_split(seed: int, truth_popular: bool, n: int = 240) -> tuple[ValidationSplit, dict[str, list[list[int]]]]:
-    """Songs 0..199; songs 0..19 are in many fitting playlists. Each query's truth is either popular songs or
-    the songs its seed's audio lists place first (which are rare): (split, audio lists)."""
+def _cold_split(seed: int, truth_popular: bool, n: int = 240) -> tuple[ValidationSplit, dict]:
+    """Songs 0..199 with random audio vectors; songs 0..19 are in many fitting playlists, songs 150..199 in
+    none (the cold seeds). Each cold query's truth is either popular songs or its seed's nearest audio
+    neighbours: (split, audio vectors as the fusion fit leaves them)."""
     rng = np.random.default_rng(seed)
-    fit_playlists = [rng.choice(20, 4, replace=False).tolist() + rng.choice(np.arange(20, 200), 4).tolist()
+    fit_playlists = [rng.choice(20, 4, replace=False).tolist() + rng.choice(np.arange(20, 150), 4).tolist()
                      for _ in range(300)]
-    queries, tcae, cel = [], [], []
+    ids = np.arange(200)
+    vectors = {}
+    for model in ("tcae", "cel"):
+        v = rng.normal(size=(200, 16)).astype(np.float32)
+        vectors[model] = (ids, v / np.linalg.norm(v, axis=1, keepdims=True))
+    queries = []
     for _ in range(n):
-        seed_song = int(rng.integers(20, 200))
-        audio = [int(x) for x in rng.choice(np.arange(20, 200), 60, replace=False) if x != seed_song][:50]
-        truth = rng.choice(20, 6, replace=False).tolist() if truth_popular else audio[:3]
+        seed_song = int(rng.integers(150, 200))
+        if truth_popular:
+            truth = rng.choice(20, 6, replace=False).tolist()
+        else:
+            truth = [s for m in ("tcae", "cel")
+                     for s in np.argsort(-(vectors[m][1] @ vectors[m][1][seed_song]))[1:4].tolist()]
         queries.append(ValQuery(seed_song, frozenset(int(t) for t in truth)))
-        tcae.append(audio)
-        cel.append(audio[::-1])
-    split = ValidationSplit(fit_playlists, list(range(len(fit_playlists))), [], queries)
-    return split, {"tcae": tcae, "cel": cel}
+    split = ValidationSplit(fit_playlists, list(range(len(fit_playlists))), [], [], queries)
+    return split, vectors
+
+
+def test_split_draws_cold_queries_from_songs_no_fitting_playlist_holds() -> None:
+    playlists = _clustered_playlists(4) + [[500, 501, 1], [502, 2]]
+    split = split_validation(playlists, list(range(len(playlists))), [], FitOptions(val_fraction=0.3), seed=1)
+    known = {s for p in split.fit_playlists for s in p}
+    val = [playlists[i] for i in split.val_ids]
+    expected = [(s, frozenset(p) - {s}) for p in val for s in dict.fromkeys(p) if s not in known]
+    assert [(q.seed, q.relevant) for q in split.cold_queries] == expected
+    assert all(q.seed in known for q in split.queries)
 
 
 def test_cold_fit_weighs_popularity_where_held_out_songs_are_the_hits() -> None:
-    split, audio = _cold_split(0, truth_popular=True)
+    split, vectors = _cold_split(0, truth_popular=True)
     fitter = Fitter(split, FitOptions(budget_s=1.0, search=False), seed=0)
-    fitter.audio_lists = audio
+    fitter.audio_vectors = vectors
     cold = fitter.fit_cold()
     rec = fitter.record["cold"]
     assert cold.popular and rec["best_grid_point"]["adopted"] and rec["fitted"]
@@ -424,35 +442,39 @@ def test_cold_fit_weighs_popularity_where_held_out_songs_are_the_hits() -> None:
     served = fitter.served_cold()
     assert served is not None and ranking.cold_fusion({"cold": served}) == cold
     # The validation figures are those of the service's fusion of the same lists.
-    pop: dict[int, int] = {}
-    for p in split.fit_playlists:
-        for s_ in p:
-            pop[s_] = pop.get(s_, 0) + 1
+    pop = fitter.fit_popularity()
     by_pop = sorted(pop, key=lambda s_: (-pop[s_], s_))
+    seeds = [q.seed for q in split.cold_queries]
+    audio = {m: vector_lists(ids, v, v, seeds) for m, (ids, v) in vectors.items()}
     tops = [[r for r, _ in ranking.fuse({"tcae": audio["tcae"][i], "cel": audio["cel"][i],
                                          ranking.POPULAR: [x for x in by_pop[:51] if x != q.seed][:50]},
                                         {"cooc": 1.0}, 0.0, cold)[:10]]
-            for i, q in enumerate(split.queries)]
-    assert figures(tops, split.queries) == rec["validation"]
+            for i, q in enumerate(split.cold_queries)]
+    assert figures(tops, split.cold_queries) == rec["validation"]
 
 
 def test_cold_fit_keeps_the_audio_fusion_where_the_audio_lists_hold_the_hits() -> None:
-    split, audio = _cold_split(1, truth_popular=False)
+    split, vectors = _cold_split(1, truth_popular=False)
     fitter = Fitter(split, FitOptions(budget_s=1.0, search=False), seed=0)
-    fitter.audio_lists = audio
+    fitter.audio_vectors = vectors
     cold = fitter.fit_cold()
     rec = fitter.record["cold"]
     assert rec["reference_validation"]["hit_rate@10"] == 1.0  # the audio lists' heads are the truth
-    assert not cold.popular and rec["validation"] == rec["reference_validation"]
-    assert rec["popular_alone"]["hit_rate@10"] < 0.2
+    # Popularity has nothing to add here (the audio weights may still be re-balanced for the order).
+    assert not cold.popular and rec["validation"]["hit_rate@10"] == 1.0
+    assert rec["validation"]["ndcg@10"] >= rec["reference_validation"]["ndcg@10"]
+    assert rec["popular_alone"]["hit_rate@10"] < 0.5
 
 
-def test_cold_fit_needs_both_audio_lists() -> None:
-    split, audio = _cold_split(2, truth_popular=True, n=20)
+def test_cold_fit_needs_both_audio_models_and_cold_queries() -> None:
+    split, vectors = _cold_split(2, truth_popular=True, n=20)
     fitter = Fitter(split, FitOptions(budget_s=1.0, search=False), seed=0)
-    fitter.audio_lists = {"tcae": audio["tcae"]}  # no CEL was trained on the fitting split
+    fitter.audio_vectors = {"tcae": vectors["tcae"]}  # no CEL was trained on the fitting split
     assert fitter.fit_cold() == ranking.ColdFusion()
     assert fitter.record["cold"]["fitted"] is False and "cel" in fitter.record["cold"]["note"]
+    fitter = Fitter(ValidationSplit(split.fit_playlists, split.fit_ids, [], [], []), FitOptions(), seed=0)
+    fitter.audio_vectors = vectors
+    assert fitter.fit_cold() == ranking.ColdFusion() and "0 cold-start" in fitter.record["cold"]["note"]
 
 
 # -- the service uses what was fitted -------------------------------------------------------------

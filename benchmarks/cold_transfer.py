@@ -22,7 +22,6 @@ Read-only on the artifacts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -37,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.eval_structures import CATALOGS  # noqa: E402
+from benchmarks.sweep_files import sweep_parser, write_results  # noqa: E402
 from evaluation import metrics as M  # noqa: E402
 from evaluation.evaluate import Baselines, Served, build_queries, load_context, resolve_version  # noqa: E402
 from mugle_core import fusion  # noqa: E402
@@ -153,10 +153,7 @@ skipped. Few cold queries per split: read the intervals.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, action="append", required=True,
-                        help="a structure sweep's --work folder (repeat for several splits)")
-    parser.add_argument("--out", type=Path, help="write the table (Markdown) here and the figures beside it (.json)")
+    parser = sweep_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -173,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if args.out:
         works = ", ".join(f"`{w}`" for w in args.work)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(HEADER + f"\nSweeps: {works}.\n\n" + "\n".join(lines) + "\n")
-        per_line = (f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in results.items())
-        args.out.with_suffix(".json").write_text("{\n" + ",\n".join(per_line) + "\n}\n")
+        write_results(args.out, HEADER + f"\nSweeps: {works}.\n\n" + "\n".join(lines) + "\n", results)
     return 0
 
 

@@ -19,7 +19,6 @@ Read-only on the artifacts; the served engine's novelty setting is changed in me
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -33,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app import ranking  # noqa: E402
+from benchmarks.sweep_files import sweep_parser, write_results  # noqa: E402
 from evaluation import metrics as M  # noqa: E402
 from evaluation.evaluate import Served, build_queries, load_context, resolve_version  # noqa: E402
 from training.fitting import NOVELTY_TARGET_RATIO, NoveltySetting, novelty_margin  # noqa: E402
@@ -107,10 +107,7 @@ HEADER = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, action="append", required=True,
-                        help="a structure sweep's --work folder (repeat for several splits)")
-    parser.add_argument("--out", type=Path, help="write the table (Markdown) here and the figures beside it (.json)")
+    parser = sweep_parser(__doc__.split("\n\n")[0])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     results: dict[str, dict[str, Any]] = {}
@@ -122,11 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = table(results)
     print("\n".join(lines))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join([*HEADER, *lines]) + "\n")
         # One line per catalog: every tried setting's two pairs of figures.
-        per_line = (f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in results.items())
-        args.out.with_suffix(".json").write_text("{\n" + ",\n".join(per_line) + "\n}\n")
+        write_results(args.out, "\n".join([*HEADER, *lines]) + "\n", results)
     return 0
 
 

@@ -26,8 +26,6 @@ Reads only; each catalog's ``artifacts/current`` version must have been evaluate
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.eval_structures import CATALOGS, CHECKS  # noqa: E402
+from benchmarks.sweep_files import sweep_parser, write_results  # noqa: E402
 from evaluation.evaluate import PRACTITIONER_BASELINES, resolve_version  # noqa: E402
 from mugle_core.artifacts import MODEL_NAMES, PER_QUERY  # noqa: E402
 from training.fitting import NOVELTY_MAX_COST, NOVELTY_TARGET_RATIO  # noqa: E402
@@ -188,10 +187,7 @@ the intervals are a little narrow.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, action="append", required=True,
-                        help="a structure sweep's --work folder, one per training seed (repeat)")
-    parser.add_argument("--out", type=Path, help="write the table (Markdown) here and the figures beside it (.json)")
+    parser = sweep_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap (default 0)")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
@@ -206,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if args.out:
         works = ", ".join(f"`{w}`" for w in args.work)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(HEADER + f"\nSweeps pooled: {works}.\n\n" + "\n".join(lines) + "\n")
-        per_line = (f"{json.dumps(k)}: {json.dumps(v, sort_keys=True)}" for k, v in results.items())
-        args.out.with_suffix(".json").write_text("{\n" + ",\n".join(per_line) + "\n}\n")
+        write_results(args.out, HEADER + f"\nSweeps pooled: {works}.\n\n" + "\n".join(lines) + "\n", results)
     return 0
 
 

@@ -12,7 +12,7 @@ The replay runs training's own steps on the saved version: a validation split of
 (drawn afresh; the held-out ones are not among them), one Music2Vec with the version's chosen settings and a
 CEL trained on the fitting split, the version's TCAE (trained without playlists), and the cold-start fit on
 the validation playlists' cold songs. Only Music2Vec's search and the warm fusion's grid are skipped.
-Versions trained with the cold fit carry their own (``ranking.cold``).
+A version trained with the cold-start fit is served with its own (``ranking.cold``), nothing replayed.
 
     python benchmarks/cold_transfer.py --work /work/cache/sweep/seed0 --work /work/cache/sweep/seed1 \\
         --out docs/eval/cold_start.md
@@ -82,10 +82,14 @@ def catalog_cold(data: Path, artifacts: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"queries": len(cold_queries), "served_cold": manifest["ranking"].get("cold")}
     if not cold_queries:
         return out
-    fitted, record = replay_fit(ctx, vdir, manifest)
-    out["replayed_fit"] = {k: record[k] for k in ("weights", "offset", "queries", "validation", "note",
-                                                   "reference_validation", "popular_alone", "best_grid_point")
-                           if k in record}
+    if "cold" in manifest["ranking"]:  # trained with the cold-start fit: what it serves
+        fitted, record = fusion.cold_fusion(manifest["ranking"]), manifest["ranking"]["fit"]["cold"]
+    else:
+        fitted, record = replay_fit(ctx, vdir, manifest)
+    out["fit"] = {"source": "trained" if "cold" in manifest["ranking"] else "replayed",
+                  **{k: record[k] for k in ("weights", "offset", "queries", "validation", "note",
+                                            "reference_validation", "popular_alone", "best_grid_point")
+                     if k in record}}
     served = Served(vdir)
     engine = served.engine
     engine.fused = None  # its pools were fused with the version's own cold-start fusion
@@ -118,7 +122,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     """One row per catalog, pooled over its splits."""
     lines = ["| catalog | cold queries (per split) | constant audio fusion HR@10 | fitted HR@10 | most-popular HR@10 | "
              "fitted − constant, HR@10 | fitted − most-popular, HR@10 | fitted − most-popular, nDCG@10 | "
-             "fitted weights (tcae / cel / popular, offset) per split |",
+             "fitted weights (tcae / cel / popular, offset) per split, (t): trained with the fit |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, splits in results.items():
         used = [s for s in splits.values() if s.get("queries")]
@@ -130,8 +134,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         diff_p = [a - b for a, b in zip(fitted_h, pop_h, strict=True)]
         diff_pn = [a - b for a, b in zip(_pooled(used, WAYS[1], "ndcg"), _pooled(used, WAYS[2], "ndcg"), strict=True)]
         weights = "; ".join(
-            "{tcae:g} / {cel:g} / {popular:g}, {off:g}".format(**s["replayed_fit"]["weights"],
-                                                               off=s["replayed_fit"]["offset"]) for s in used)
+            "{tcae:g} / {cel:g} / {popular:g}, {off:g}{mark}".format(
+                **s["fit"]["weights"], off=s["fit"]["offset"], mark="" if s["fit"]["source"] == "replayed" else " (t)")
+            for s in used)
         lines.append(f"| {name} | {len(fitted_h)} ({'/'.join(str(s['queries']) for s in splits.values())}) | "
                      f"{_ci(const_h)} | {_ci(fitted_h)} | {_ci(pop_h)} | {_ci(diff_c, True)} | {_ci(diff_p, True)} | "
                      f"{_ci(diff_pn, True)} | {weights} |")
@@ -148,7 +153,8 @@ version as training fits it (`Fitter.fit_cold`: the validation playlists' songs 
 holds, answered from their audio neighbours and a popularity list, weights over tcae, cel and popularity
 crossed with the rank offsets, adopted over the constant fusion only on a clear validation gain), with
 Music2Vec and the CEL retrained on the fitting split and the version's TCAE; only Music2Vec's search is
-skipped. Few cold queries per split: read the intervals.
+skipped; a version trained with the cold-start fit (marked "(t)") is served with the fusion it fitted
+itself. Few cold queries per split: read the intervals.
 """
 
 
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             if (cat / "artifacts" / "current").exists() and (cat / "data").is_dir():
                 found = catalog_cold(cat / "data", cat / "artifacts")
                 results.setdefault(name, {})[str(work)] = found
-                fit = found.get("replayed_fit", {})
+                fit = found.get("fit", {})
                 print(f"{work.name}/{name}: {found['queries']} cold queries; fitted {fit.get('weights')} "
                       f"at {fit.get('offset')}", flush=True)
     lines = table(results)

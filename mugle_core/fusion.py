@@ -367,14 +367,18 @@ def fusion_offset(record: Mapping[str, object] | None) -> float:
         when the recorded offset is not a finite number >= 0.
     """
     fusion = (record or {}).get("fusion") if isinstance(record, Mapping) else None
-    value = fusion.get("offset", 0.0) if isinstance(fusion, Mapping) else 0.0
+    return _non_negative(fusion.get("offset", 0.0) if isinstance(fusion, Mapping) else 0.0, "ranking.fusion.offset")
+
+
+def _non_negative(value: object, where: str) -> float:
+    """``value`` as a finite number >= 0 (not a bool); ValueError naming ``where`` otherwise."""
     try:
-        offset = float(value) if not isinstance(value, bool) else float("nan")
+        number = float(value) if not isinstance(value, bool) else float("nan")  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        offset = float("nan")
-    if not np.isfinite(offset) or offset < 0:
-        raise ValueError(f"ranking.fusion.offset: must be a finite number >= 0, got {value!r}")
-    return offset
+        number = float("nan")
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(f"{where}: must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def fusion_weights(record: Mapping[str, object] | None) -> dict[str, float]:
@@ -419,24 +423,12 @@ def cold_fusion(record: Mapping[str, object] | None) -> ColdFusion:
     block = (record or {}).get("cold") if isinstance(record, Mapping) else None
     if block is None:
         return ColdFusion()
-    if not isinstance(block, Mapping) or not isinstance(block.get("weights"), Mapping):
+    if not isinstance(block, Mapping) or not isinstance(raw := block.get("weights"), Mapping):
         raise ValueError("ranking.cold: must be an object with a 'weights' object")
     weights: dict[str, float] = {}
-    raw = block["weights"]
-    assert isinstance(raw, Mapping)
     for name, value in raw.items():
         if name not in COLD_SOURCES:
             raise ValueError(f"ranking.cold.weights: unknown source {name!r} (known: {', '.join(COLD_SOURCES)})")
         weights[str(name)] = _non_negative(value, f"ranking.cold.weights.{name}")
     return ColdFusion({m: weights.get(m, 0.0) for m in COLD_SOURCES},
                       _non_negative(block.get("offset", 0.0), "ranking.cold.offset"))
-
-
-def _non_negative(value: object, where: str) -> float:
-    try:
-        number = float(value) if not isinstance(value, bool) else float("nan")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or number < 0:
-        raise ValueError(f"{where}: must be a finite number >= 0, got {value!r}")
-    return number

@@ -10,7 +10,7 @@ What the project once chose by hand on the demo catalog is chosen here per catal
   sources' validation lists fused exactly as the service fuses them (:func:`mugle_core.fusion.score_total`);
 * the novelty re-rank's strength, kept head and popularity cap;
 * the cold-start fusion (a query with audio alone): the audio models' weights and that of a popularity list
-  (:class:`mugle_core.fusion.ColdFusion`), on the validation queries answered from their seeds' audio alone.
+  (:class:`mugle_core.fusion.ColdFusion`), on the validation playlists' songs that no fitting playlist holds.
 
 Protocol: a seeded share of the *training* playlists (never the held-out ones, which are not even passed
 in; :func:`split_validation` refuses an overlap) is set aside. Models are trained on the rest; each
